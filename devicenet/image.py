@@ -1,0 +1,123 @@
+"""Decoding photos and turning them into network input.
+
+Preprocessing follows the model's metadata: resize the shorter side (Pillow
+bilinear), centre crop, ``(pixel - mean) / std`` per channel, RGB order.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import DeviceNetError
+
+#: images with more pixels than this are refused before decoding
+#: (a few-KB PNG can declare 30000x30000 pixels: a decompression bomb)
+MAX_PIXELS = 64_000_000
+
+
+def open_image(image, draft_size=None):
+    """Decode a path, PIL image or HxWx3 uint8 array into an upright RGB PIL image.
+
+    ``draft_size`` lets a JPEG decoder downscale by 1/2, 1/4 or 1/8 while
+    decoding when the image is far larger than needed, which is much faster.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+            raise DeviceNetError(f"an image array must be HxWx3 uint8, got {image.dtype} {image.shape}")
+        return Image.fromarray(image, "RGB")
+    if isinstance(image, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(image), "image")
+    path = os.fspath(image)
+    if os.path.isdir(path):
+        raise DeviceNetError(f"{path}: is a directory, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if img.width * img.height > MAX_PIXELS:
+                raise DeviceNetError(f"{path}: {img.width}x{img.height} pixels is over the "
+                                     f"{MAX_PIXELS // 1_000_000} megapixel limit")
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", draft_size)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except DeviceNetError:
+        raise
+    except FileNotFoundError:
+        raise DeviceNetError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise DeviceNetError(f"{path}: not an image file Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DeviceNetError(f"{path}: image is too large (decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        raise DeviceNetError(f"{path}: cannot decode image ({str(e)[:200] or e.__class__.__name__})") from None
+    return _to_rgb(img, path)
+
+
+def _to_rgb(img, path):
+    try:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit greyscale: scale to 8 bits rather than letting Pillow clip at 255
+            arr = np.asarray(img, dtype=np.float64)
+            peak = arr.max() if arr.max() > 255 else 255.0
+            img = Image.fromarray((arr * (255.0 / peak)).round().astype(np.uint8), "L")
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            # Transparent pixels become white, as a viewer would show them.
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, rgba)
+        return img.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise DeviceNetError(f"{path}: cannot convert image to RGB ({e})") from None
+
+
+def draft_size(spec):
+    """The smallest decode size that still leaves the resize step something to do."""
+    return (spec["resize"], spec["resize"])
+
+
+def resize_crop(img, spec):
+    """Resize the shorter side to ``spec['resize']``, then centre crop ``spec['crop']``."""
+    resize, crop = spec["resize"], spec["crop"]
+    w, h = img.size
+    if w <= h:
+        nw, nh = resize, max(1, int(round(h * resize / w)))
+    else:
+        nw, nh = max(1, int(round(w * resize / h))), resize
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - crop) // 2, (nh - crop) // 2
+    if left < 0 or top < 0:  # resize < crop: pad by resizing up instead
+        img = img.resize((max(nw, crop), max(nh, crop)), Image.BILINEAR)
+        left, top = (img.width - crop) // 2, (img.height - crop) // 2
+    return img.crop((left, top, left + crop, top + crop))
+
+
+def normalize(pixels, spec, out=None):
+    """uint8 HxWx3 -> float32 ``(pixels - mean) / std``."""
+    mean = np.asarray(spec["mean"], np.float32)
+    inv = np.float32(1.0) / np.asarray(spec["std"], np.float32)
+    x = np.subtract(pixels, mean, out=out, dtype=np.float32)
+    x *= inv
+    if spec.get("channel_order", "RGB") == "BGR":
+        x = x[..., ::-1]
+    return x
+
+
+def preprocess(img, spec):
+    """An RGB PIL image -> HxWx3 float32 network input."""
+    return normalize(np.asarray(resize_crop(img, spec)), spec)
+
+
+def ten_crops(img, spec):
+    """The ten-crop test-time scheme: four corners and the centre, and their mirrors."""
+    resize, crop = spec["resize"], spec["crop"]
+    w, h = img.size
+    scale = resize / min(w, h)
+    img = img.resize((max(crop, int(round(w * scale))), max(crop, int(round(h * scale)))), Image.BILINEAR)
+    w, h = img.size
+    boxes = [(0, 0), (w - crop, 0), (0, h - crop), (w - crop, h - crop), ((w - crop) // 2, (h - crop) // 2)]
+    crops = [np.asarray(img.crop((x, y, x + crop, y + crop))) for x, y in boxes]
+    crops += [c[:, ::-1] for c in crops]
+    return np.stack([normalize(c, spec) for c in crops])

