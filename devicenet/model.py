@@ -122,15 +122,18 @@ class Model:
             raise DeviceNetError(f"model {self.name} has no preprocessing metadata: use forward() with a prepared batch")
         return self.preprocess
 
-    def load_image(self, image):
-        """Decode and preprocess one image; return (input array, decode ms, preprocess ms)."""
+    def prepare(self, image, oversample=False):
+        """Decode and preprocess one image into a network batch.
+
+        Returns ``(batch, decode ms, preprocess ms)``; the batch holds one
+        image, or ten crops with ``oversample``.
+        """
         spec = self._spec()
         t0 = time.perf_counter()
         img = open_image(image, draft_size(spec))
         t1 = time.perf_counter()
-        x = preprocess(img, spec)
-        t2 = time.perf_counter()
-        return x, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        x = ten_crops(img, spec) if oversample else preprocess(img, spec)[None]
+        return x, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
 
     def classify(self, image, top=5, oversample=False):
         """Classify a path, PIL image or HxWx3 uint8 array; return a Classification.
@@ -138,20 +141,17 @@ class Model:
         ``oversample`` averages the probabilities of ten crops (corners, centre
         and mirrors); the latency then counts all ten.
         """
-        spec = self._spec()
+        x, decode_ms, pre_ms = self.prepare(image, oversample)
+        return self._finish(image, x, decode_ms, pre_ms, top)
+
+    def _finish(self, image, x, decode_ms, pre_ms, top):
         t0 = time.perf_counter()
-        img = open_image(image, draft_size(spec))
-        t1 = time.perf_counter()
-        x = ten_crops(img, spec) if oversample else preprocess(img, spec)[None]
-        t2 = time.perf_counter()
         probs = self.probabilities(self.forward(x)).mean(axis=0)
-        t3 = time.perf_counter()
+        infer_ms = (time.perf_counter() - t0) * 1e3
         result = self.top(probs, top)
-        result.latency_ms = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3,
-                             "inference": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        result.image = image if isinstance(image, (str, os.PathLike)) else None
-        if result.image is not None:
-            result.image = os.fspath(result.image)
+        result.image = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        result.latency_ms = {"decode": decode_ms, "preprocess": pre_ms, "inference": infer_ms,
+                             "total": decode_ms + pre_ms + infer_ms}
         return result
 
     def classify_many(self, images, top=5, oversample=False):
@@ -164,35 +164,18 @@ class Model:
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        spec = self._spec()
-
-        def prepare(image):
-            t0 = time.perf_counter()
-            img = open_image(image, draft_size(spec))
-            t1 = time.perf_counter()
-            x = ten_crops(img, spec) if oversample else preprocess(img, spec)[None]
-            return x, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
-
         images = list(images)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prepare, images[0]) if images else None
+            pending = pool.submit(self.prepare, images[0], oversample) if images else None
             for i, image in enumerate(images):
                 future = pending
-                pending = pool.submit(prepare, images[i + 1]) if i + 1 < len(images) else None
+                if i + 1 < len(images):
+                    pending = pool.submit(self.prepare, images[i + 1], oversample)
                 try:
-                    x, decode_ms, pre_ms = future.result()
-                    t0 = time.perf_counter()
-                    probs = self.probabilities(self.forward(x)).mean(axis=0)
-                    infer_ms = (time.perf_counter() - t0) * 1e3
+                    yield self._finish(image, *future.result(), top)
                 except DeviceNetError as e:
                     e.image = os.fspath(image)
                     yield e
-                    continue
-                result = self.top(probs, top)
-                result.image = os.fspath(image)
-                result.latency_ms = {"decode": decode_ms, "preprocess": pre_ms, "inference": infer_ms,
-                                     "total": decode_ms + pre_ms + infer_ms}
-                yield result
 
     def top(self, probs, top=5):
         k = max(1, min(int(top), probs.shape[-1]))
