@@ -204,5 +204,97 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
                f"{s['float32_bytes'] / 1e6:.2f} MB)")
 
 
+def feature_progress(done, total, path):
+    """Progress of feature extraction, on stderr (a folder takes minutes on a Pi)."""
+    if done == total or done % max(1, total // 20) == 0 or done == 1:
+        click.echo(f"features: {done}/{total} ({os.path.basename(path)})", err=True)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the new .dnet model.")
+@click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Share of each class's photos held out to measure accuracy (0: skip the measurement).")
+@click.option("--augment", is_flag=True, help="Also train on ten crops (corners, centre, mirrors) of each photo.")
+@click.option("--oversample", is_flag=True,
+              help="Score and train on ten crops per photo, as `classify --oversample` does.")
+@click.option("--l2", default=1e-2, show_default=True, type=click.FloatRange(1e-8, 1e4),
+              help="L2 regularisation strength of the classifier (on standardised features).")
+@click.option("--layer", metavar="NAME", help="Feature layer (default: the input of the last dense layer).")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@model_options
+def learn(dataset, output, holdout, augment, oversample, l2, layer, force, as_json,
+          model_path, backend, threads, port, device):
+    """Teach the model your own objects: retrain its top layer on DATASET.
+
+    DATASET holds one sub-folder of photos per class (two or more; a
+    catch-all such as `_background` is fine).  Features are cached in
+    DATASET/.devicenet-cache by photo content, so re-runs only compute new
+    photos.  The new model keeps the base network and ends in the learned
+    layer, labelled with the folder names.
+
+    \b
+    Examples:
+        devicenet learn photos/ -o mine.dnet
+        devicenet learn photos/ -o mine.dnet --augment --holdout 0.3
+        devicenet classify --model mine.dnet new-photo.jpg
+    """
+    from .learn import learn as run_learn
+    if os.path.exists(output) and not force:
+        fail(f"{output} exists; pass --force to replace it")
+    model = load_model(model_path, backend, threads, port, device)
+    warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
+    try:
+        report = run_learn(dataset, output, model, holdout=holdout, augment=augment, oversample=oversample,
+                           l2=l2, layer=layer, progress=feature_progress, warn=warn)
+    except DeviceNetError as e:
+        fail(str(e))
+    if as_json:
+        echo_json(report)
+        return
+    classes = report["classes"]
+    click.echo(f"wrote {output}: {len(classes)} classes, {report['photos']} photos "
+               f"({report['features_computed']} feature passes computed, the rest cached)")
+    width = max(len(c) for c in classes)
+    for c in classes:
+        click.echo(f"  {c:<{width}}  {report['counts'][c]} photos")
+    if "accuracy" in report:
+        click.echo(f"held-out accuracy: {report['accuracy'] * 100:.1f}% of {report['held_out']} photos")
+        click.echo("confusion (rows: true class, columns: predicted):")
+        for c, row in zip(classes, report["confusion"]):
+            click.echo(f"  {c:<{width}}  " + " ".join(f"{v:4d}" for v in row))
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
+@click.option("--layer", metavar="NAME", help="Which activation (default: the penultimate features).")
+@click.option("--oversample", is_flag=True, help="Average the features of ten crops (corners, centre, mirrors).")
+@model_options
+def features(images, output, layer, oversample, model_path, backend, threads, port, device):
+    """Save the raw features of each IMAGE to OUTPUT.npy, one row per image.
+
+    \b
+    Examples:
+        devicenet features photos/*.jpg -o feats.npy
+        devicenet features cat.png --layer head -o head.npy
+    """
+    import numpy as np
+    model = load_model(model_path, backend, threads, port, device)
+    rows = []
+    try:
+        for i, image in enumerate(images):
+            rows.append(model.features(image, layer, oversample).mean(axis=0))
+            feature_progress(i + 1, len(images), image)
+        np.save(output, np.stack(rows))
+    except DeviceNetError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{output}: cannot write ({e.strerror or e})")
+    click.echo(f"wrote {output}: {len(rows)} x {rows[0].shape[0]} float32", err=True)
+
+
 if __name__ == "__main__":
     main()

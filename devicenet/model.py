@@ -177,6 +177,28 @@ class Model:
                     e.image = os.fspath(image)
                     yield e
 
+    def features(self, image, layer=None, oversample=False):
+        """The activations of ``layer`` (default: the input of the last dense
+        layer, i.e. the penultimate features) as an (N, D) float32 array.
+
+        ``image`` is a path, PIL image or HxWx3 uint8 array (N = 1, or 10
+        crops with ``oversample``), or an already preprocessed float NHWC batch.
+        """
+        from .features import feature_layer, truncate
+        layer = layer or feature_layer(self.graph)
+        if not hasattr(self, "_cut"):
+            self._cut = {}
+        cut = self._cut.get(layer)
+        if cut is None:
+            graph = truncate(self.graph, layer)
+            be = self._backend
+            cut = Model(graph, create_backend(graph, be.name, threads=be.threads, residency=be.residency,
+                                              fallback=False), self.path, self.port)
+            self._cut[layer] = cut
+        if isinstance(image, np.ndarray) and image.dtype.kind == "f":
+            return cut.forward(image)
+        return cut.forward(self.prepare(image, oversample)[0])
+
     def top(self, probs, top=5):
         k = max(1, min(int(top), probs.shape[-1]))
         order = np.argsort(-probs, kind="stable")[:k]
