@@ -25,7 +25,10 @@ def create(graph, name="cpu", threads=None, residency="resident", device=None, f
     if name in ("opencl", "auto"):
         try:
             from .opencl import OpenCLBackend
-            return OpenCLBackend(graph, threads=threads, residency=residency, device=device)
+            # A device failure during a run falls back too, unless the user
+            # asked for OpenCL explicitly.
+            return OpenCLBackend(graph, threads=threads, residency=residency, device=device,
+                                 fallback=name == "auto" or fallback)
         except ImportError:
             reason = "pyopencl is not installed (pip install 'devicenet[opencl]')"
         except DeviceNetError as e:
