@@ -296,5 +296,45 @@ def features(images, output, layer, oversample, model_path, backend, threads, po
     click.echo(f"wrote {output}: {len(rows)} x {rows[0].shape[0]} float32", err=True)
 
 
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--reference", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The float model to compare with: an .onnx file (needs onnxruntime) or a .dnet.")
+@click.option("--images", required=True, multiple=True, type=click.Path(exists=True),
+              help="A folder of photos (searched recursively) or a photo; repeat for more.")
+@click.option("--worst", default=5, show_default=True, type=click.IntRange(0, 1000),
+              help="How many of the furthest-off photos to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def evaluate(model, reference, images, worst, as_json):
+    """Compare MODEL with a float reference on your photos.
+
+    Prints top-1 agreement, mean top-5 overlap, mean and max logit error and
+    the photos where the two differ most.
+
+    \b
+    Example:
+        devicenet evaluate lite0.dnet --reference lite0-float32.dnet --images photos/
+    """
+    from .evaluate import evaluate as run_evaluate
+    progress = None if as_json else (lambda msg: click.echo(msg, err=True))
+    try:
+        r = run_evaluate(model, reference, list(images), progress=progress)
+    except DeviceNetError as e:
+        fail(str(e))
+    for msg in r.failed:
+        click.echo(f"Warning: skipped {msg}", err=True)
+    if as_json:
+        echo_json(r.to_json(worst))
+        return
+    click.echo(f"{len(r.photos)} photos: top-1 agreement {r.top1_agreement * 100:.1f}%, "
+               f"top-5 overlap {r.top5_overlap * 100:.1f}%")
+    click.echo(f"  logit error: mean {r.mean_logit_error:.4f}, max {r.max_logit_error:.4f}")
+    if worst:
+        click.echo("  furthest from the reference:")
+        for p in r.worst(worst):
+            click.echo(f"    {p.image}: {r.label(p.top5[0])} (reference {r.label(p.reference_top5[0])}), "
+                       f"top-5 overlap {p.overlap * 100:.0f}%, max logit error {p.max_error:.3f}")
+
+
 if __name__ == "__main__":
     main()
