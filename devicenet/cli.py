@@ -336,5 +336,95 @@ def evaluate(model, reference, images, worst, as_json):
                        f"top-5 overlap {p.overlap * 100:.0f}%, max logit error {p.max_error:.3f}")
 
 
+@main.command()
+@click.option("--explain", is_flag=True, help="Show which facts matched and what was decided.")
+@click.option("--port", envvar="DEVICENET_PORT", metavar="NAME", help="Explain this profile instead of the detected one.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def ports(explain, port, as_json):
+    """List the board profiles and mark the one detected here.
+
+    Detection reads /proc/device-tree/model and /proc/cpuinfo under
+    DEVICENET_SYSROOT (default /) and the machine type (DEVICENET_MACHINE
+    overrides it).  Extra profiles can go in the folder DEVICENET_PORTS names.
+    """
+    from . import ports as boards
+    try:
+        found = boards.detect(name=port)
+        table = boards.profiles()
+    except DeviceNetError as e:
+        fail(str(e))
+    if as_json:
+        echo_json({"selected": found.profile.name, "note": found.note, "facts": found.facts.to_json(),
+                   "profiles": [p.to_json() for p in table.values()]})
+        return
+    if explain:
+        for line in boards.explain(found):
+            click.echo(line)
+        return
+    for p in table.values():
+        mark = "*" if p.name == found.profile.name else " "
+        click.echo(f"{mark} {p.name:18s} {p.title:28s} {'/'.join(p.backends):11s} "
+                   f"{p.threads or 'all':>3} threads  {p.residency}")
+    click.echo(f"(* = {'chosen' if found.forced else 'detected'}: {found.profile.name}"
+               f"{'; ' + found.note if found.note and not found.forced else ''})")
+
+
+@main.command()
+@click.option("--runs", default=20, show_default=True, type=click.IntRange(1, 100000), help="Timed runs.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10000), help="Untimed runs first.")
+@click.option("--net", type=click.Choice(["alexnet"]),
+              help="Time a built-in network instead: alexnet (AlexNet-shaped, 61M 8-bit weights, pseudo-random).")
+@click.option("--layers", is_flag=True, help="Add a per-layer table (op, shape, ms, % of total).")
+@click.option("--residency", type=click.Choice(["resident", "streamed"]),
+              help="Decode weights at load or per layer (default: the board profile's choice).")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Photo to run on (default: a bundled one).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--save", type=click.Path(dir_okay=False), help="Also write the JSON document to this file.")
+@click.option("--table", "tables", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Print a Markdown table from saved results (repeat, or list files as arguments).")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@model_options
+def benchmark(runs, warmup, net, layers, residency, image, as_json, save, tables, files,
+              model_path, backend, threads, port, device):
+    """Time the shipped model (or --net alexnet) on this board.
+
+    Prints load time, first-inference time, steady-state latency, images per
+    second, peak memory, and where the board stands against published
+    timings.  With --table, turns saved results (FILES) into one Markdown
+    comparison table instead.
+
+    \b
+    Examples:
+        devicenet benchmark
+        devicenet benchmark --net alexnet --layers
+        devicenet benchmark --runs 50 --save pi2.json
+        devicenet benchmark --table pi2.json bbb.json tk1.json
+    """
+    from . import bench
+    try:
+        if tables or files:
+            if not tables:
+                raise click.UsageError("FILES are only read with --table")
+            for line in bench.markdown_table([bench.read_result(p) for p in tables + files]):
+                click.echo(line)
+            return
+        progress = bench.Progress(sys.stderr)
+        result = bench.run(None if net else model_path, net, port=port, backend=backend, threads=threads,
+                           device=device, residency=residency, runs=runs, warmup=warmup, layers=layers,
+                           image=image, progress=progress)
+        if save:
+            with open(save, "w") as f:
+                json.dump(result, f, indent=2)
+    except DeviceNetError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"{save}: {e.strerror}")
+    if as_json:
+        echo_json(result)
+        return
+    for line in bench.report(result) + ([""] + bench.layer_lines(result) if layers else []):
+        click.echo(line)
+
+
 if __name__ == "__main__":
     main()
