@@ -27,9 +27,35 @@ MAGIC = b"DNET"
 VERSION = (1, 0)
 ALIGN = 64
 FIXED = struct.Struct("<4sHHIIQQI4x")  # magic, major, minor, json len, json crc, data offset, data len, fixed crc
-MAX_HEADER = 64 << 20  # a JSON header larger than this is refused unread
+MAX_HEADER = 16 << 20  # a JSON header larger than this is refused unread (Lite0: 53 KB)
 MAX_TENSORS = 1 << 16
 MAX_NODES = 1 << 16
+#: Activations (and the largest im2col scratch) a model may need at batch 1:
+#: a few-KB file must not be able to ask for gigabytes at run time.
+MAX_ACTIVATION_BYTES = 1 << 30
+
+_INT, _NUM, _BOOL, _STR = "integer", "number", "boolean", "string"
+#: op -> {attribute: kind}; a kind is a type name, "N integers", or a tuple of
+#: alternatives.  Checked before shape inference so that no backend ever sees
+#: an attribute of the wrong type.  Ops missing here get shape checks only.
+ATTRS = {
+    "conv": {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers",
+             "dilation": "2 integers", "groups": _INT, "activation": _STR, "pad_value": _NUM},
+    "dense": {"activation": _STR},
+    "add": {"activation": _STR},
+    "affine": {},
+    "clip": {"min": (_NUM, None), "max": (_NUM, None)},
+    "maxpool": {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers",
+                "dilation": "2 integers"},
+    "avgpool": {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers",
+                "dilation": "2 integers", "count_include_pad": (_BOOL, None), "pad_value": _NUM},
+    "global_avgpool": {},
+    "flatten": {},
+    "concat": {"axis": _INT},
+    "softmax": {"axis": _INT},
+    "lrn": {"size": _INT, "alpha": _NUM, "beta": _NUM, "bias": _NUM},
+    "pad": {"pads": "4 integers", "value": _NUM},
+}
 
 
 def _align(n):
@@ -86,7 +112,10 @@ def write(graph, path):
     path = os.fspath(path)
     infer_shapes(graph)  # never write a model that cannot be loaded
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dnet-", suffix=".part", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dnet-", suffix=".part", dir=folder)
+    except OSError as e:
+        raise DeviceNetError(f"{path}: cannot write ({e.strerror or e})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in serialize(graph):
@@ -94,11 +123,13 @@ def write(graph, path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise DeviceNetError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
     return os.path.getsize(path)
 
@@ -125,6 +156,16 @@ def _check_region(path, what, entry, data_length, expected):
     return off, length, vals[2]
 
 
+def _claim(buf, path, what, data_off, end, off, length, verify):
+    """Regions come in file order without overlap; the gap before each (alignment
+    padding) must be zero.  Returns the new end of the claimed data."""
+    if off < end:
+        _fail(path, f"{what}: overlaps the data before it")
+    if verify and any(bytes(buf[data_off + end:data_off + off])):
+        _fail(path, f"{what}: padding before it is not zero: the file is corrupt")
+    return off + length
+
+
 def parse_header(buf, path="model"):
     """Check the fixed header of a mapped file; return (json dict, data offset, data length)."""
     size = len(buf)
@@ -144,6 +185,9 @@ def parse_header(buf, path="model"):
         _fail(path, f"header length {hlen} does not fit the {size}-byte file (truncated?)")
     if data_off != _align(FIXED.size + hlen) or data_off + data_len != size:
         _fail(path, f"data section ({data_off}+{data_len}) does not match the {size}-byte file (truncated?)")
+    if any(bytes(buf[36:40])) or any(bytes(buf[FIXED.size + hlen:data_off])):
+        # Bytes no checksum covers must be zero, so that no flipped bit goes unnoticed.
+        _fail(path, "reserved or padding bytes are not zero: the file is corrupt")
     text = bytes(buf[FIXED.size:FIXED.size + hlen])
     if _crc(text) != hcrc:
         _fail(path, "header checksum mismatch: the file is corrupt")
@@ -156,9 +200,57 @@ def parse_header(buf, path="model"):
     return header, data_off, data_len
 
 
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) and abs(v) < 1e30)
+
+
+def _is_kind(v, kind):
+    if isinstance(kind, tuple):
+        return any(_is_kind(v, k) for k in kind)
+    if kind is None:
+        return v is None
+    if kind == _INT:
+        return _is_int(v)
+    if kind == _NUM:
+        return _is_num(v)
+    if kind == _BOOL:
+        return isinstance(v, bool)
+    if kind == _STR:
+        return isinstance(v, str)
+    n = int(kind.split()[0])  # "N integers"
+    return isinstance(v, list) and len(v) == n and all(_is_int(i) and abs(i) <= MAX_DIM for i in v)
+
+
+def _check_preprocess(path, spec):
+    """The preprocessing metadata must be usable as is by devicenet.image."""
+    if spec is None:
+        return
+    ok = (isinstance(spec, dict)
+          and all(_is_int(spec.get(k)) and 1 <= spec[k] <= MAX_DIM for k in ("resize", "crop"))
+          and all(isinstance(spec.get(k), list) and len(spec[k]) == 3 and all(map(_is_num, spec[k]))
+                  for k in ("mean", "std"))
+          and spec.get("channel_order", "RGB") in ("RGB", "BGR")
+          and isinstance(spec.get("interpolation", "bilinear"), str))
+    if not ok or min(abs(v) for v in spec["std"]) < 1e-6:
+        _fail(path, "metadata 'preprocess' needs integer resize and crop, three-number mean and "
+                    "non-zero std, and channel_order RGB or BGR")
+
+
 def _check_meta(path, meta):
     if not isinstance(meta, dict):
         _fail(path, "metadata is not an object")
+    for key in ("name", "license"):
+        if not isinstance(meta.get(key, ""), str):
+            _fail(path, f"metadata {key!r} must be a string")
+    for key in ("provenance", "quantization"):
+        if not isinstance(meta.get(key, {}), dict):
+            _fail(path, f"metadata {key!r} must be an object")
+    _check_preprocess(path, meta.get("preprocess"))
     inp = meta.get("input")
     if (not isinstance(inp, dict) or not isinstance(inp.get("name"), str)
             or not isinstance(inp.get("shape"), list) or len(inp["shape"]) not in (2, 4)
@@ -184,7 +276,23 @@ def _check_node(path, i, rec):
             or not isinstance(attrs, dict)
             or not isinstance(params, dict) or not all(isinstance(s, str) for s in params.values())):
         _fail(path, f"graph node {i} ({name}) is malformed")
+    for key, kind in ATTRS.get(op, {}).items():
+        if key in attrs and not _is_kind(attrs[key], kind):
+            want = " or ".join(map(str, kind)) if isinstance(kind, tuple) else kind
+            _fail(path, f"graph node {i} ({name}): attribute {key!r} must be {want}, got {attrs[key]!r:.60}")
     return Node(op, name, ins, outs, attrs, params)
+
+
+def activation_bytes(graph, shapes):
+    """Bytes of every activation at batch 1 plus the largest im2col scratch: an
+    upper bound on the working memory a backend needs for one image."""
+    total, scratch = sum(4 * math.prod(s) for s in shapes.values()), 0
+    for node in graph.nodes:
+        if node.op == "conv":
+            n, oh, ow, _ = shapes[node.outputs[0]]
+            w = graph.tensors[node.params["weight"]].shape
+            scratch = max(scratch, 4 * n * oh * ow * math.prod(w[1:]))
+    return total + scratch
 
 
 def load(path, verify=True):
@@ -222,7 +330,7 @@ def from_buffer(buf, path="model", verify=True):
         if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
             _fail(path, f"tensor record {i} is malformed")
         name, enc, shape = rec["name"], rec.get("encoding"), rec.get("shape")
-        if enc not in STORAGE:
+        if not isinstance(enc, str) or enc not in STORAGE:
             _fail(path, f"tensor {name}: unknown encoding {enc!r}")
         if (not isinstance(shape, list) or len(shape) > 8
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 31 for d in shape)):
@@ -232,9 +340,7 @@ def from_buffer(buf, path="model", verify=True):
         count = math.prod(shape)  # Python ints: no overflow
         dtype = STORAGE[enc]
         off, length, crc = _check_region(path, f"tensor {name}", rec, data_len, count * dtype.itemsize)
-        if off < end:
-            _fail(path, f"tensor {name}: overlaps the tensor before it")
-        end = off + length
+        end = _claim(buf, path, f"tensor {name}", data_off, end, off, length, verify)
         data = np.frombuffer(buf, dtype, count, data_off + off).reshape(shape)
         if verify and _crc(data) != crc:
             _fail(path, f"tensor {name}: checksum mismatch, the file is corrupt")
@@ -244,9 +350,7 @@ def from_buffer(buf, path="model", verify=True):
                 _fail(path, f"tensor {name}: an integer encoding needs an output-channel axis")
             off, length, crc = _check_region(path, f"tensor {name} scales", rec.get("scales"),
                                               data_len, shape[0] * 4)
-            if off < end:
-                _fail(path, f"tensor {name}: scales overlap other data")
-            end = off + length
+            end = _claim(buf, path, f"tensor {name} scales", data_off, end, off, length, verify)
             scales = np.frombuffer(buf, "<f4", shape[0], data_off + off)
             if verify and _crc(scales) != crc:
                 _fail(path, f"tensor {name}: scale checksum mismatch, the file is corrupt")
@@ -255,9 +359,18 @@ def from_buffer(buf, path="model", verify=True):
         elif verify and enc != "int8" and not np.all(np.isfinite(data)):
             _fail(path, f"tensor {name}: holds NaN or infinity")
         tensors[name] = Tensor(name, enc, tuple(shape), data, scales)
+    if end != data_len:
+        _fail(path, f"{data_len - end} bytes after the last tensor belong to nothing: the file is corrupt")
     graph = Graph(meta, [_check_node(path, i, r) for i, r in enumerate(nodes)], tensors, source=buf)
     try:
-        infer_shapes(graph)
+        shapes = infer_shapes(graph)
     except DeviceNetError as e:
         _fail(path, str(e))
+    need = activation_bytes(graph, shapes)
+    if need > MAX_ACTIVATION_BYTES:
+        _fail(path, f"the model needs {need / 2**20:.0f} MiB of activations per image, over the "
+                    f"{MAX_ACTIVATION_BYTES >> 20} MiB limit")
+    classes = shapes[graph.output_name][-1]
+    if graph.labels and len(graph.labels) != classes:
+        _fail(path, f"{len(graph.labels)} labels for {classes} outputs")
     return graph

@@ -54,3 +54,17 @@ def run_graph(graph, x, backend="cpu"):
     """Run a Graph on a backend by name and return the output."""
     from devicenet.backends import create
     return create(graph, backend, fallback=False).run(np.asarray(x, np.float32))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-full", action="store_true",
+                     help="also run the full-size fuzz counts (tests marked fuzz)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--fuzz-full"):
+        return
+    skip = pytest.mark.skip(reason="full-size fuzz run: pass --fuzz-full")
+    for item in items:
+        if "fuzz" in item.keywords:
+            item.add_marker(skip)

@@ -45,5 +45,5 @@ class Backend:
                 profile.append((node, tuple(out.shape), time.perf_counter() - t0))
             for name in node.inputs:
                 if last.get(name) == i and name != g.output_name:
-                    del values[name]
+                    values.pop(name, None)  # a node may take one input twice (x + x)
         return values[g.output_name]
