@@ -6,9 +6,13 @@ a depthwise convolution is a sum of shifted, per-channel-scaled views of the
 padded input.  No op loops in Python over pixels or channels.
 """
 
-import numpy as np
+import math
+import time
 
-from ..graph import ACTIVATIONS, window
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..graph import ACTIVATIONS, Tensor, window
 from .base import Backend
 
 
@@ -193,11 +197,284 @@ OPS = {
 }
 
 
+# --- planned kernels ------------------------------------------------------------
+#
+# A kernel is made once per node and input shape: weights transposed or tiled,
+# padding and column layouts worked out.  Called with the node's inputs, an
+# output buffer and scratch buffers from the arena, it writes the output in
+# place.  ``temps`` lists the scratch sizes (float32 elements) it needs.
+
+def _act_in_place(y, name):
+    lo, hi = ACTIVATIONS[name]
+    if lo == 0.0 and hi is None:
+        np.maximum(y, 0.0, out=y)
+    elif lo is not None or hi is not None:
+        np.clip(y, lo, hi, out=y)
+
+
+class _Gemm:
+    """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
+
+    def __init__(self, node, shape, weight, bias):
+        self.wt = np.ascontiguousarray(weight.reshape(weight.shape[0], -1).T)
+        self.bias, self.act = bias, node.attrs.get("activation", "none")
+        self.temps = ()
+
+    def __call__(self, inputs, out, temps):
+        x = inputs[0]
+        y = out.reshape(-1, self.wt.shape[1])
+        np.matmul(x.reshape(-1, self.wt.shape[0]), self.wt, out=y)
+        if self.bias is not None:
+            y += self.bias
+        _act_in_place(y, self.act)
+        return out
+
+
+class _Padded:
+    """Where a windowed op's zero-padded input goes, split into ``sw`` column
+    phases (phase p holds padded columns p, p+sw, ...), so that every kernel
+    tap reads whole contiguous rows of (columns x channels)."""
+
+    def __init__(self, shape, attrs):
+        n, h, w, c = shape
+        (self.kh, self.kw), (self.sh, self.sw), (pt, pl, pb, pr), _ = window(attrs, "")
+        self.hp, wp = h + pt + pb, w + pl + pr
+        self.oh = (self.hp - self.kh) // self.sh + 1
+        self.ow = (wp - self.kw) // self.sw + 1
+        self.wq = -(-wp // self.sw)
+        self.n, self.h, self.c, self.pt = n, h, c, pt
+        self.size = self.sw * n * self.hp * self.wq * c
+        self.copies = []  # (phase, first column, end column, first source column)
+        for p in range(self.sw):
+            q0 = max(0, -(-(pl - p) // self.sw))
+            q1 = max(q0, (w - 1 + pl - p) // self.sw + 1)
+            self.copies.append((p, q0, q1, q0 * self.sw + p - pl))
+
+    def fill(self, x, buf):
+        """Copy x into the phases in buf (borders zeroed: buf is reused scratch)."""
+        ph = buf[:self.size].reshape(self.sw, self.n, self.hp, self.wq, self.c)
+        t, h = self.pt, self.h
+        ph[:, :, :t] = 0
+        ph[:, :, t + h:] = 0
+        for p, q0, q1, s0 in self.copies:
+            ph[p, :, t:t + h, :q0] = 0
+            ph[p, :, t:t + h, q1:] = 0
+            ph[p, :, t:t + h, q0:q1] = x[:, :, s0:s0 + (q1 - q0 - 1) * self.sw + 1:self.sw]
+        return ph
+
+    def taps(self, ph, p, b, rows=None):
+        """Strided view (kh, taps of phase p, OH, OW*C) of image b's phase p:
+        entry [i, t, r] is the input row under kernel tap (i, p + t*sw) for output row r."""
+        img = ph[p, b].reshape(self.hp, -1)
+        rs, nj = img.strides[0], len(range(p, self.kw, self.sw))
+        r0, r1 = rows or (0, self.oh)
+        return as_strided(img[r0 * self.sh:], shape=(self.kh, nj, r1 - r0, self.ow * self.c),
+                          strides=(rs, self.c * 4, rs * self.sh, 4), writeable=False)
+
+
+class _Depthwise:
+    """Depthwise convolution: one einsum per column phase sums every tap's
+    product in a single pass over long contiguous rows (the weights are tiled
+    along the row once, here), in row bands shared among threads."""
+
+    def __init__(self, node, shape, weight, bias, pool=None):
+        self.pad = _Padded(shape, node.attrs)
+        p, ow = self.pad, self.pad.ow
+        w = weight[:, :, :, 0]  # (C, KH, KW)
+        self.w = [np.ascontiguousarray(np.tile(w[:, :, q::p.sw].transpose(1, 2, 0)[:, :, None, :],
+                                               (1, 1, ow, 1)).reshape(p.kh, -1, ow * p.c))
+                  for q in range(p.sw)]
+        self.bias = None if bias is None else np.tile(bias, ow)
+        self.act = node.attrs.get("activation", "none")
+        self.pool = pool
+        self.temps = (p.size, p.n * p.oh * ow * p.c if p.sw > 1 else 0)
+
+    def _band(self, ph, y, tmp, b, r0, r1):
+        pad = self.pad
+        acc = y[b, r0:r1]
+        np.einsum("itrl,itl->rl", pad.taps(ph, 0, b, (r0, r1)), self.w[0], out=acc)
+        for q in range(1, pad.sw):
+            t = tmp[b, r0:r1]
+            np.einsum("itrl,itl->rl", pad.taps(ph, q, b, (r0, r1)), self.w[q], out=t)
+            acc += t
+        if self.bias is not None:
+            acc += self.bias
+        _act_in_place(acc, self.act)
+
+    def __call__(self, inputs, out, temps):
+        pad = self.pad
+        ph = pad.fill(inputs[0], temps[0])
+        y = out.reshape(pad.n, pad.oh, -1)
+        tmp = temps[1][:y.size].reshape(y.shape) if pad.sw > 1 else None
+        bands = [(b, r0, r1) for b in range(pad.n) for r0, r1 in _bands(pad.oh, self.pool)]
+        if self.pool is None or len(bands) < 2:
+            for band in bands:
+                self._band(ph, y, tmp, *band)
+        else:
+            # numpy releases the GIL inside einsum and ufunc loops, so bands
+            # on other threads run in parallel with this one.
+            futures = [self.pool.submit(self._band, ph, y, tmp, *band) for band in bands[1:]]
+            self._band(ph, y, tmp, *bands[0])
+            for f in futures:
+                f.result()
+        return out
+
+
+def _bands(rows, pool):
+    """Split output rows among the pool's threads (one band without a pool)."""
+    k = 1 if pool is None else min(rows, pool._max_workers + 1)
+    edges = [rows * i // k for i in range(k + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+class _Im2col:
+    """Any other convolution without dilation: patches gathered from the
+    padded phases into a column scratch buffer, then one GEMM per group."""
+
+    def __init__(self, node, shape, weight, bias):
+        self.pad = _Padded(shape, node.attrs)
+        p = self.pad
+        self.groups = node.attrs.get("groups", 1)
+        cout = weight.shape[0]
+        w = weight.reshape(self.groups, cout // self.groups, -1)
+        self.wt = [np.ascontiguousarray(wg.T) for wg in w]
+        self.bias, self.act = bias, node.attrs.get("activation", "none")
+        self.m = p.n * p.oh * p.ow
+        self.cols = self.m * p.kh * p.kw * p.c
+        self.temps = (p.size, self.cols, self.m * (cout // self.groups) if self.groups > 1 else 0)
+
+    def __call__(self, inputs, out, temps):
+        p = self.pad
+        ph = p.fill(inputs[0], temps[0])
+        cols = temps[1][:self.cols].reshape(p.n, p.oh, p.ow, p.kh, p.kw, p.c)
+        for i in range(p.kh):
+            rows = slice(i, i + (p.oh - 1) * p.sh + 1, p.sh)
+            for j in range(p.kw):
+                q = j // p.sw
+                cols[:, :, :, i, j, :] = ph[j % p.sw, :, rows, q:q + p.ow]
+        y = out.reshape(self.m, -1)
+        if self.groups == 1:
+            np.matmul(cols.reshape(self.m, -1), self.wt[0], out=y)
+        else:
+            cin = p.c // self.groups
+            g_cols = cols.reshape(self.m, p.kh * p.kw, self.groups, cin)
+            part = temps[2][:self.m * self.wt[0].shape[1]].reshape(self.m, -1)
+            co = part.shape[1]
+            for g, wt in enumerate(self.wt):
+                np.matmul(g_cols[:, :, g, :].reshape(self.m, -1), wt, out=part)
+                y[:, g * co:(g + 1) * co] = part
+        if self.bias is not None:
+            y += self.bias
+        _act_in_place(y, self.act)
+        return out
+
+
+class _Add:
+    def __init__(self, node, shape):
+        self.act, self.temps = node.attrs.get("activation", "none"), ()
+
+    def __call__(self, inputs, out, temps):
+        np.add(inputs[0], inputs[1], out=out)
+        _act_in_place(out, self.act)
+        return out
+
+
+def _kernel(node, shape, params, pool):
+    """The planned kernel for a node with input shape ``shape``, or None when
+    the plain op function should run it."""
+    a = node.attrs
+    if node.op == "add":
+        return _Add(node, shape)
+    if node.op == "dense":
+        return _Gemm(node, shape, params["weight"], params.get("bias"))
+    if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
+        return None
+    w, bias = params["weight"], params.get("bias")
+    cout, kh, kw, cin_g = w.shape
+    groups = a.get("groups", 1)
+    if groups == shape[3] and cin_g == 1 and cout == groups:
+        return _Depthwise(node, shape, w, bias, pool)
+    if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
+        return _Gemm(node, shape, w, bias)
+    return _Im2col(node, shape, w, bias)
+
+
+class _Arena:
+    """Float32 buffers handed out and taken back in plan order: a buffer is
+    reused by a later value once every reader of its value has run."""
+
+    def __init__(self):
+        self.sizes, self.free = [], []
+
+    def take(self, size):
+        fits = [i for i in self.free if self.sizes[i] >= size]
+        if fits:
+            i = min(fits, key=lambda k: self.sizes[k])
+            self.free.remove(i)
+        elif self.free:  # grow the largest free buffer rather than add one
+            i = max(self.free, key=lambda k: self.sizes[k])
+            self.free.remove(i)
+            self.sizes[i] = size
+        else:
+            i = len(self.sizes)
+            self.sizes.append(size)
+        return i
+
+    def give(self, i):
+        self.free.append(i)
+
+
+class _Step:
+    """One node of a plan: kernel (or None), output slot and scratch slots."""
+
+    def __init__(self, node, kernel, shape, out, temps, drop):
+        self.node, self.kernel, self.shape = node, kernel, shape
+        self.out, self.temps, self.drop = out, temps, drop
+
+
+def _plan(graph, shapes, kernels):
+    """Assign arena slots to every planned output and scratch buffer; list
+    the values to drop after each step.  Returns (steps, slot sizes)."""
+    last = {}
+    for i, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            last[name] = i
+    # The plain op functions may return a view of their input (flatten, a
+    # pad of zero): such an input's buffer lives as long as the output does.
+    root = {}
+    for node, kernel in zip(graph.nodes, kernels):
+        if kernel is None and node.inputs:
+            root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
+    for name, r in root.items():
+        last[r] = max(last.get(r, -1), last.get(name, -1))
+    arena, owner, steps = _Arena(), {}, []
+    for i, node in enumerate(graph.nodes):
+        name, kernel = node.outputs[0], kernels[i]
+        out = None
+        if kernel is not None and name != graph.output_name:
+            out = owner[name] = arena.take(math.prod(shapes[name]))
+        temps = [arena.take(t) if t else None for t in (kernel.temps if kernel else ())]
+        for t in temps:
+            if t is not None:
+                arena.give(t)
+        drop = [n for n in node.inputs if last.get(n) == i and n != graph.output_name]
+        for r in set(root.get(n, n) for n in drop):
+            if last.get(r) == i and r in owner:
+                arena.give(owner.pop(r))
+        steps.append(_Step(node, kernel, shapes[name], out, temps, drop))
+    return steps, arena.sizes
+
+
 class CPUBackend(Backend):
     """Runs a graph with numpy.  Weights are decoded once at load
     (``resident``) or just before each layer runs (``streamed``)."""
 
     name = "cpu"
+
+    #: plans kept (one per input shape: batch sizes differ between calls)
+    PLANS = 2
+    #: float32 values of weights decoded at a time by a streamed layer
+    STREAM_CHUNK = 1 << 22
 
     def __init__(self, graph, threads=None, residency="resident", **_):
         super().__init__(graph, threads, residency)
@@ -205,11 +482,81 @@ class CPUBackend(Backend):
         if residency == "resident":
             for t in graph.tensors.values():
                 self._decoded[t.name] = t.decode()
+        self._plans = {}
+        self._pool = None
+        if threads and threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="devicenet-cpu")
 
     def _param(self, tname):
         got = self._decoded.get(tname)
         return got if got is not None else self.graph.tensors[tname].decode()
 
     def run_node(self, node, inputs):
+        if self.residency == "streamed" and node.op in ("conv", "dense"):
+            return self._streamed(node, inputs)
         params = {role: self._param(t) for role, t in node.params.items()}
         return OPS[node.op](inputs, node.attrs, params)
+
+    def _streamed(self, node, inputs):
+        """A weighted layer with its weights decoded a block of output
+        channels at a time, so no whole float32 weight tensor is ever held."""
+        t = self.graph.tensors[node.params["weight"]]
+        bias = self._param(node.params["bias"]) if "bias" in node.params else None
+        groups = node.attrs.get("groups", 1)
+        per = max(1, math.prod(t.shape[1:]))
+        step = max(1, self.STREAM_CHUNK // per)
+        if groups > 1 or step >= t.shape[0]:
+            return OPS[node.op](inputs, node.attrs, {"weight": t.decode(), "bias": bias})
+        parts = []
+        for r in range(0, t.shape[0], step):
+            w = Tensor(t.name, t.encoding, None, t.data[r:r + step],
+                       None if t.scales is None else t.scales[r:r + step]).decode()
+            b = None if bias is None else bias[r:r + step]
+            parts.append(OPS[node.op](inputs, node.attrs, {"weight": w, "bias": b}))
+        return np.concatenate(parts, axis=-1)
+
+    def _plan_for(self, shape):
+        plan = self._plans.get(shape)
+        if plan is not None:
+            return plan
+        shapes = self.graph.shapes(shape[0])
+        kernels = []
+        for node in self.graph.nodes:
+            k = None
+            if self.residency == "resident" or "weight" not in node.params:
+                params = {role: self._param(t) for role, t in node.params.items()}
+                k = _kernel(node, shapes[node.inputs[0]], params, self._pool)
+            kernels.append(k)
+        steps, sizes = _plan(self.graph, shapes, kernels)
+        buffers = [np.empty(s, np.float32) for s in sizes]
+        for s in steps:
+            s.out = None if s.out is None else buffers[s.out][:math.prod(s.shape)].reshape(s.shape)
+            s.temps = [None if t is None else buffers[t] for t in s.temps]
+        if len(self._plans) >= self.PLANS:
+            self._plans.pop(next(iter(self._plans)))
+        plan = self._plans[shape] = steps
+        return plan
+
+    def run(self, x, profile=None):
+        """Run the graph on an input batch (see Backend.run) through the
+        planned kernels and arena of this input shape."""
+        g = self.graph
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[1:] != self.graph.input_shape[1:]:
+            return super().run(x, profile)
+        values = {g.input_name: x}
+        for step in self._plan_for(x.shape):
+            t0 = time.perf_counter() if profile is not None else 0.0
+            ins = [values[n] for n in step.node.inputs]
+            if step.kernel is None:
+                out = self.run_node(step.node, ins)
+            else:
+                out = step.kernel(ins, step.out if step.out is not None else np.empty(step.shape, np.float32),
+                                  step.temps)
+            values[step.node.outputs[0]] = out
+            if profile is not None:
+                profile.append((step.node, tuple(out.shape), time.perf_counter() - t0))
+            for n in step.drop:
+                values.pop(n, None)
+        return values[g.output_name]
