@@ -101,15 +101,36 @@ def classify(images, top, oversample, as_json, model_path, backend, threads, por
         sys.exit(1)
 
 
+def show_devices(as_json):
+    """Print the OpenCL devices ``--device`` can name (by index or name)."""
+    try:
+        from .backends.opencl import list_devices
+        found = list_devices()
+    except ImportError:
+        fail("pyopencl is not installed (pip install 'devicenet[opencl]')")
+    except DeviceNetError as e:
+        fail(str(e))
+    if as_json:
+        return echo_json({"devices": found})
+    if not found:
+        click.echo("no OpenCL devices")
+    for d in found:
+        click.echo(f"{d['index']}: {d['device']}  ({d['type']}, {d['platform']}, {d['version']}, "
+                   f"{d['compute_units']} compute units, {d['global_mem_mb']} MB)")
+
+
 @main.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--tensors", is_flag=True, help="List every tensor.")
-def info(model, as_json, tensors):
+@click.option("--devices", is_flag=True, help="List the OpenCL platforms and devices instead.")
+def info(model, as_json, tensors, devices):
     """Show a model's metadata, ops, tensors, encodings and size.
 
     MODEL defaults to the shipped model.
     """
+    if devices:
+        return show_devices(as_json)
     from . import format as dnet
     from .model import default_model_path
     from .inspect import describe
