@@ -235,31 +235,32 @@ class _Padded:
     phases (phase p holds padded columns p, p+sw, ...), so that every kernel
     tap reads whole contiguous rows of (columns x channels)."""
 
-    def __init__(self, shape, attrs):
+    def __init__(self, shape, attrs, phases=True):
         n, h, w, c = shape
         (self.kh, self.kw), (self.sh, self.sw), (pt, pl, pb, pr), _ = window(attrs, "")
         self.hp, wp = h + pt + pb, w + pl + pr
         self.oh = (self.hp - self.kh) // self.sh + 1
         self.ow = (wp - self.kw) // self.sw + 1
-        self.wq = -(-wp // self.sw)
+        self.phases = self.sw if phases else 1
+        self.wq = -(-wp // self.phases)
         self.n, self.h, self.c, self.pt = n, h, c, pt
-        self.size = self.sw * n * self.hp * self.wq * c
+        self.size = self.phases * n * self.hp * self.wq * c
         self.copies = []  # (phase, first column, end column, first source column)
-        for p in range(self.sw):
-            q0 = max(0, -(-(pl - p) // self.sw))
-            q1 = max(q0, (w - 1 + pl - p) // self.sw + 1)
-            self.copies.append((p, q0, q1, q0 * self.sw + p - pl))
+        for p in range(self.phases):
+            q0 = max(0, -(-(pl - p) // self.phases))
+            q1 = max(q0, (w - 1 + pl - p) // self.phases + 1)
+            self.copies.append((p, q0, q1, q0 * self.phases + p - pl))
 
     def fill(self, x, buf):
         """Copy x into the phases in buf (borders zeroed: buf is reused scratch)."""
-        ph = buf[:self.size].reshape(self.sw, self.n, self.hp, self.wq, self.c)
+        ph = buf[:self.size].reshape(self.phases, self.n, self.hp, self.wq, self.c)
         t, h = self.pt, self.h
         ph[:, :, :t] = 0
         ph[:, :, t + h:] = 0
         for p, q0, q1, s0 in self.copies:
             ph[p, :, t:t + h, :q0] = 0
             ph[p, :, t:t + h, q1:] = 0
-            ph[p, :, t:t + h, q0:q1] = x[:, :, s0:s0 + (q1 - q0 - 1) * self.sw + 1:self.sw]
+            ph[p, :, t:t + h, q0:q1] = x[:, :, s0:s0 + (q1 - q0 - 1) * self.phases + 1:self.phases]
         return ph
 
     def taps(self, ph, p, b, rows=None):
@@ -329,10 +330,11 @@ def _bands(rows, pool):
 
 class _Im2col:
     """Any other convolution without dilation: patches gathered from the
-    padded phases into a column scratch buffer, then one GEMM per group."""
+    padded input into a column scratch buffer (one strided copy: each kernel
+    row's KW*C values are contiguous), then one GEMM per group."""
 
     def __init__(self, node, shape, weight, bias):
-        self.pad = _Padded(shape, node.attrs)
+        self.pad = _Padded(shape, node.attrs, phases=False)
         p = self.pad
         self.groups = node.attrs.get("groups", 1)
         cout = weight.shape[0]
@@ -345,23 +347,22 @@ class _Im2col:
 
     def __call__(self, inputs, out, temps):
         p = self.pad
-        ph = p.fill(inputs[0], temps[0])
-        cols = temps[1][:self.cols].reshape(p.n, p.oh, p.ow, p.kh, p.kw, p.c)
-        for i in range(p.kh):
-            rows = slice(i, i + (p.oh - 1) * p.sh + 1, p.sh)
-            for j in range(p.kw):
-                q = j // p.sw
-                cols[:, :, :, i, j, :] = ph[j % p.sw, :, rows, q:q + p.ow]
+        xp = p.fill(inputs[0], temps[0])[0]
+        sn, sh, sw, sc = xp.strides
+        strides = (sn, sh * p.sh, sw * p.sw, sh, sw, sc)
         y = out.reshape(self.m, -1)
         if self.groups == 1:
+            cols = temps[1][:self.cols].reshape(p.n, p.oh, p.ow, p.kh, p.kw, p.c)
+            cols[...] = as_strided(xp, shape=cols.shape, strides=strides)
             np.matmul(cols.reshape(self.m, -1), self.wt[0], out=y)
         else:
             cin = p.c // self.groups
-            g_cols = cols.reshape(self.m, p.kh * p.kw, self.groups, cin)
-            part = temps[2][:self.m * self.wt[0].shape[1]].reshape(self.m, -1)
-            co = part.shape[1]
+            cols = temps[1][:self.cols // self.groups].reshape(p.n, p.oh, p.ow, p.kh, p.kw, cin)
+            co = self.wt[0].shape[1]
+            part = temps[2][:self.m * co].reshape(self.m, co)
             for g, wt in enumerate(self.wt):
-                np.matmul(g_cols[:, :, g, :].reshape(self.m, -1), wt, out=part)
+                cols[...] = as_strided(xp[..., g * cin:], shape=cols.shape, strides=strides)
+                np.matmul(cols.reshape(self.m, -1), wt, out=part)
                 y[:, g * co:(g + 1) * co] = part
         if self.bias is not None:
             y += self.bias

@@ -1,0 +1,81 @@
+"""The CPU backend's planned kernels and arena against its plain op table."""
+
+import numpy as np
+import pytest
+
+from devicenet import format as dnet
+from devicenet.backends.base import Backend
+from devicenet.backends.cpu import CPUBackend
+from devicenet.convert.builder import Builder
+
+
+def plain(backend, x):
+    """The same backend run node by node through the OPS table."""
+    return Backend.run(backend, x)
+
+
+def conv_net():
+    """Every planned conv path: depthwise (strides 1, 2, uneven pads),
+    grouped, strided im2col, 1x1, a residual add, flatten and dense."""
+    rng = np.random.default_rng(3)
+    b = Builder([1, 19, 17, 6])
+
+    def w(*shape):
+        return rng.normal(size=shape).astype(np.float32) * 0.3
+
+    x = b.add("conv", b.input_name, {"kernel": [3, 3], "stride": [2, 2], "pads": [1, 1, 1, 1],
+                                     "activation": "relu6"}, params={"weight": w(8, 3, 3, 6), "bias": w(8)})
+    d = b.add("conv", x, {"kernel": [5, 5], "pads": [2, 1, 2, 3], "groups": 8, "activation": "relu"},
+              params={"weight": w(8, 5, 5, 1), "bias": w(8)})
+    d = b.add("conv", d, {"kernel": [3, 3], "stride": [2, 2], "pads": [0, 1, 1, 0], "groups": 8},
+              params={"weight": w(8, 3, 3, 1)})
+    g = b.add("conv", d, {"kernel": [3, 3], "pads": [1, 1, 1, 1], "groups": 2, "activation": "relu"},
+              params={"weight": w(8, 3, 3, 4), "bias": w(8)})
+    p = b.add("conv", g, {"kernel": [1, 1]}, params={"weight": w(8, 1, 1, 8), "bias": w(8)})
+    s = b.add("add", [p, d], {"activation": "relu"})
+    f = b.add("flatten", s, {})
+    b.add("dense", f, {"activation": "relu"}, params={"weight": w(5, b.shapes[f][1]), "bias": w(5)})
+    return b.graph({"name": "t"}, encodings={})  # all float32
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_planned_run_matches_op_table(threads, batch):
+    g = conv_net()
+    be = CPUBackend(g, threads=threads)
+    x = np.random.default_rng(batch).normal(size=(batch,) + g.input_shape[1:]).astype(np.float32)
+    want = plain(be, x)
+    for _ in range(2):  # the second run reuses the arena
+        got = be.run(x)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_output_is_not_overwritten_by_the_next_run():
+    g = conv_net()
+    be = CPUBackend(g)
+    x = np.ones((1,) + g.input_shape[1:], np.float32)
+    first = be.run(x)
+    kept = first.copy()
+    be.run(-x)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_shipped_model_planned_matches_op_table(shipped_model):
+    g = dnet.load(shipped_model)
+    be = CPUBackend(g, threads=2)
+    x = np.random.default_rng(0).normal(size=(1, 224, 224, 3)).astype(np.float32)
+    profile = []
+    got = be.run(x, profile=profile)
+    np.testing.assert_allclose(got, plain(be, x), rtol=1e-4, atol=1e-4)
+    assert [p[0].name for p in profile] == [n.name for n in g.nodes]
+
+
+def test_alexnet_shape_planned_and_streamed_match():
+    nets = pytest.importorskip("devicenet.nets")
+    g = nets.alexnet(width=0.25, size=67, classes=10)
+    x = np.random.default_rng(1).normal(size=(1, 67, 67, 3)).astype(np.float32)
+    want = plain(CPUBackend(g), x)
+    np.testing.assert_allclose(CPUBackend(g).run(x), want, rtol=1e-4, atol=1e-4)
+    streamed = CPUBackend(g, residency="streamed")
+    streamed.STREAM_CHUNK = 1000  # force several blocks per layer
+    np.testing.assert_allclose(streamed.run(x), want, rtol=1e-4, atol=1e-4)
