@@ -185,6 +185,15 @@ def confusion_matrix(truth, predicted, classes):
 
 # --- the output model ------------------------------------------------------------
 
+def feature_graph(graph, layer):
+    """The graph cut at ``layer``, which must be a flat (N, D) activation."""
+    base = truncate(graph, layer)
+    shape = base.shapes()[layer]
+    if len(shape) != 2:
+        raise DeviceNetError(f"layer {layer!r} has shape {shape}: the head needs a flat (N, D) feature layer")
+    return base
+
+
 def with_head(graph, layer, classifier, labels, name, extra_meta=None):
     """The base graph cut at ``layer`` plus a dense head from ``classifier``.
 
@@ -192,10 +201,7 @@ def with_head(graph, layer, classifier, labels, name, extra_meta=None):
     class, against the 4.8 MB int8 backbone), and full precision keeps the
     learned decision boundaries exactly where training put them.
     """
-    base = truncate(graph, layer)
-    width = base.shapes()[layer]
-    if len(width) != 2:
-        raise DeviceNetError(f"layer {layer!r} has shape {width}: the head needs a flat (N, D) feature layer")
+    base = feature_graph(graph, layer)
     taken = {n.name for n in base.nodes} | {o for n in base.nodes for o in n.outputs} | set(base.tensors)
     head = "learned"
     while head in taken or head + ".weight" in taken:
@@ -225,6 +231,7 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
     written model is trained on every photo.  Returns a report dict.
     """
     layer = layer or feature_layer(model.graph)
+    feature_graph(model.graph, layer)  # fail before minutes of feature extraction
     classes, items = scan(dataset)
     counts = {c: 0 for c in classes}
     for _, k in items:

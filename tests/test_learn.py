@@ -204,6 +204,8 @@ def test_learn_cli_refuses_bad_datasets(tmp_path):
     (tmp_path / "empty").mkdir()
     r = invoke("learn", tmp_path, "-o", tmp_path / "m.dnet")
     assert r.exit_code == 1 and "no photos" in r.stderr and "Traceback" not in r.output
+    r = invoke("learn", tmp_path, "-o", tmp_path / "m.dnet", "--layer", "head")
+    assert r.exit_code == 1 and "flat" in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_features_cli_saves_rows(tmp_path, base):
