@@ -27,13 +27,18 @@ DEFAULT_BUDGET = 1.2
 UPGRADE = "int16"
 #: calibration inputs used at most (more cost time, roughly linearly)
 MAX_IMAGES = 12
-#: clip candidates, as fractions of a channel's largest magnitude
-CLIP_RATIOS = np.linspace(0.5, 1.0, 26)
+#: clip candidates, as fractions of a channel's largest magnitude (down to 0.21)
+CLIP_RATIOS = 0.95 ** np.arange(31)
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "calibration")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # The budget is for the whole file; keep a little back for the metadata
 # (this report grows the JSON header) and alignment padding.
 HEADER_RESERVE = 16 * 1024
+
+
+def reserve(int8_bytes):
+    """Bytes of the budget held back for metadata growth."""
+    return min(HEADER_RESERVE, int8_bytes // 50)
 
 
 def image_files(directory):
@@ -228,7 +233,7 @@ def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None):
         if count % 10 == 0 or count == len(weight_nodes):
             say(f"  measured {count}/{len(weight_nodes)} layers")
 
-    chosen = spend(layers, int(budget * int8_bytes) - int8_bytes - HEADER_RESERVE)
+    chosen = spend(layers, int(budget * int8_bytes) - int8_bytes - reserve(int8_bytes))
     params = dict(builder.params)
     for i, node in weight_nodes:
         wname = node.params["weight"]

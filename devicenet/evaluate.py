@@ -100,15 +100,18 @@ def _onnx_runner(path):
     inp = session.get_inputs()[0]
     # ONNX vision models are usually NCHW; ours are NHWC.
     nchw = len(inp.shape) == 4 and inp.shape[1] == 3 and inp.shape[3] != 3
+    # An export with a fixed batch of one takes the photos one at a time.
+    step = 1 if inp.shape and inp.shape[0] == 1 else None
 
     def run(batch):
         x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if nchw else batch, dtype=np.float32)
         try:
-            out = session.run(None, {inp.name: x})[0]
+            outs = [session.run(None, {inp.name: x[i:i + (step or len(x))]})[0]
+                    for i in range(0, len(x), step or len(x))]
         except Exception as e:
             raise DeviceNetError(f"{path}: the reference failed on the input "
                                  f"({str(e).splitlines()[0][:200]})") from None
-        return np.asarray(out, np.float32).reshape(len(x), -1)
+        return np.concatenate([np.asarray(o, np.float32).reshape(len(o), -1) for o in outs])
     return run
 
 
