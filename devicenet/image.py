@@ -15,6 +15,9 @@ from .errors import DeviceNetError
 #: images with more pixels than this are refused before decoding
 #: (a few-KB PNG can declare 30000x30000 pixels: a decompression bomb)
 MAX_PIXELS = 64_000_000
+#: a longer side than this many times the shorter is cropped to it before
+#: resizing, so a 1x100000 strip cannot ask for a gigabyte-sized resize
+MAX_ASPECT = 8
 
 
 def open_image(image, draft_size=None):
@@ -51,8 +54,9 @@ def open_image(image, draft_size=None):
         raise DeviceNetError(f"{path}: not an image file Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DeviceNetError(f"{path}: image is too large (decompression bomb?)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
-        raise DeviceNetError(f"{path}: cannot decode image ({str(e)[:200] or e.__class__.__name__})") from None
+    except Exception as e:  # Pillow's decoders raise many types (struct.error, ...) for bad files
+        msg = " ".join(str(e).split())[:200] or e.__class__.__name__
+        raise DeviceNetError(f"{path}: cannot decode image ({msg})") from None
     return _to_rgb(img, path)
 
 
@@ -60,7 +64,7 @@ def _to_rgb(img, path):
     try:
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit greyscale: scale to 8 bits rather than letting Pillow clip at 255
-            arr = np.asarray(img, dtype=np.float64)
+            arr = np.clip(np.asarray(img, dtype=np.float64), 0, None)
             peak = arr.max() if arr.max() > 255 else 255.0
             img = Image.fromarray((arr * (255.0 / peak)).round().astype(np.uint8), "L")
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -69,8 +73,20 @@ def _to_rgb(img, path):
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             img = Image.alpha_composite(background, rgba)
         return img.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise DeviceNetError(f"{path}: cannot convert image to RGB ({e})") from None
+    except (OSError, ValueError, MemoryError) as e:
+        raise DeviceNetError(f"{path}: cannot convert image to RGB ({' '.join(str(e).split())[:200]})") from None
+
+
+def limit_aspect(img):
+    """Centre-crop the longer side to MAX_ASPECT times the shorter one."""
+    w, h = img.size
+    if w > MAX_ASPECT * h:
+        left = (w - MAX_ASPECT * h) // 2
+        return img.crop((left, 0, left + MAX_ASPECT * h, h))
+    if h > MAX_ASPECT * w:
+        top = (h - MAX_ASPECT * w) // 2
+        return img.crop((0, top, w, top + MAX_ASPECT * w))
+    return img
 
 
 def draft_size(spec):
@@ -81,6 +97,7 @@ def draft_size(spec):
 def resize_crop(img, spec):
     """Resize the shorter side to ``spec['resize']``, then centre crop ``spec['crop']``."""
     resize, crop = spec["resize"], spec["crop"]
+    img = limit_aspect(img)
     w, h = img.size
     if w <= h:
         nw, nh = resize, max(1, int(round(h * resize / w)))
@@ -113,6 +130,7 @@ def preprocess(img, spec):
 def ten_crops(img, spec):
     """The ten-crop test-time scheme: four corners and the centre, and their mirrors."""
     resize, crop = spec["resize"], spec["crop"]
+    img = limit_aspect(img)
     w, h = img.size
     scale = resize / min(w, h)
     img = img.resize((max(crop, int(round(w * scale))), max(crop, int(round(h * scale)))), Image.BILINEAR)

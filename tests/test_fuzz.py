@@ -144,8 +144,10 @@ def run_case(blob, shipped, trace=False):
             hlen = struct.unpack_from("<I", blob, 8)[0] if len(blob) >= 12 else 0
             allowed = len(blob) + JSON_FACTOR * min(hlen, len(blob)) + (1 << 20)
             if graph is not None:
-                params = sum(4 * t.data.size for t in graph.tensors.values())  # weights decoded to float32
-                allowed += params + dnet.activation_bytes(graph, graph.shapes())
+                # Weights decoded to float32 and the declared activations, twice:
+                # the backend's transient copies (padded inputs, temporaries).
+                params = sum(4 * t.data.size for t in graph.tensors.values())
+                allowed += 2 * (params + dnet.activation_bytes(graph, graph.shapes()))
             assert peak <= allowed, f"allocated {peak} bytes, allowed {allowed}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
