@@ -152,10 +152,11 @@ def _conv(be, node, ins, out, shapes):
         k = be.kernel(wt.encoding, "depthwise")
         k.set_args(ins[0], wbuf, sbuf, bbuf, out, *_i(h, w, c, oh, ow), *geom, *act)
         return [(k, (n * oh * ow * c,), None)]
-    ts, cog, m = be.tile, co // groups, n * oh * ow
+    cog, m = co // groups, n * oh * ow
     k = be.kernel(wt.encoding, "conv_gemm")
     k.set_args(ins[0], wbuf, sbuf, bbuf, out, *_i(h, w, c, oh, ow, co), *geom, *_i(cig, cog, m), *act)
-    return [(k, (-(-cog // ts) * ts, -(-m // ts) * ts, groups), (ts, ts, 1))]
+    # 8x8 work-items, each computing 4x4 of a 32x32 output tile (see weighted.cl)
+    return [(k, (-(-cog // 32) * 8, -(-m // 32) * 8, groups), (8, 8, 1))]
 
 
 def _dense(be, node, ins, out, shapes):
@@ -282,16 +283,13 @@ class OpenCLBackend(Backend):
         self.device_name = self.device.name.strip()
         self.ctx = cl.Context([self.device])
         self.queue = cl.CommandQueue(self.ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
-        # The widest square tile the device allows, at most 16x16.
-        self.tile = 16 if self.device.max_work_group_size >= 256 else 8
         self._programs = {None: self._program("layers.cl", ())}
         encodings = {self.graph.tensors[n.params["weight"]].encoding for n in self.graph.weight_nodes()}
         for enc in sorted(encodings):
             if enc not in WEIGHT_TYPES:
                 raise DeviceNetError(f"the OpenCL backend cannot read {enc} weights")
             wtype, load = WEIGHT_TYPES[enc]
-            self._programs[enc] = self._program("weighted.cl", (("WTYPE", wtype), ("LOADW(p, i)", load),
-                                                                ("TS", self.tile)))
+            self._programs[enc] = self._program("weighted.cl", (("WTYPE", wtype), ("LOADW(p, i)", load)))
         self._params = {}
         for node in self.graph.nodes:
             if node.op not in OPS and node.op not in ALIASES:

@@ -4,7 +4,6 @@
  * The host prepends the weight encoding:
  *   WTYPE        storage type of a weight (char, short, half, float)
  *   LOADW(p, i)  weight i of p as a float, decoded in a register
- *   TS           GEMM tile edge (work-group is TS x TS)
  * Integer weights are symmetric with one scale per output channel, so the
  * scale factors out of the sum: accumulate q * x, multiply by the scale once.
  * Float encodings get scales of 1.
@@ -16,56 +15,96 @@
 /* out[m, g*cog + co] = clamp(scale * sum_k A[m, k] * W[g*cog + co, k] + bias)
  * where m runs over (n, oy, ox) and k over the weights' (i, j, ci) order; the
  * A tile is gathered straight from the input (im2col without the matrix).
- * Global size: (ceil(cog/TS)*TS, ceil(M/TS)*TS, groups). */
-__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
+ *
+ * A work-group of 8x8 computes a TM x TN tile of the output, each work-item
+ * RM x RN of it in registers, over TK-deep slices of k staged in local
+ * memory: each value loaded from local memory feeds four multiply-adds.
+ * Global size: (ceil(cog/TN)*8, ceil(M/TM)*8, groups). */
+#define TM 32
+#define TN 32
+#define TK 16
+#define RM 4
+#define RN 4
+#define LOADS (TM * TK / 64)
+
+__kernel __attribute__((reqd_work_group_size(8, 8, 1)))
 void conv_gemm(__global const float *x, __global const WTYPE *w, __global const float *scale,
                __global const float *bias, __global float *y,
                int H, int W, int C, int OH, int OW, int CO,
                int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW,
                int cig, int cog, int M, float lo, float hi)
 {
-    __local float As[TS][TS + 1];
-    __local float Bs[TS][TS + 1];
-    const int a = get_local_id(0), b = get_local_id(1);
+    __local float As[TK][TM + 1];
+    __local float Bs[TK][TN + 1];
+    const int a = get_local_id(0), b = get_local_id(1), tid = b * 8 + a;
     const int g = get_global_id(2);
+    const int m0 = get_group_id(1) * TM, n0 = get_group_id(0) * TN;
     const int K = KH * KW * cig;
     const int pointwise = KH == 1 && KW == 1 && PT == 0 && PL == 0;
-
-    /* the input row this thread gathers for the A tile */
-    const int ar = get_group_id(1) * TS + b;
-    const int an = ar / (OH * OW), arem = ar % (OH * OW);
-    const int oy = arem / OW, ox = arem % OW;
-    const int iy0 = oy * SH - PT, ix0 = ox * SW - PL;
-    /* the weight row this thread loads for the B tile */
-    const int bco = get_group_id(0) * TS + b;
-    __global const WTYPE *wrow = w + (long)(g * cog + bco) * K;
     const int cbase = g * cig;
 
-    float acc = 0.0f;
-    for (int k0 = 0; k0 < K; k0 += TS) {
-        const int k = k0 + a;
-        float av = 0.0f;
-        if (ar < M && k < K) {
-            if (pointwise) {
-                av = x[(((long)an * H + iy0) * W + ix0) * C + cbase + k];
-            } else {
-                const int ci = k % cig, t = k / cig;
-                const int iy = iy0 + (t / KW) * DH, ix = ix0 + (t % KW) * DW;
-                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                    av = x[(((long)an * H + iy) * W + ix) * C + cbase + ci];
+    /* Every load of this work-item reads k = k0 + kk of rows (and weight
+     * rows) tid / TK + r * 64 / TK: neighbours read neighbouring channels. */
+    const int kk = tid % TK, row0 = tid / TK;
+    int pn[LOADS], py[LOADS], px[LOADS];
+    for (int r = 0; r < LOADS; ++r) {
+        const int m = m0 + row0 + r * (64 / TK);
+        const int rem = m % (OH * OW);
+        pn[r] = m < M ? m / (OH * OW) : -1;
+        py[r] = (rem / OW) * SH - PT;
+        px[r] = (rem % OW) * SW - PL;
+    }
+    __global const WTYPE *wg = w + (long)g * cog * K;
+
+    float acc[RM][RN];
+    for (int i = 0; i < RM; ++i)
+        for (int j = 0; j < RN; ++j)
+            acc[i][j] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += TK) {
+        const int k = k0 + kk;
+        const int ci = k % cig, t = k / cig;
+        const int dy = (t / KW) * DH, dx = (t % KW) * DW;
+        for (int r = 0; r < LOADS; ++r) {
+            const int rr = row0 + r * (64 / TK);
+            float av = 0.0f;
+            if (pn[r] >= 0 && k < K) {
+                if (pointwise) {
+                    av = x[(((long)pn[r] * H + py[r]) * W + px[r]) * C + cbase + k];
+                } else {
+                    const long at = nhwc_at(pn[r], py[r] + dy, px[r] + dx, cbase + ci, H, W, C);
+                    av = at < 0 ? 0.0f : x[at];
+                }
             }
+            As[kk][rr] = av;
+            const int co = n0 + rr;
+            Bs[kk][rr] = (co < cog && k < K) ? LOADW(wg, (long)co * K + k) : 0.0f;
         }
-        As[b][a] = av;
-        Bs[b][a] = (bco < cog && k < K) ? LOADW(wrow, k) : 0.0f;
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int t = 0; t < TS; ++t)
-            acc += As[b][t] * Bs[a][t];
+        for (int q = 0; q < TK; ++q) {
+            float ar[RM], br[RN];
+            for (int i = 0; i < RM; ++i)
+                ar[i] = As[q][b + 8 * i];
+            for (int j = 0; j < RN; ++j)
+                br[j] = Bs[q][a + 8 * j];
+            for (int i = 0; i < RM; ++i)
+                for (int j = 0; j < RN; ++j)
+                    acc[i][j] += ar[i] * br[j];
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    const int m = get_group_id(1) * TS + b;
-    const int co = g * cog + get_group_id(0) * TS + a;
-    if (m < M && get_group_id(0) * TS + a < cog)
-        y[(long)m * CO + co] = clamp(acc * scale[co] + bias[co], lo, hi);
+    for (int j = 0; j < RN; ++j) {
+        const int cg = n0 + a + 8 * j;
+        if (cg >= cog)
+            continue;
+        const int co = g * cog + cg;
+        const float s = scale[co], bb = bias[co];
+        for (int i = 0; i < RM; ++i) {
+            const int m = m0 + b + 8 * i;
+            if (m < M)
+                y[(long)m * CO + co] = clamp(acc[i][j] * s + bb, lo, hi);
+        }
+    }
 }
 
 /* One channel per input channel: weights (C, KH, KW, 1).  One work-item per
