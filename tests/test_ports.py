@@ -227,3 +227,14 @@ def test_ports_command_errors_are_one_line(tmp_path):
     res = run_cli("ports", env={"DEVICENET_PORTS": str(tmp_path)})
     assert res.exit_code == 1 and "'run.threads'" in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_profiles_are_found_where_a_wheel_installs_them(tmp_path, monkeypatch):
+    share = tmp_path / "share" / "devicenet" / "ports"
+    share.mkdir(parents=True)
+    (share / "wheel-board.toml").write_text(GOOD.replace("my-board", "wheel-board"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert str(share) in ports.port_dirs()
+    table = ports.profiles()
+    assert table["wheel-board"].path == str(share / "wheel-board.toml")
+    assert "raspberry-pi-2" in table  # the checkout's own profiles still come first
