@@ -75,7 +75,7 @@ def versions():
             "system": f"{platform.system()} {platform.release()}"}
 
 
-def _load(model, net, seed, **kw):
+def _load(model, net, seed, progress, **kw):
     """Load the model to benchmark; return (Model, build ms, net name)."""
     import devicenet
     if net is None:
@@ -87,7 +87,7 @@ def _load(model, net, seed, **kw):
     if net not in NETS:
         raise DeviceNetError(f"unknown benchmark network {net!r}; use {', '.join(NETS)}")
     t0 = time.perf_counter()
-    graph = NETS[net](seed=seed)
+    graph = NETS[net](seed=seed, progress=progress)
     build = time.perf_counter() - t0
     # Through a file, as a real model arrives: a streamed board then keeps
     # the 8-bit weights in the page cache, mapped, rather than in the heap.
@@ -148,10 +148,10 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         raise DeviceNetError("give a model or a benchmark network, not both")
     detection = ports.detect(name=port)
     profile = detection.profile
-    m, build_ms, (t0, t1), model_name = _load(model, net, seed, backend=backend, threads=threads, port=port,
+    tick = progress or (lambda *a: None)
+    m, build_ms, (t0, t1), model_name = _load(model, net, seed, tick, backend=backend, threads=threads, port=port,
                                               device=device, residency=residency)
     x = _input(m, image or sample_image())
-    tick = progress or (lambda *a: None)
     t = time.perf_counter()
     logits = m.forward(x)
     first_ms = (time.perf_counter() - t) * 1e3

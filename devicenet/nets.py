@@ -54,11 +54,12 @@ def random_int8(rng, shape, std):
     return data.reshape(shape), scales
 
 
-def alexnet(seed=0, width=1.0, size=227, classes=1000):
+def alexnet(seed=0, width=1.0, size=227, classes=1000, progress=None):
     """The AlexNet-shaped benchmark Graph with int8 weights from ``seed``.
 
     ``width`` scales every layer's channels (1.0 is the real network; tests
     use a narrow one) and ``size`` the input resolution (at least 67).
+    ``progress(phase, done, total)`` is called after each layer.
     """
     rng = np.random.default_rng(seed)
     b = Builder([1, size, size, 3])
@@ -68,6 +69,8 @@ def alexnet(seed=0, width=1.0, size=227, classes=1000):
     layers[-1] = ("dense", {}, classes)
     for i, (op, attrs, out) in enumerate(layers):
         name = f"{op}{i}"
+        if progress:
+            progress("building alexnet", i + 1, len(layers))
         if out is None:
             x = b.add(op, x, attrs, name=name)
             continue
