@@ -9,7 +9,6 @@ full counts (docs/RELIABILITY.md) run with ``pytest --fuzz-full``.
 
 import copy
 import json
-import math
 import os
 import random
 import signal
@@ -25,6 +24,8 @@ from devicenet import DeviceNetError, format as dnet
 from devicenet.backends.cpu import CPUBackend
 from devicenet.image import preprocess
 from devicenet.inspect import describe
+from conftest import data
+from test_cli import runner
 
 SEED = 6
 #: a case this slow is a hang, not noise (cases normally take milliseconds to ~2 s)
@@ -412,10 +413,32 @@ def test_pth_with_code_in_its_pickle_is_refused_and_not_run(tmp_path, how):
 
 
 def test_cli_convert_of_garbage_pth_is_one_line(tmp_path):
-    from click.testing import CliRunner
     from devicenet.cli import main
     src = tmp_path / "efficientnet-lite0.pth"
     src.write_bytes(b"PK\x03\x04 not really a zip" * 20)
-    r = CliRunner().invoke(main, ["convert", str(src), str(tmp_path / "o.dnet")])
+    r = runner().invoke(main, ["convert", str(src), str(tmp_path / "o.dnet")])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert not (tmp_path / "o.dnet").exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped", "wrong type"])
+def test_cli_refuses_a_damaged_model_in_one_line(tmp_path, shipped, damage):
+    from devicenet.cli import main
+    blob = bytearray(shipped.blob)
+    if damage == "empty":
+        blob = b""
+    elif damage == "truncated":
+        blob = blob[:len(blob) // 3]
+    elif damage == "flipped":
+        blob[len(blob) // 2] ^= 0x10
+    else:
+        header = copy.deepcopy(shipped.header)
+        header["graph"][3]["attrs"]["groups"] = "many"
+        blob = shipped.build(header)
+    path = tmp_path / "damaged.dnet"
+    path.write_bytes(bytes(blob))
+    for args in (["info", str(path)], ["classify", "--model", str(path), data("coffee.png")]):
+        r = runner().invoke(main, args)
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        lines = [line for line in r.stderr.splitlines() if line]
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and "damaged.dnet" in lines[0]

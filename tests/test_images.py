@@ -5,7 +5,6 @@ test photo, classified the same way) or refused with one line of
 DeviceNetError; the command line keeps going through a batch and exits 1.
 """
 
-import io
 import json
 import struct
 import tracemalloc
@@ -13,7 +12,6 @@ import zlib
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import devicenet
@@ -21,6 +19,7 @@ from devicenet import DeviceNetError
 from devicenet.cli import main
 from devicenet.image import open_image
 from conftest import data
+from test_cli import runner
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +166,7 @@ def test_cli_batch_keeps_going_and_exits_nonzero(tmp_path, coffee):
     bad = save_bytes(tmp_path / "bad.jpg", b"\xff\xd8\xff\xe0 not much of a JPEG")
     bomb = png_bomb(tmp_path / "bomb.png")
     args = ["classify", "--json", data("coffee.png"), str(bad), str(tmp_path), str(bomb), data("rocket.jpg")]
-    r = CliRunner().invoke(main, args)
+    r = runner().invoke(main, args)
     assert r.exit_code == 1 and "Traceback" not in r.output
     doc = json.loads(r.stdout)
     assert [("error" in res) for res in doc["results"]] == [False, True, True, True, False]
