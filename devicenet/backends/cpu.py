@@ -13,6 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, Tensor, window
+from ..threads import set_blas_threads
 from .base import Backend
 
 
@@ -212,21 +213,42 @@ def _act_in_place(y, name):
         np.clip(y, lo, hi, out=y)
 
 
+def _gemm(a, wt, y, bias, act, pool):
+    """y = act(a @ wt + bias), in bands of rows shared among the pool's
+    threads; each band adds bias and activation while it is still in cache."""
+    def band(r0, r1):
+        yb = y[r0:r1]
+        np.matmul(a[r0:r1], wt, out=yb)
+        if bias is not None:
+            yb += bias
+        _act_in_place(yb, act)
+    _parallel(band, a.shape[0], pool, min_rows=16)
+
+
+def _parallel(fn, rows, pool, min_rows=1):
+    """fn(r0, r1) over bands covering range(rows): one per thread.  numpy
+    releases the GIL inside BLAS, einsum and ufunc loops, so the bands run
+    in parallel; the pool's threads sleep when idle rather than spin, which
+    keeps a loaded machine from stalling (as a spinning BLAS pool does)."""
+    k = 1 if pool is None else max(1, min(pool._max_workers + 1, rows // min_rows))
+    edges = [rows * i // k for i in range(k + 1)]
+    futures = [pool.submit(fn, a, b) for a, b in zip(edges[1:-1], edges[2:])] if k > 1 else []
+    fn(edges[0], edges[1])
+    for f in futures:
+        f.result()
+
+
 class _Gemm:
     """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
 
-    def __init__(self, node, shape, weight, bias):
-        self.wt = np.ascontiguousarray(weight.reshape(weight.shape[0], -1).T)
-        self.bias, self.act = bias, node.attrs.get("activation", "none")
+    def __init__(self, node, shape, weight, bias, pool=None):
+        self.wt = weight(lambda w: np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
+        self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.temps = ()
 
     def __call__(self, inputs, out, temps):
-        x = inputs[0]
-        y = out.reshape(-1, self.wt.shape[1])
-        np.matmul(x.reshape(-1, self.wt.shape[0]), self.wt, out=y)
-        if self.bias is not None:
-            y += self.bias
-        _act_in_place(y, self.act)
+        x = inputs[0].reshape(-1, self.wt.shape[0])
+        _gemm(x, self.wt, out.reshape(-1, self.wt.shape[1]), self.bias, self.act, self.pool)
         return out
 
 
@@ -281,10 +303,13 @@ class _Depthwise:
     def __init__(self, node, shape, weight, bias, pool=None):
         self.pad = _Padded(shape, node.attrs)
         p, ow = self.pad, self.pad.ow
-        w = weight[:, :, :, 0]  # (C, KH, KW)
-        self.w = [np.ascontiguousarray(np.tile(w[:, :, q::p.sw].transpose(1, 2, 0)[:, :, None, :],
-                                               (1, 1, ow, 1)).reshape(p.kh, -1, ow * p.c))
-                  for q in range(p.sw)]
+
+        def tile(weight):
+            w = weight[:, :, :, 0]  # (C, KH, KW)
+            return [np.ascontiguousarray(np.tile(w[:, :, q::p.sw].transpose(1, 2, 0)[:, :, None, :],
+                                                 (1, 1, ow, 1)).reshape(p.kh, -1, ow * p.c))
+                    for q in range(p.sw)]
+        self.w = weight(tile, ow)
         self.bias = None if bias is None else np.tile(bias, ow)
         self.act = node.attrs.get("activation", "none")
         self.pool = pool
@@ -307,25 +332,9 @@ class _Depthwise:
         ph = pad.fill(inputs[0], temps[0])
         y = out.reshape(pad.n, pad.oh, -1)
         tmp = temps[1][:y.size].reshape(y.shape) if pad.sw > 1 else None
-        bands = [(b, r0, r1) for b in range(pad.n) for r0, r1 in _bands(pad.oh, self.pool)]
-        if self.pool is None or len(bands) < 2:
-            for band in bands:
-                self._band(ph, y, tmp, *band)
-        else:
-            # numpy releases the GIL inside einsum and ufunc loops, so bands
-            # on other threads run in parallel with this one.
-            futures = [self.pool.submit(self._band, ph, y, tmp, *band) for band in bands[1:]]
-            self._band(ph, y, tmp, *bands[0])
-            for f in futures:
-                f.result()
+        for b in range(pad.n):
+            _parallel(lambda r0, r1: self._band(ph, y, tmp, b, r0, r1), pad.oh, self.pool)
         return out
-
-
-def _bands(rows, pool):
-    """Split output rows among the pool's threads (one band without a pool)."""
-    k = 1 if pool is None else min(rows, pool._max_workers + 1)
-    edges = [rows * i // k for i in range(k + 1)]
-    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
 class _Im2col:
@@ -333,14 +342,14 @@ class _Im2col:
     padded input into a column scratch buffer (one strided copy: each kernel
     row's KW*C values are contiguous), then one GEMM per group."""
 
-    def __init__(self, node, shape, weight, bias):
+    def __init__(self, node, shape, weight, bias, pool=None):
         self.pad = _Padded(shape, node.attrs, phases=False)
         p = self.pad
         self.groups = node.attrs.get("groups", 1)
-        cout = weight.shape[0]
-        w = weight.reshape(self.groups, cout // self.groups, -1)
-        self.wt = [np.ascontiguousarray(wg.T) for wg in w]
-        self.bias, self.act = bias, node.attrs.get("activation", "none")
+        self.wt = weight(lambda w: [np.ascontiguousarray(wg.T) for wg in
+                                    w.reshape(self.groups, w.shape[0] // self.groups, -1)])
+        cout = self.wt[0].shape[1] * self.groups
+        self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.m = p.n * p.oh * p.ow
         self.cols = self.m * p.kh * p.kw * p.c
         self.temps = (p.size, self.cols, self.m * (cout // self.groups) if self.groups > 1 else 0)
@@ -354,19 +363,16 @@ class _Im2col:
         if self.groups == 1:
             cols = temps[1][:self.cols].reshape(p.n, p.oh, p.ow, p.kh, p.kw, p.c)
             cols[...] = as_strided(xp, shape=cols.shape, strides=strides)
-            np.matmul(cols.reshape(self.m, -1), self.wt[0], out=y)
-        else:
-            cin = p.c // self.groups
-            cols = temps[1][:self.cols // self.groups].reshape(p.n, p.oh, p.ow, p.kh, p.kw, cin)
-            co = self.wt[0].shape[1]
-            part = temps[2][:self.m * co].reshape(self.m, co)
-            for g, wt in enumerate(self.wt):
-                cols[...] = as_strided(xp[..., g * cin:], shape=cols.shape, strides=strides)
-                np.matmul(cols.reshape(self.m, -1), wt, out=part)
-                y[:, g * co:(g + 1) * co] = part
-        if self.bias is not None:
-            y += self.bias
-        _act_in_place(y, self.act)
+            _gemm(cols.reshape(self.m, -1), self.wt[0], y, self.bias, self.act, self.pool)
+            return out
+        cin, co = p.c // self.groups, self.wt[0].shape[1]
+        cols = temps[1][:self.cols // self.groups].reshape(p.n, p.oh, p.ow, p.kh, p.kw, cin)
+        part = temps[2][:self.m * co].reshape(self.m, co)
+        for g, wt in enumerate(self.wt):
+            cols[...] = as_strided(xp[..., g * cin:], shape=cols.shape, strides=strides)
+            bias = None if self.bias is None else self.bias[g * co:(g + 1) * co]
+            _gemm(cols.reshape(self.m, -1), wt, part, bias, self.act, self.pool)
+            y[:, g * co:(g + 1) * co] = part
         return out
 
 
@@ -380,24 +386,38 @@ class _Add:
         return out
 
 
-def _kernel(node, shape, params, pool):
+def _kernel(node, shape, weight, bias, pool):
     """The planned kernel for a node with input shape ``shape``, or None when
-    the plain op function should run it."""
+    the plain op function should run it.  ``weight(prepare, *key)`` gives
+    the weight as ``prepare`` lays it out (made once per node and key)."""
     a = node.attrs
     if node.op == "add":
         return _Add(node, shape)
     if node.op == "dense":
-        return _Gemm(node, shape, params["weight"], params.get("bias"))
+        return _Gemm(node, shape, weight, bias, pool)
     if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
         return None
-    w, bias = params["weight"], params.get("bias")
-    cout, kh, kw, cin_g = w.shape
+    cout, kh, kw, cin_g = weight.shape
     groups = a.get("groups", 1)
     if groups == shape[3] and cin_g == 1 and cout == groups:
-        return _Depthwise(node, shape, w, bias, pool)
+        return _Depthwise(node, shape, weight, bias, pool)
     if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
-        return _Gemm(node, shape, w, bias)
-    return _Im2col(node, shape, w, bias)
+        return _Gemm(node, shape, weight, bias, pool)
+    return _Im2col(node, shape, weight, bias, pool)
+
+
+class _Weight:
+    """A node's weight tensor, decoded only to be laid out for a kernel; the
+    layouts are kept (per node and key), the decoded tensor is not."""
+
+    def __init__(self, tensor, cache):
+        self.tensor, self.cache, self.shape = tensor, cache, tuple(tensor.shape)
+
+    def __call__(self, prepare, *key):
+        k = (self.tensor.name,) + key
+        if k not in self.cache:
+            self.cache[k] = prepare(self.tensor.decode())
+        return self.cache[k]
 
 
 class _Arena:
@@ -467,8 +487,13 @@ def _plan(graph, shapes, kernels):
 
 
 class CPUBackend(Backend):
-    """Runs a graph with numpy.  Weights are decoded once at load
-    (``resident``) or just before each layer runs (``streamed``)."""
+    """Runs a graph with numpy.  Weights are decoded once, on the first run,
+    into the layout each kernel wants (``resident``), or just before each
+    layer runs, a block of output channels at a time (``streamed``).
+
+    ``threads`` are this backend's own: BLAS is kept to one thread and the
+    kernels split their rows among a pool instead.
+    """
 
     name = "cpu"
 
@@ -479,19 +504,19 @@ class CPUBackend(Backend):
 
     def __init__(self, graph, threads=None, residency="resident", **_):
         super().__init__(graph, threads, residency)
-        self._decoded = {}
-        if residency == "resident":
-            for t in graph.tensors.values():
-                self._decoded[t.name] = t.decode()
-        self._plans = {}
+        self._decoded, self._prepared, self._plans = {}, {}, {}
         self._pool = None
+        set_blas_threads(1)
         if threads and threads > 1:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="devicenet-cpu")
 
     def _param(self, tname):
-        got = self._decoded.get(tname)
-        return got if got is not None else self.graph.tensors[tname].decode()
+        if self.residency == "streamed":
+            return self.graph.tensors[tname].decode()
+        if tname not in self._decoded:
+            self._decoded[tname] = self.graph.tensors[tname].decode()
+        return self._decoded[tname]
 
     def run_node(self, node, inputs):
         if self.residency == "streamed" and node.op in ("conv", "dense"):
@@ -526,8 +551,10 @@ class CPUBackend(Backend):
         for node in self.graph.nodes:
             k = None
             if self.residency == "resident" or "weight" not in node.params:
-                params = {role: self._param(t) for role, t in node.params.items()}
-                k = _kernel(node, shapes[node.inputs[0]], params, self._pool)
+                weight = node.params.get("weight")
+                weight = weight and _Weight(self.graph.tensors[weight], self._prepared)
+                bias = self._param(node.params["bias"]) if "bias" in node.params else None
+                k = _kernel(node, shapes[node.inputs[0]], weight, bias, self._pool)
             kernels.append(k)
         steps, sizes = _plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]

