@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
@@ -71,15 +73,25 @@ def prepare(workdir, nets):
     return out
 
 
+def dense_weight(graph, node, shapes):
+    """A dense layer's float32 weight with its inputs in NCHW flatten order
+    (devicenet flattens NHWC) when it follows a flatten of a feature map."""
+    w = graph.tensors[node.params["weight"]].decode()
+    src = next((n for n in graph.nodes if n.outputs[0] == node.inputs[0] and n.op == "flatten"), None)
+    if src is not None and len(shapes[src.inputs[0]]) == 4:
+        _, h, wd, c = shapes[src.inputs[0]]
+        w = w.reshape(-1, h, wd, c).transpose(0, 3, 1, 2).reshape(w.shape[0], -1)
+    return np.ascontiguousarray(w)
+
+
 def write_onnx(graph, path):
     """The ONNX form of a devicenet graph of conv/lrn/maxpool/flatten/dense
     ops (NCHW, as ONNX wants), with the weights decoded to float32."""
-    import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 
     nodes, inits = [], []
-    x = "x"
+    x, shapes = "x", graph.shapes()
 
     def init(name, arr):
         inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32), name))
@@ -108,7 +120,7 @@ def write_onnx(graph, path):
                                           group=a.get("groups", 1)))
             x = act(y + ".pre", a.get("activation", "none"), y)
         elif n.op == "dense":
-            ins = [x, init(n.name + ".w", graph.tensors[n.params["weight"]].decode())]
+            ins = [x, init(n.name + ".w", dense_weight(graph, n, shapes))]
             if "bias" in n.params:
                 ins.append(init(n.name + ".b", graph.tensors[n.params["bias"]].decode()))
             nodes.append(helper.make_node("Gemm", ins, [y + ".pre"], transB=1))
@@ -131,7 +143,7 @@ def write_onnx(graph, path):
     nchw = [shape[0], shape[3], shape[1], shape[2]]
     g = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, nchw)],
                           [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None)], inits)
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
 
 
 def torch_module(graph):
@@ -142,7 +154,7 @@ def torch_module(graph):
     def w(name):
         return torch.from_numpy(graph.tensors[name].decode().copy())
 
-    layers = []
+    layers, shapes = [], graph.shapes()
     for n in graph.nodes:
         a = n.attrs
         if n.op == "conv":
@@ -152,7 +164,8 @@ def torch_module(graph):
             layers.append(lambda x, cw=cw, b=b, a=a, p=(l, r, t, bo): F.conv2d(
                 F.pad(x, p) if any(p) else x, cw, b, a.get("stride", [1, 1]), 0, 1, a.get("groups", 1)))
         elif n.op == "dense":
-            dw, b = w(n.params["weight"]), w(n.params["bias"]) if "bias" in n.params else None
+            dw = torch.from_numpy(dense_weight(graph, n, shapes))
+            b = w(n.params["bias"]) if "bias" in n.params else None
             layers.append(lambda x, dw=dw, b=b: F.linear(x, dw, b))
         elif n.op == "lrn":
             layers.append(lambda x, a=a: F.local_response_norm(x, a["size"], a["alpha"], a["beta"], a["bias"]))
@@ -177,7 +190,6 @@ def torch_module(graph):
 
 def runners(net, dnet_path, onnx_path, threads):
     """name -> callable running one batch-1 inference, for each installed runtime."""
-    import numpy as np
     import devicenet
     from devicenet import format as dnet
 
@@ -220,11 +232,14 @@ def runners(net, dnet_path, onnx_path, threads):
 
 def worker(args):
     """Time every runtime on one network at one thread count; print JSON."""
-    import numpy as np
     run, model = runners(args.net, args.dnet, args.onnx, args.threads)
-    for f in run.values():  # warm up: first runs allocate and plan
+    ref = np.asarray(run["devicenet"]()).reshape(-1)
+    agree = {}
+    for name, f in run.items():  # warm up (first runs allocate and plan); check the answers agree
         for _ in range(3):
-            f()
+            y = f()
+        y = y[0] if isinstance(y, list) else y
+        agree[name] = float(np.abs(np.asarray(y, np.float32).reshape(-1) - ref).max())
     times = {k: [] for k in run}
     for _ in range(args.rounds):
         for name, f in run.items():
@@ -233,7 +248,8 @@ def worker(args):
                 f()
                 times[name].append(time.perf_counter() - t0)
     doc = {"net": args.net, "threads": args.threads,
-           "median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()}}
+           "median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
+           "max_abs_diff": agree}
     if args.layers:
         prof = {}
         x = np.zeros(model.input_shape, np.float32)
@@ -259,7 +275,8 @@ def latency(paths, args):
             base = med.get("onnxruntime")
             print(f"{net:8s} {threads} thread{'s' if threads > 1 else ' '}  " + "  ".join(
                 f"{k} {v:7.2f} ms" + (f" ({v / base:.2f}x)" if base and k != "onnxruntime" else "")
-                for k, v in med.items()), flush=True)
+                for k, v in med.items()) + "   max |output - devicenet's|: "
+                + ", ".join(f"{k} {v:.1e}" for k, v in doc["max_abs_diff"].items() if k != "devicenet"), flush=True)
             for name, op, shape, ms in doc.get("layers", []):
                 print(f"    {name:22s} {op:14s} {str(shape):22s} {ms:7.3f} ms")
 
