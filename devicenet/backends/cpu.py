@@ -216,7 +216,7 @@ def _act_in_place(y, name):
 def _gemm(a, wt, y, bias, act, pool):
     """y = act(a @ wt + bias), in bands of rows shared among the pool's
     threads; each band adds bias and activation while it is still in cache."""
-    def band(r0, r1):
+    def band(i, r0, r1):
         yb = y[r0:r1]
         np.matmul(a[r0:r1], wt, out=yb)
         if bias is not None:
@@ -226,14 +226,15 @@ def _gemm(a, wt, y, bias, act, pool):
 
 
 def _parallel(fn, rows, pool, min_rows=1):
-    """fn(r0, r1) over bands covering range(rows): one per thread.  numpy
+    """fn(i, r0, r1) for the i-th of the bands covering range(rows), one per
+    thread.  numpy
     releases the GIL inside BLAS, einsum and ufunc loops, so the bands run
     in parallel; the pool's threads sleep when idle rather than spin, which
     keeps a loaded machine from stalling (as a spinning BLAS pool does)."""
     k = 1 if pool is None else max(1, min(pool._max_workers + 1, rows // min_rows))
     edges = [rows * i // k for i in range(k + 1)]
-    futures = [pool.submit(fn, a, b) for a, b in zip(edges[1:-1], edges[2:])] if k > 1 else []
-    fn(edges[0], edges[1])
+    futures = [pool.submit(fn, i, a, b) for i, (a, b) in enumerate(zip(edges[1:-1], edges[2:]), 1)]
+    fn(0, edges[0], edges[1])
     for f in futures:
         f.result()
 
@@ -253,52 +254,66 @@ class _Gemm:
 
 
 class _Padded:
-    """Where a windowed op's zero-padded input goes, split into ``sw`` column
-    phases (phase p holds padded columns p, p+sw, ...), so that every kernel
-    tap reads whole contiguous rows of (columns x channels)."""
+    """Where a windowed op's zero-padded input goes, split into column phases
+    (with ``phases``, phase p holds padded columns p, p+sw, ...), so that
+    every kernel tap reads whole contiguous rows of (columns x channels)."""
 
     def __init__(self, shape, attrs, phases=True):
         n, h, w, c = shape
         (self.kh, self.kw), (self.sh, self.sw), (pt, pl, pb, pr), _ = window(attrs, "")
-        self.hp, wp = h + pt + pb, w + pl + pr
-        self.oh = (self.hp - self.kh) // self.sh + 1
+        hp, wp = h + pt + pb, w + pl + pr
+        self.oh = (hp - self.kh) // self.sh + 1
         self.ow = (wp - self.kw) // self.sw + 1
         self.phases = self.sw if phases else 1
         self.wq = -(-wp // self.phases)
         self.n, self.h, self.c, self.pt = n, h, c, pt
-        self.size = self.phases * n * self.hp * self.wq * c
         self.copies = []  # (phase, first column, end column, first source column)
         for p in range(self.phases):
             q0 = max(0, -(-(pl - p) // self.phases))
             q1 = max(q0, (w - 1 + pl - p) // self.phases + 1)
             self.copies.append((p, q0, q1, q0 * self.phases + p - pl))
 
-    def fill(self, x, buf):
-        """Copy x into the phases in buf (borders zeroed: buf is reused scratch)."""
-        ph = buf[:self.size].reshape(self.phases, self.n, self.hp, self.wq, self.c)
-        t, h = self.pt, self.h
-        ph[:, :, :t] = 0
-        ph[:, :, t + h:] = 0
+    def rows(self, r0, r1):
+        """Padded input rows under output rows [r0, r1)."""
+        return (r1 - r0 - 1) * self.sh + self.kh
+
+    def size(self, r0, r1):
+        return self.phases * self.rows(r0, r1) * self.wq * self.c
+
+    def fill(self, x, buf, b, r0, r1):
+        """The padded rows under output rows [r0, r1) of image b, copied into
+        buf as (phases, rows, wq, C); borders are zeroed (buf is reused scratch)."""
+        top, rows = r0 * self.sh, self.rows(r0, r1)
+        ph = buf[:self.size(r0, r1)].reshape(self.phases, rows, self.wq, self.c)
+        lo = min(max(self.pt - top, 0), rows)
+        hi = max(min(self.pt + self.h - top, rows), lo)
+        ph[:, :lo] = 0
+        ph[:, hi:] = 0
+        src = x[b, top + lo - self.pt:top + hi - self.pt]
         for p, q0, q1, s0 in self.copies:
-            ph[p, :, t:t + h, :q0] = 0
-            ph[p, :, t:t + h, q1:] = 0
-            ph[p, :, t:t + h, q0:q1] = x[:, :, s0:s0 + (q1 - q0 - 1) * self.phases + 1:self.phases]
+            ph[p, lo:hi, :q0] = 0
+            ph[p, lo:hi, q1:] = 0
+            ph[p, lo:hi, q0:q1] = src[:, s0:s0 + (q1 - q0 - 1) * self.phases + 1:self.phases]
         return ph
 
-    def taps(self, ph, p, b, rows=None):
-        """Strided view (kh, taps of phase p, OH, OW*C) of image b's phase p:
-        entry [i, t, r] is the input row under kernel tap (i, p + t*sw) for output row r."""
-        img = ph[p, b].reshape(self.hp, -1)
+    def taps(self, ph, p, nrows):
+        """Strided view (kh, taps of phase p, nrows, OW*C) of a filled band:
+        entry [i, t, r] is the input row under kernel tap (i, p + t*sw) for
+        the band's output row r."""
+        img = ph[p].reshape(ph.shape[1], -1)
         rs, nj = img.strides[0], len(range(p, self.kw, self.sw))
-        r0, r1 = rows or (0, self.oh)
-        return as_strided(img[r0 * self.sh:], shape=(self.kh, nj, r1 - r0, self.ow * self.c),
+        return as_strided(img, shape=(self.kh, nj, nrows, self.ow * self.c),
                           strides=(rs, self.c * 4, rs * self.sh, 4), writeable=False)
 
 
 class _Depthwise:
-    """Depthwise convolution: one einsum per column phase sums every tap's
-    product in a single pass over long contiguous rows (the weights are tiled
-    along the row once, here), in row bands shared among threads."""
+    """Depthwise convolution in cache-sized bands of output rows: a band's
+    padded input is copied into scratch, then one einsum per column phase
+    sums every tap's product in a single pass over long contiguous rows (the
+    weights are tiled along the row once, here).  Threads take whole bands."""
+
+    #: bytes of output per band: the band's input, output and weights stay in L2
+    BAND_BYTES = 1 << 18
 
     def __init__(self, node, shape, weight, bias, pool=None):
         self.pad = _Padded(shape, node.attrs)
@@ -313,27 +328,33 @@ class _Depthwise:
         self.bias = None if bias is None else np.tile(bias, ow)
         self.act = node.attrs.get("activation", "none")
         self.pool = pool
-        self.temps = (p.size, p.n * p.oh * ow * p.c if p.sw > 1 else 0)
+        self.band = max(1, min(p.oh, self.BAND_BYTES // (ow * p.c * 4)))
+        self.slot = p.size(0, self.band) + (self.band * ow * p.c if p.sw > 1 else 0)
+        workers = 1 if pool is None else pool._max_workers + 1
+        self.temps = (workers * self.slot,)
 
-    def _band(self, ph, y, tmp, b, r0, r1):
+    def _bands(self, x, y, scratch, b, r0, r1):
         pad = self.pad
-        acc = y[b, r0:r1]
-        np.einsum("itrl,itl->rl", pad.taps(ph, 0, b, (r0, r1)), self.w[0], out=acc)
-        for q in range(1, pad.sw):
-            t = tmp[b, r0:r1]
-            np.einsum("itrl,itl->rl", pad.taps(ph, q, b, (r0, r1)), self.w[q], out=t)
-            acc += t
-        if self.bias is not None:
-            acc += self.bias
-        _act_in_place(acc, self.act)
+        for s0 in range(r0, r1, self.band):
+            s1 = min(r1, s0 + self.band)
+            ph = pad.fill(x, scratch, b, s0, s1)
+            acc = y[b, s0:s1]
+            np.einsum("itrl,itl->rl", pad.taps(ph, 0, s1 - s0), self.w[0], out=acc)
+            if pad.sw > 1:
+                t = scratch[ph.size:ph.size + acc.size].reshape(acc.shape)
+                for q in range(1, pad.sw):
+                    np.einsum("itrl,itl->rl", pad.taps(ph, q, s1 - s0), self.w[q], out=t)
+                    acc += t
+            if self.bias is not None:
+                acc += self.bias
+            _act_in_place(acc, self.act)
 
     def __call__(self, inputs, out, temps):
         pad = self.pad
-        ph = pad.fill(inputs[0], temps[0])
         y = out.reshape(pad.n, pad.oh, -1)
-        tmp = temps[1][:y.size].reshape(y.shape) if pad.sw > 1 else None
         for b in range(pad.n):
-            _parallel(lambda r0, r1: self._band(ph, y, tmp, b, r0, r1), pad.oh, self.pool)
+            _parallel(lambda i, r0, r1: self._bands(inputs[0], y, temps[0][i * self.slot:], b, r0, r1),
+                      pad.oh, self.pool)
         return out
 
 
@@ -352,11 +373,14 @@ class _Im2col:
         self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.m = p.n * p.oh * p.ow
         self.cols = self.m * p.kh * p.kw * p.c
-        self.temps = (p.size, self.cols, self.m * (cout // self.groups) if self.groups > 1 else 0)
+        self.temps = (p.n * p.size(0, p.oh), self.cols, self.m * (cout // self.groups) if self.groups > 1 else 0)
 
     def __call__(self, inputs, out, temps):
         p = self.pad
-        xp = p.fill(inputs[0], temps[0])[0]
+        per = p.size(0, p.oh)
+        for b in range(p.n):
+            p.fill(inputs[0], temps[0][b * per:], b, 0, p.oh)
+        xp = temps[0][:p.n * per].reshape(p.n, p.rows(0, p.oh), p.wq, p.c)
         sn, sh, sw, sc = xp.strides
         strides = (sn, sh * p.sh, sw * p.sw, sh, sw, sc)
         y = out.reshape(self.m, -1)
