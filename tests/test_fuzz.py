@@ -7,10 +7,12 @@ HANG_SECONDS, fails the test.  A seeded quick subset runs every time; the
 full counts (docs/RELIABILITY.md) run with ``pytest --fuzz-full``.
 """
 
+import collections
 import copy
 import json
 import os
 import random
+import re
 import signal
 import struct
 import time
@@ -40,6 +42,17 @@ JSON_FACTOR = 16
 FIELDS = ["magic", "major", "minor", "json_length", "json_crc", "data_offset", "data_length", "fixed_crc"]
 LAYOUT = [(0, 4), (4, 2), (6, 2), (8, 4), (12, 4), (16, 8), (24, 8), (32, 4)]  # (offset, width)
 DEEP = "\x00deep\x00"  # placeholder swapped for 100,000 nested brackets after json.dumps
+
+
+#: why cases were refused (the message's first words), for docs/RELIABILITY.md
+REASONS = collections.Counter()
+
+
+def reason(msg):
+    """A refusal's kind: its first words, without names or numbers."""
+    msg = re.sub(r"(tensor|node) [^:]*?:", r"\1 X:", msg[len("fuzz.dnet: "):])
+    msg = re.sub(r"\d+", "N", re.split(r"[('\[{]", msg)[0])
+    return " ".join(msg.split()[:6])
 
 
 class CaseTimeout(Exception):
@@ -135,6 +148,7 @@ def run_case(blob, shipped, trace=False):
         except DeviceNetError as e:
             assert "\n" not in str(e) and str(e).startswith("fuzz.dnet: ")
             outcome, graph = "refused", None
+            REASONS[reason(str(e))] += 1
         else:
             exercise(graph, shipped)
             outcome = "ran"
@@ -179,6 +193,8 @@ class Tally:
     def report(self):
         total = sum(self.outcomes.values())
         print(f"\n{self.name}: {total} cases, {self.outcomes}, slowest {self.slowest:.2f} s")
+        print("  most common refusals:", REASONS.most_common(12))
+        REASONS.clear()
         assert not self.failures, "\n".join(self.failures)
 
 
@@ -315,6 +331,7 @@ def test_structure_aware_mutations_load_and_run_or_are_refused(shipped, full):
             header = mutate_json(rng, copy.deepcopy(shipped.header), shipped)
             blob, label = shipped.build(header), f"json mutation {i}"
         tally.case(label, blob, shipped, i)
+    print(f"  distinct networks run so far: {len(shipped.fingerprints)}")
     tally.report()
     assert tally.outcomes.get("refused", 0) > 0
 
