@@ -419,7 +419,7 @@ def test_pth_with_code_in_its_pickle_is_refused_and_not_run(tmp_path, how):
     state = {"_conv_stem.weight": Payload(marker)}
     if how == "pickle":
         import pickle
-        src.write_bytes(pickle.dumps(state))
+        src.write_bytes(pickle.dumps(state, protocol=2))
     else:
         torch.save(state, src)
     with pytest.raises(DeviceNetError, match="weights-only") as info:
