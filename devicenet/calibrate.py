@@ -60,9 +60,10 @@ def augment(img):
             ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(1.3)).enhance(0.7)]
 
 
-def calibration_inputs(spec, directory=None, limit=MAX_IMAGES):
+def calibration_inputs(spec, directory=None, limit=None):
     """Preprocessed calibration batch (N, H, W, 3): the user's photos in
     ``directory``, or the built-in photos and their augmentations."""
+    limit = limit or MAX_IMAGES
     if directory is None:
         imgs = [v for path in image_files(BUILTIN_DIR) for v in augment(open_image(path))]
     else:
