@@ -243,7 +243,7 @@ class _Gemm:
     """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
 
     def __init__(self, node, shape, weight, bias, pool=None):
-        self.wt = weight(lambda w: np.ascontiguousarray(w.reshape(w.shape[0], -1).T))
+        self.wt = weight.transposed()
         self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.temps = ()
 
@@ -437,11 +437,30 @@ class _Weight:
     def __init__(self, tensor, cache):
         self.tensor, self.cache, self.shape = tensor, cache, tuple(tensor.shape)
 
-    def __call__(self, prepare, *key):
+    def _cached(self, key, make):
         k = (self.tensor.name,) + key
         if k not in self.cache:
-            self.cache[k] = prepare(self.tensor.decode())
+            self.cache[k] = make()
         return self.cache[k]
+
+    def __call__(self, prepare, *key):
+        """``prepare(decoded weight)``, made once per node and key."""
+        return self._cached(key, lambda: prepare(self.tensor.decode()))
+
+    def transposed(self):
+        """The weight as a contiguous (inputs, outputs) matrix, decoded
+        straight into that layout so that a large dense layer never exists
+        twice in memory."""
+        def make():
+            t = self.tensor
+            data = t.data.reshape(t.shape[0], -1).T
+            out = np.empty(data.shape, np.float32)
+            if t.scales is None:
+                out[...] = data
+            else:  # the stored axis 0 (output channel, one scale each) is axis 1 here
+                np.multiply(data, t.scales, out=out, dtype=np.float32)
+            return out
+        return self._cached(("T",), make)
 
 
 class _Arena:
@@ -524,7 +543,7 @@ class CPUBackend(Backend):
     #: plans kept (one per input shape: batch sizes differ between calls)
     PLANS = 2
     #: float32 values of weights decoded at a time by a streamed layer
-    STREAM_CHUNK = 1 << 22
+    STREAM_CHUNK = 1 << 20
 
     def __init__(self, graph, threads=None, residency="resident", **_):
         super().__init__(graph, threads, residency)
