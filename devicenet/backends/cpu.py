@@ -1,9 +1,17 @@
-"""The numpy backend: every op as a small function over NHWC float32 arrays.
+"""The numpy backend: every op as a small function over NHWC float32 arrays,
+and a planner that runs whole graphs fast.
 
-Convolution is im2col + GEMM (numpy hands the matrix multiply to its BLAS,
-which is NEON-optimised on ARM); a 1x1 convolution is a GEMM straight away;
-a depthwise convolution is a sum of shifted, per-channel-scaled views of the
+The op functions (the ``OPS`` table) are the plain reference.  Convolution
+is im2col + GEMM (numpy hands the matrix multiply to its BLAS, which is
+NEON-optimised on ARM); a 1x1 convolution is a GEMM straight away; a
+depthwise convolution is a sum of shifted, per-channel-scaled views of the
 padded input.  No op loops in Python over pixels or channels.
+
+``CPUBackend.run`` executes a plan made once per input shape instead:
+kernels prepared for each node (weights decoded once into the layout they
+are used in) write into the buffers of an arena planned from the graph's
+liveness, depthwise layers work in cache-sized row bands, and a small
+thread pool splits rows among threads (docs/PERFORMANCE.md).
 """
 
 import math
@@ -18,8 +26,11 @@ from .base import Backend
 
 
 def _activate(y, name):
+    """Apply a fused activation to y in place; return y."""
     lo, hi = ACTIVATIONS[name]
-    if lo is not None or hi is not None:
+    if lo == 0.0 and hi is None:
+        np.maximum(y, 0.0, out=y)  # faster than clip with one bound
+    elif lo is not None or hi is not None:
         np.clip(y, lo, hi, out=y)
     return y
 
@@ -205,12 +216,9 @@ OPS = {
 # output buffer and scratch buffers from the arena, it writes the output in
 # place.  ``temps`` lists the scratch sizes (float32 elements) it needs.
 
-def _act_in_place(y, name):
-    lo, hi = ACTIVATIONS[name]
-    if lo == 0.0 and hi is None:
-        np.maximum(y, 0.0, out=y)
-    elif lo is not None or hi is not None:
-        np.clip(y, lo, hi, out=y)
+def _width(pool):
+    """How many bands run at once: the pool's threads and the caller's."""
+    return 1 if pool is None else pool._max_workers + 1
 
 
 def _gemm(a, wt, y, bias, act, pool):
@@ -221,17 +229,18 @@ def _gemm(a, wt, y, bias, act, pool):
         np.matmul(a[r0:r1], wt, out=yb)
         if bias is not None:
             yb += bias
-        _act_in_place(yb, act)
+        _activate(yb, act)
     _parallel(band, a.shape[0], pool, min_rows=16)
 
 
 def _parallel(fn, rows, pool, min_rows=1):
     """fn(i, r0, r1) for the i-th of the bands covering range(rows), one per
-    thread.  numpy
-    releases the GIL inside BLAS, einsum and ufunc loops, so the bands run
-    in parallel; the pool's threads sleep when idle rather than spin, which
-    keeps a loaded machine from stalling (as a spinning BLAS pool does)."""
-    k = 1 if pool is None else max(1, min(pool._max_workers + 1, rows // min_rows))
+    thread (at least ``min_rows`` rows each)."""
+    # numpy releases the GIL inside BLAS, einsum and ufunc loops, so the
+    # bands run in parallel.  The pool's threads sleep when idle instead of
+    # spinning, which keeps a loaded machine from stalling as a spinning
+    # BLAS pool does.
+    k = max(1, min(_width(pool), rows // min_rows))
     edges = [rows * i // k for i in range(k + 1)]
     futures = [pool.submit(fn, i, a, b) for i, (a, b) in enumerate(zip(edges[1:-1], edges[2:]), 1)]
     fn(0, edges[0], edges[1])
@@ -330,8 +339,7 @@ class _Depthwise:
         self.pool = pool
         self.band = max(1, min(p.oh, self.BAND_BYTES // (ow * p.c * 4)))
         self.slot = p.size(0, self.band) + (self.band * ow * p.c if p.sw > 1 else 0)
-        workers = 1 if pool is None else pool._max_workers + 1
-        self.temps = (workers * self.slot,)
+        self.temps = (_width(pool) * self.slot,)
 
     def _bands(self, x, y, scratch, b, r0, r1):
         pad = self.pad
@@ -347,7 +355,7 @@ class _Depthwise:
                     acc += t
             if self.bias is not None:
                 acc += self.bias
-            _act_in_place(acc, self.act)
+            _activate(acc, self.act)
 
     def __call__(self, inputs, out, temps):
         pad = self.pad
@@ -406,7 +414,7 @@ class _Add:
 
     def __call__(self, inputs, out, temps):
         np.add(inputs[0], inputs[1], out=out)
-        _act_in_place(out, self.act)
+        _activate(out, self.act)
         return out
 
 
