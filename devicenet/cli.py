@@ -277,7 +277,7 @@ def learn(dataset, output, holdout, augment, oversample, l2, layer, force, as_js
         return
     classes = report["classes"]
     click.echo(f"wrote {output}: {len(classes)} classes, {report['photos']} photos "
-               f"({report['features_computed']} feature passes computed, the rest cached)")
+               f"(features: {report['features_computed']} computed, {report['features_reused']} from the cache)")
     width = max(len(c) for c in classes)
     for c in classes:
         click.echo(f"  {c:<{width}}  {report['counts'][c]} photos")

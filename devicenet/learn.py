@@ -266,8 +266,8 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
         return clf.probabilities(centre[idx])
 
     report = {"classes": classes, "counts": counts, "photos": len(keep), "skipped": len(items) - len(keep),
-              "features_computed": computed, "layer": layer, "augment": augment, "oversample": oversample,
-              "l2": l2, "holdout": holdout}
+              "features_computed": computed, "features_reused": len(keep) * len(views) - computed,
+              "layer": layer, "augment": augment, "oversample": oversample, "l2": l2, "holdout": holdout}
     train, test = stratified_split(labels, holdout, seed)
     if len(test):
         predicted = score(fit(train), test).argmax(axis=1)
