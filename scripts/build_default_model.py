@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from devicenet.convert import convert  # noqa: E402
 
-SCHEME = "int8"  # the shipped model's weight policy (docs/ACCURACY.md)
+SCHEME = "auto"  # the shipped model's weight policy (docs/ACCURACY.md)
 
 
 def checkpoint(variant):
