@@ -233,12 +233,6 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
     layer = layer or feature_layer(model.graph)
     feature_graph(model.graph, layer)  # fail before minutes of feature extraction
     classes, items = scan(dataset)
-    counts = {c: 0 for c in classes}
-    for _, k in items:
-        counts[classes[k]] += 1
-    for c, n in counts.items():
-        if n < FEW_PHOTOS and warn:
-            warn(f"class {c!r} has only {n} photo{'s' * (n != 1)}: {FEW_PHOTOS} or more make a steadier classifier")
     views = ("centre", "ten") if (augment or oversample) else ("centre",)
     base_digest = file_digest(model.path)
     cache = FeatureCache(cache_dir or os.path.join(dataset, CACHE_DIR), base_digest, layer)
@@ -246,11 +240,14 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
     digests, computed = compute_features(model, paths, views, layer, cache, progress, warn)
     keep = [i for i, d in enumerate(digests) if d is not None]
     labels = np.array([items[i][1] for i in keep], int)
+    counts = {c: int(np.sum(labels == k)) for k, c in enumerate(classes)}
+    for c, n in counts.items():
+        if n == 0:
+            raise DeviceNetError(f"class {c!r} has no photo that could be read")
+        if n < FEW_PHOTOS and warn:
+            warn(f"class {c!r} has only {n} photo{'s' * (n != 1)}: {FEW_PHOTOS} or more make a steadier classifier")
     centre = np.concatenate([cache.get(digests[i], "centre") for i in keep])
     ten = np.stack([cache.get(digests[i], "ten") for i in keep]) if len(views) > 1 else None
-    missing = [c for k, c in enumerate(classes) if not np.any(labels == k)]
-    if missing:
-        raise DeviceNetError(f"class {missing[0]!r} has no photo that could be read")
 
     def fit(idx):
         x = ten[idx].mean(axis=1) if oversample else centre[idx]
@@ -266,7 +263,7 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
         return clf.probabilities(centre[idx])
 
     report = {"classes": classes, "counts": counts, "photos": len(keep), "skipped": len(items) - len(keep),
-              "features_computed": computed, "features_reused": len(keep) * len(views) - computed,
+              "features_computed": computed, "features_reused": max(0, len(keep) * len(views) - computed),
               "layer": layer, "augment": augment, "oversample": oversample, "l2": l2, "holdout": holdout}
     train, test = stratified_split(labels, holdout, seed)
     if len(test):

@@ -184,12 +184,15 @@ def test_truncate_and_feature_layer(base):
 
 def test_learn_cli_reports_and_warns(tmp_path):
     root = make_dataset(tmp_path / "photos", per_class=3, classes={"cat": "chelsea.png", "_background": "coffee.png"})
+    (root / "cat" / "broken.jpg").write_bytes(b"not a photo")
     out = tmp_path / "m.dnet"
     r = invoke("learn", root, "-o", out, "--json", "--holdout", "0.34")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["classes"] == ["_background", "cat"] and doc["held_out"] == 2
-    assert "only 3 photos" in r.stderr and "features: 6/6" in r.stderr
+    assert doc["photos"] == 6 and doc["skipped"] == 1
+    assert "only 3 photos" in r.stderr and "features: 7/7" in r.stderr
+    assert "skipping" in r.stderr and "broken.jpg" in r.stderr and "Traceback" not in r.stderr
     r = invoke("learn", root, "-o", out)
     assert r.exit_code == 1 and "--force" in r.stderr
     r = invoke("learn", root, "-o", out, "--force")
