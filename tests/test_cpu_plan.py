@@ -27,7 +27,8 @@ def conv_net():
                                      "activation": "relu6"}, params={"weight": w(8, 3, 3, 6), "bias": w(8)})
     d = b.add("conv", x, {"kernel": [5, 5], "pads": [2, 1, 2, 3], "groups": 8, "activation": "relu"},
               params={"weight": w(8, 5, 5, 1), "bias": w(8)})
-    d = b.add("conv", d, {"kernel": [3, 3], "stride": [2, 2], "pads": [0, 1, 1, 0], "groups": 8},
+    e = b.add("conv", d, {"kernel": [1, 1], "activation": "relu6"}, params={"weight": w(8, 1, 1, 8), "bias": w(8)})
+    d = b.add("conv", e, {"kernel": [3, 3], "stride": [2, 2], "pads": [0, 1, 1, 0], "groups": 8},
               params={"weight": w(8, 3, 3, 1)})
     g = b.add("conv", d, {"kernel": [3, 3], "pads": [1, 1, 1, 1], "groups": 2, "activation": "relu"},
               params={"weight": w(8, 3, 3, 4), "bias": w(8)})
@@ -40,9 +41,11 @@ def conv_net():
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_planned_run_matches_op_table(threads, batch):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_planned_run_matches_op_table(threads, batch, fuse):
     g = conv_net()
     be = CPUBackend(g, threads=threads)
+    be.FUSE_BYTES = 0 if fuse else 1 << 40  # fuse the 1x1 into the depthwise after it, or not
     x = np.random.default_rng(batch).normal(size=(batch,) + g.input_shape[1:]).astype(np.float32)
     want = plain(be, x)
     for _ in range(2):  # the second run reuses the arena

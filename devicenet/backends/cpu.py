@@ -289,9 +289,11 @@ class _Padded:
     def size(self, r0, r1):
         return self.phases * self.rows(r0, r1) * self.wq * self.c
 
-    def fill(self, x, buf, b, r0, r1):
+    def fill(self, x, buf, b, r0, r1, produce=None):
         """The padded rows under output rows [r0, r1) of image b, copied into
-        buf as (phases, rows, wq, C); borders are zeroed (buf is reused scratch)."""
+        buf as (phases, rows, wq, C); borders are zeroed (buf is reused
+        scratch).  ``produce(src, dst)``, when given, writes dst from x's
+        pixels instead of copying them."""
         top, rows = r0 * self.sh, self.rows(r0, r1)
         ph = buf[:self.size(r0, r1)].reshape(self.phases, rows, self.wq, self.c)
         lo = min(max(self.pt - top, 0), rows)
@@ -302,7 +304,11 @@ class _Padded:
         for p, q0, q1, s0 in self.copies:
             ph[p, lo:hi, :q0] = 0
             ph[p, lo:hi, q1:] = 0
-            ph[p, lo:hi, q0:q1] = src[:, s0:s0 + (q1 - q0 - 1) * self.phases + 1:self.phases]
+            pixels = src[:, s0:s0 + (q1 - q0 - 1) * self.phases + 1:self.phases]
+            if produce is None:
+                ph[p, lo:hi, q0:q1] = pixels
+            else:
+                produce(pixels, ph[p, lo:hi, q0:q1])
         return ph
 
     def taps(self, ph, p, nrows):
@@ -319,7 +325,12 @@ class _Depthwise:
     """Depthwise convolution in cache-sized bands of output rows: a band's
     padded input is copied into scratch, then one einsum per column phase
     sums every tap's product in a single pass over long contiguous rows (the
-    weights are tiled along the row once, here).  Threads take whole bands."""
+    weights are tiled along the row once, here).  Threads take whole bands.
+
+    With ``expand`` (the 1x1 convolution that made this layer's input, see
+    ``_fuse``) the band's input rows are computed from that convolution's
+    input instead of copied, so the wide expanded tensor never goes to
+    memory."""
 
     #: bytes of output per band: the band's input, output and weights stay in L2
     BAND_BYTES = 1 << 18
@@ -340,12 +351,20 @@ class _Depthwise:
         self.band = max(1, min(p.oh, self.BAND_BYTES // (ow * p.c * 4)))
         self.slot = p.size(0, self.band) + (self.band * ow * p.c if p.sw > 1 else 0)
         self.temps = (_width(pool) * self.slot,)
+        self.expand = None
+
+    def _produce(self, src, dst):
+        e = self.expand
+        np.matmul(src, e.wt, out=dst)
+        if e.bias is not None:
+            dst += e.bias
+        _activate(dst, e.act)
 
     def _bands(self, x, y, scratch, b, r0, r1):
         pad = self.pad
         for s0 in range(r0, r1, self.band):
             s1 = min(r1, s0 + self.band)
-            ph = pad.fill(x, scratch, b, s0, s1)
+            ph = pad.fill(x, scratch, b, s0, s1, self.expand and self._produce)
             acc = y[b, s0:s1]
             np.einsum("itrl,itl->rl", pad.taps(ph, 0, s1 - s0), self.w[0], out=acc)
             if pad.sw > 1:
@@ -364,6 +383,32 @@ class _Depthwise:
             _parallel(lambda i, r0, r1: self._bands(inputs[0], y, temps[0][i * self.slot:], b, r0, r1),
                       pad.oh, self.pool)
         return out
+
+
+class _Deferred:
+    """The step of a 1x1 convolution fused into the depthwise layer after
+    it: it passes its input on, and the depthwise layer does the work."""
+
+    alias, temps = True, ()
+
+    def __call__(self, inputs, out, temps):
+        return inputs[0]
+
+
+def _fuse(graph, shapes, kernels, min_bytes):
+    """Fuse each 1x1 convolution whose output (of at least min_bytes) only a
+    depthwise layer reads into that layer's bands."""
+    readers = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    made_by = {node.outputs[0]: i for i, node in enumerate(graph.nodes)}
+    for node, k in zip(graph.nodes, kernels):
+        j = made_by.get(node.inputs[0]) if isinstance(k, _Depthwise) else None
+        if (j is not None and isinstance(kernels[j], _Gemm) and graph.nodes[j].op == "conv"
+                and readers[node.inputs[0]] == 1 and node.inputs[0] != graph.output_name
+                and 4 * math.prod(shapes[node.inputs[0]]) >= min_bytes):
+            k.expand, kernels[j] = kernels[j], _Deferred()
 
 
 class _Im2col:
@@ -515,7 +560,7 @@ def _plan(graph, shapes, kernels):
     # pad of zero): such an input's buffer lives as long as the output does.
     root = {}
     for node, kernel in zip(graph.nodes, kernels):
-        if kernel is None and node.inputs:
+        if (kernel is None or getattr(kernel, "alias", False)) and node.inputs:
             root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
     for name, r in root.items():
         last[r] = max(last.get(r, -1), last.get(name, -1))
@@ -523,7 +568,7 @@ def _plan(graph, shapes, kernels):
     for i, node in enumerate(graph.nodes):
         name, kernel = node.outputs[0], kernels[i]
         out = None
-        if kernel is not None and name != graph.output_name:
+        if kernel is not None and not getattr(kernel, "alias", False) and name != graph.output_name:
             out = owner[name] = arena.take(math.prod(shapes[name]))
         temps = [arena.take(t) if t else None for t in (kernel.temps if kernel else ())]
         for t in temps:
@@ -550,6 +595,9 @@ class CPUBackend(Backend):
 
     #: plans kept (one per input shape: batch sizes differ between calls)
     PLANS = 2
+    #: a 1x1 convolution's output at least this large (bytes) is computed
+    #: band by band inside the depthwise layer that reads it
+    FUSE_BYTES = 1 << 20
     #: float32 values of weights decoded at a time by a streamed layer
     STREAM_CHUNK = 1 << 20
 
@@ -607,6 +655,7 @@ class CPUBackend(Backend):
                 bias = self._param(node.params["bias"]) if "bias" in node.params else None
                 k = _kernel(node, shapes[node.inputs[0]], weight, bias, self._pool)
             kernels.append(k)
+        _fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
         steps, sizes = _plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]
         for s in steps:
@@ -631,11 +680,13 @@ class CPUBackend(Backend):
             if step.kernel is None:
                 out = self.run_node(step.node, ins)
             else:
-                out = step.kernel(ins, step.out if step.out is not None else np.empty(step.shape, np.float32),
-                                  step.temps)
+                out = step.out
+                if out is None and not getattr(step.kernel, "alias", False):
+                    out = np.empty(step.shape, np.float32)  # the graph's output: the caller keeps it
+                out = step.kernel(ins, out, step.temps)
             values[step.node.outputs[0]] = out
             if profile is not None:
-                profile.append((step.node, tuple(out.shape), time.perf_counter() - t0))
+                profile.append((step.node, step.shape, time.perf_counter() - t0))
             for n in step.drop:
                 values.pop(n, None)
         return values[g.output_name]
