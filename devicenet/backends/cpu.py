@@ -21,7 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, Tensor, window
-from ..threads import set_blas_threads
+from ..threads import default_threads, set_blas_threads
 from .base import Backend
 
 
@@ -587,8 +587,8 @@ class CPUBackend(Backend):
     into the layout each kernel wants (``resident``), or just before each
     layer runs, a block of output channels at a time (``streamed``).
 
-    ``threads`` are this backend's own: BLAS is kept to one thread and the
-    kernels split their rows among a pool instead.
+    ``threads`` (default: every core) are this backend's own: BLAS is kept
+    to one thread and the kernels split their rows among a pool instead.
     """
 
     name = "cpu"
@@ -606,9 +606,10 @@ class CPUBackend(Backend):
         self._decoded, self._prepared, self._plans = {}, {}, {}
         self._pool = None
         set_blas_threads(1)
-        if threads and threads > 1:
+        n = threads or default_threads()  # None: every core, as BLAS would take
+        if n > 1:
             from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="devicenet-cpu")
+            self._pool = ThreadPoolExecutor(n - 1, thread_name_prefix="devicenet-cpu")
 
     def _param(self, tname):
         if self.residency == "streamed":
