@@ -589,6 +589,8 @@ class CPUBackend(Backend):
 
     ``threads`` (default: every core) are this backend's own: BLAS is kept
     to one thread and the kernels split their rows among a pool instead.
+    A plan's buffers are reused by every run, so one backend runs one batch
+    at a time (``Model`` holds a lock around it).
     """
 
     name = "cpu"
