@@ -186,15 +186,16 @@ class Model:
         """
         from .features import feature_layer, truncate
         layer = layer or feature_layer(self.graph)
-        if not hasattr(self, "_cut"):
-            self._cut = {}
-        cut = self._cut.get(layer)
+        cuts = self.__dict__.setdefault("_cut", {})
+        cut = cuts.get(layer)
         if cut is None:
             graph = truncate(self.graph, layer)
             be = self._backend
+            # The cut graph runs where the whole one does: same backend and device.
             cut = Model(graph, create_backend(graph, be.name, threads=be.threads, residency=be.residency,
-                                              fallback=False), self.path, self.port)
-            self._cut[layer] = cut
+                                              device=getattr(be, "device_name", None), fallback=False),
+                        self.path, self.port)
+            cuts[layer] = cut
         if isinstance(image, np.ndarray) and image.dtype.kind == "f":
             return cut.forward(image)
         return cut.forward(self.prepare(image, oversample)[0])
