@@ -240,15 +240,19 @@ def worker(args):
             y = f()
         y = y[0] if isinstance(y, list) else y
         agree[name] = float(np.abs(np.asarray(y, np.float32).reshape(-1) - ref).max())
-    times = {k: [] for k in run}
+    times, cpu = {k: [] for k in run}, {k: [] for k in run}
     for _ in range(args.rounds):
         for name, f in run.items():
             for _ in range(args.runs):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 f()
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     doc = {"net": args.net, "threads": args.threads,
            "median_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
+           # CPU time of the whole process: with one thread it hardly depends
+           # on what else the machine runs, so it gives the steadiest ratio
+           "median_cpu_ms": {k: statistics.median(v) * 1e3 for k, v in cpu.items()},
            "max_abs_diff": agree}
     if args.layers:
         prof = {}
@@ -277,6 +281,11 @@ def latency(paths, args):
                 f"{k} {v:7.2f} ms" + (f" ({v / base:.2f}x)" if base and k != "onnxruntime" else "")
                 for k, v in med.items()) + "   max |output - devicenet's|: "
                 + ", ".join(f"{k} {v:.1e}" for k, v in doc["max_abs_diff"].items() if k != "devicenet"), flush=True)
+            if threads == 1:
+                cpu = doc["median_cpu_ms"]
+                print("           CPU time  " + "  ".join(
+                    f"{k} {v:7.2f} ms" + (f" ({v / cpu['onnxruntime']:.2f}x)" if base and k != "onnxruntime" else "")
+                    for k, v in cpu.items()), flush=True)
             for name, op, shape, ms in doc.get("layers", []):
                 print(f"    {name:22s} {op:14s} {str(shape):22s} {ms:7.3f} ms")
 
