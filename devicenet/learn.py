@@ -17,7 +17,6 @@ from . import format as dnet
 from .errors import DeviceNetError
 from .features import CACHE_DIR, FeatureCache, feature_layer, file_digest, truncate
 from .graph import Graph, Node, Tensor
-from .image import draft_size, open_image, preprocess, ten_crops
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 FEW_PHOTOS = 5
@@ -45,50 +44,47 @@ def scan(folder):
 
 # --- features -------------------------------------------------------------------
 
-def _prepare(spec, path, view):
-    img = open_image(path, draft_size(spec))
-    return ten_crops(img, spec) if view == "ten" else preprocess(img, spec)[None]
-
-
 def compute_features(model, paths, views, layer, cache, progress=None, warn=None):
-    """Features for every path and view, from the cache or the model.
+    """Fill ``cache`` with the features of every path and view it lacks.
 
-    Returns ``({(digest, view): array}, digests, computed)`` where
-    ``digests[i]`` is the content hash of ``paths[i]`` (None for a photo that
-    could not be read, after ``warn`` was told) and ``computed`` counts the
-    photos that went through the network.
+    Returns ``(digests, computed)``: ``digests[i]`` is the content hash of
+    ``paths[i]`` (None for a photo that could not be read, after ``warn``
+    was told) and ``computed`` counts the (photo, view) network passes run.
     """
     digests = [file_digest(p) for p in paths]
-    todo = []
-    for path, digest in zip(paths, digests):
+    todo, seen = [], set()
+    for i, digest in enumerate(digests):
         for view in views:
-            if cache.get(digest, view) is None and (path, digest, view) not in todo:
-                todo.append((path, digest, view))
-    spec = model.preprocess
-    if todo and not spec:
-        raise DeviceNetError(f"model {model.name} has no preprocessing metadata, so it cannot read photos")
+            if cache.get(digest, view) is None and (digest, view) not in seen:
+                seen.add((digest, view))
+                todo.append((i, view))
+
+    def prepare(i, view):
+        return model.prepare(paths[i], oversample=view == "ten")[0]
+
     # Decode the next photo on a worker thread while the network runs on
     # this one: Pillow and numpy release the GIL.
-    computed = 0
+    computed, failed = 0, set()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_prepare, spec, todo[0][0], todo[0][2]) if todo else None
-        for i, (path, digest, view) in enumerate(todo):
+        pending = pool.submit(prepare, *todo[0]) if todo else None
+        for n, (i, view) in enumerate(todo):
             future = pending
-            if i + 1 < len(todo):
-                pending = pool.submit(_prepare, spec, todo[i + 1][0], todo[i + 1][2])
+            if n + 1 < len(todo):
+                pending = pool.submit(prepare, *todo[n + 1])
             try:
-                cache.put(digest, view, model.features(future.result(), layer))
-                computed += 1
+                if digests[i] not in failed:
+                    cache.put(digests[i], view, model.features(future.result(), layer))
+                    computed += 1
             except DeviceNetError as e:
                 if warn:
-                    warn(f"skipping {path}: {e}")
-                digests[paths.index(path)] = None
+                    warn(f"skipping {paths[i]}: {e}")
+                failed.add(digests[i])
             if progress:
-                progress(i + 1, len(todo), path)
-            if (i + 1) % 50 == 0:
+                progress(n + 1, len(todo), paths[i])
+            if (n + 1) % 50 == 0:
                 cache.save()  # an interrupted run keeps most of its work
     cache.save()
-    return digests, computed
+    return [None if d in failed else d for d in digests], computed
 
 
 # --- the classifier -----------------------------------------------------------------
