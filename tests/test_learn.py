@@ -222,3 +222,18 @@ def test_features_cli_saves_rows(tmp_path, base):
     assert r.exit_code == 0 and np.load(out).shape == (1, 1280)
     r = invoke("features", data("chelsea.png"), "--layer", "nope", "-o", out)
     assert r.exit_code == 1 and "no layer" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_feature_cache_is_keyed_by_model_and_survives_damage(tmp_path):
+    from devicenet.features import FeatureCache
+    a = FeatureCache(str(tmp_path), "a" * 64, "features")
+    a.put("photo", "centre", np.ones((1, 4)))
+    a.put("photo", "ten", np.zeros((10, 4)))
+    a.save()
+    again = FeatureCache(str(tmp_path), "a" * 64, "features")
+    assert again.get("photo", "centre").tolist() == [[1, 1, 1, 1]] and again.get("photo", "ten").shape == (10, 4)
+    assert FeatureCache(str(tmp_path), "b" * 64, "features").get("photo", "centre") is None
+    assert FeatureCache(str(tmp_path), "a" * 64, "pool").get("photo", "centre") is None
+    with open(a.path, "wb") as f:
+        f.write(b"garbage")
+    assert len(FeatureCache(str(tmp_path), "a" * 64, "features")) == 0
