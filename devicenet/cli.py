@@ -265,6 +265,8 @@ def learn(dataset, output, holdout, augment, oversample, l2, layer, force, as_js
     from .learn import learn as run_learn
     if os.path.exists(output) and not force:
         fail(f"{output} exists; pass --force to replace it")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        fail(f"{output}: its folder does not exist")  # say so before minutes of feature extraction
     model = load_model(model_path, backend, threads, port, device)
     warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
     try:

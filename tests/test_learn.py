@@ -207,6 +207,8 @@ def test_learn_cli_refuses_bad_datasets(tmp_path):
     (tmp_path / "empty").mkdir()
     r = invoke("learn", tmp_path, "-o", tmp_path / "m.dnet")
     assert r.exit_code == 1 and "no photos" in r.stderr and "Traceback" not in r.output
+    r = invoke("learn", tmp_path, "-o", tmp_path / "no" / "m.dnet")
+    assert r.exit_code == 1 and "folder does not exist" in r.stderr
     r = invoke("learn", tmp_path, "-o", tmp_path / "m.dnet", "--layer", "head")
     assert r.exit_code == 1 and "flat" in r.stderr and r.stderr.count("\n") == 1
 
