@@ -122,6 +122,11 @@ def write(graph, path):
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
+            # mkstemp makes the file private (0600); a model is ordinary data,
+            # so give it the permissions any new file would get.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException as e:
         try:

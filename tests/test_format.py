@@ -153,3 +153,12 @@ def test_failed_write_leaves_existing_file(tmp_path):
         dnet.write(g, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.dnet"]
+
+
+def test_written_model_has_ordinary_permissions(tmp_path):
+    import os
+    _, g = tiny_graph()
+    dnet.write(g, tmp_path / "m.dnet")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.dnet").stat().st_mode & 0o777 == 0o666 & ~umask
