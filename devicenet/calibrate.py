@@ -74,7 +74,7 @@ def calibration_inputs(spec, directory=None, limit=None):
             paths = [paths[i * len(paths) // limit] for i in range(limit)]
         imgs = [open_image(p) for p in paths]
         if len(imgs) < limit:  # few photos: add variants of them
-            imgs = (imgs + [v for img in imgs for v in augment(img)[1:]])
+            imgs += [v for img in imgs for v in augment(img)[1:]]
     return np.stack([preprocess(img, spec) for img in imgs[:limit]])
 
 
@@ -98,15 +98,15 @@ def clip_candidates(w, encoding="int8"):
     return absmax, best
 
 
-def _run(nodes, cache, start, replace, params, output):
-    """Run ``nodes[start:]`` reading activations from ``replace`` then
-    ``cache``; return ``output``.  Replaced activations are freed after their
-    last use, so memory stays at one layer's working set."""
+def _run(nodes, cache, start, params, output):
+    """Run ``nodes[start:]`` with ``params``, reading earlier activations
+    from ``cache``; return ``output``.  New activations are freed after
+    their last use, so memory stays at one layer's working set."""
     last = {}
     for i, node in enumerate(nodes[start:], start):
         for name in node.inputs:
             last[name] = i
-    values = dict(replace)
+    values = {}
     for i, node in enumerate(nodes[start:], start):
         ins = [values[n] if n in values else cache[n] for n in node.inputs]
         ps = {role: params[t] for role, t in node.params.items()}
@@ -174,11 +174,11 @@ class Quantizer:
         params[node.params["weight"]] = wq
         if bias is not None:
             params[node.params["bias"]] = bias
-        return kl(self.reference, _run(self.nodes, self.cache, index, {}, params, self.output))
+        return kl(self.reference, _run(self.nodes, self.cache, index, params, self.output))
 
     def evaluate(self, params):
         """(KL, top-1 agreement) of the network with ``params`` on the batch."""
-        out = _run(self.nodes, self.cache, 0, {}, params, self.output)
+        out = _run(self.nodes, self.cache, 0, params, self.output)
         agree = float((out.argmax(-1) == self.reference.argmax(-1)).mean())
         return kl(self.reference, out), agree
 
