@@ -8,7 +8,7 @@ package's licence is in its usr/share/doc/PACKAGE/copyright).
 Downloads the packages with ``apt-get download`` (run ``apt-get update``
 once first) and extracts them with ``dpkg-deb``.  Two kinds of photograph:
 
-- the photographic wallpapers of five wallpaper packages (a hand-kept list:
+- the photographic wallpapers of four wallpaper packages (a hand-kept list:
   abstract and rendered wallpapers are left out);
 - the photographic stamps of ``tuxpaint-stamps-default`` (animals, food,
   plants, objects, vehicles: cut-outs with an alpha channel; drawn stamps
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 WALLPAPERS = ("lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "mate-backgrounds",
-              "plasma-workspace-wallpapers", "ukui-wallpapers")
+              "plasma-workspace-wallpapers")
 STAMPS = "tuxpaint-stamps-default"
 # The wallpapers that are photographs (looked at one by one); the others in
 # these packages are abstract or rendered.
