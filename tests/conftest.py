@@ -68,3 +68,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "fuzz" in item.keywords:
             item.add_marker(skip)
+
+
+def cli_runner():
+    """A CliRunner whose result keeps stdout and stderr apart on every click
+    version: click 8.1 mixes them unless told not to, 8.2+ always separates."""
+    from click.testing import CliRunner
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:
+        return CliRunner()

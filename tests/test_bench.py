@@ -5,7 +5,7 @@ import io
 import json
 import math
 
-from click.testing import CliRunner
+from conftest import cli_runner
 import numpy as np
 import pytest
 
@@ -41,7 +41,7 @@ def check_schema(doc, runs, warmup):
 
 
 def test_benchmark_json_schema(x86_env):
-    res = CliRunner().invoke(main, ["benchmark", "--runs", "3", "--json"], env=x86_env)
+    res = cli_runner().invoke(main, ["benchmark", "--runs", "3", "--json"], env=x86_env)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     check_schema(doc, 3, 3)
@@ -54,7 +54,7 @@ def test_benchmark_json_schema(x86_env):
 
 def test_layers_save_and_table(x86_env, tmp_path):
     saved = tmp_path / "here.json"
-    res = CliRunner().invoke(main, ["benchmark", "--runs", "1", "--warmup", "0", "--layers", "--threads", "1",
+    res = cli_runner().invoke(main, ["benchmark", "--runs", "1", "--warmup", "0", "--layers", "--threads", "1",
                                     "--save", str(saved)], env=x86_env)
     assert res.exit_code == 0, res.output
     assert "conv + dense (GEMM)" in res.output and "latency" in res.output
@@ -68,7 +68,7 @@ def test_layers_save_and_table(x86_env, tmp_path):
 
     other = dict(doc, board="Raspberry Pi 2 Model B Rev 1.1", port="raspberry-pi-2")
     (tmp_path / "pi.json").write_text(json.dumps(other))
-    res = CliRunner().invoke(main, ["benchmark", "--table", str(saved), str(tmp_path / "pi.json")])
+    res = cli_runner().invoke(main, ["benchmark", "--table", str(saved), str(tmp_path / "pi.json")])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert lines[0].startswith("| board | port |") and set(lines[1]) <= set("|-:")
@@ -78,18 +78,18 @@ def test_layers_save_and_table(x86_env, tmp_path):
 def test_table_rejects_files_that_are_not_results(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"board": "x"}))
-    res = CliRunner().invoke(main, ["benchmark", "--table", str(bad)])
-    assert res.exit_code == 1 and "bad.json: not a benchmark result" in res.output
+    res = cli_runner().invoke(main, ["benchmark", "--table", str(bad)])
+    assert res.exit_code == 1 and "bad.json: not a benchmark result" in res.stderr
     bad.write_text("{")
     with pytest.raises(DeviceNetError, match="not a JSON document"):
         bench.read_result(str(bad))
 
 
 def test_bad_arguments_are_one_line(x86_env):
-    res = CliRunner().invoke(main, ["benchmark", "--runs", "0"], env=x86_env)
+    res = cli_runner().invoke(main, ["benchmark", "--runs", "0"], env=x86_env)
     assert res.exit_code == 2
-    res = CliRunner().invoke(main, ["benchmark", "--port", "nope"], env=x86_env)
-    assert res.exit_code == 1 and res.output.startswith("Error: unknown port")
+    res = cli_runner().invoke(main, ["benchmark", "--port", "nope"], env=x86_env)
+    assert res.exit_code == 1 and res.stderr.startswith("Error: unknown port")
     with pytest.raises(DeviceNetError, match="runs must be"):
         bench.run(runs=0)
 
@@ -172,7 +172,7 @@ def test_alexnet_streamed_and_resident_give_the_same_logits(tmp_path):
 def test_benchmark_alexnet_streamed_on_a_streaming_board(x86_env):
     """The full network through the command, on the BeagleBone's profile
     (streamed weights) and resident: the same answer both ways."""
-    runner = CliRunner()
+    runner = cli_runner()
     docs = {}
     # The profile decides streamed; --residency overrides it.
     for mode, extra in (("streamed", []), ("resident", ["--residency", "resident"])):

@@ -137,7 +137,7 @@ def test_user_photos_and_bad_folders(tmp_path):
 
 def test_convert_auto_writes_choices_that_info_shows(tmp_path):
     pytest.importorskip("onnx")
-    from click.testing import CliRunner
+    from conftest import cli_runner
     from devicenet.cli import main
     from devicenet.convert import convert
     from devicenet import format as dnet
@@ -152,5 +152,5 @@ def test_convert_auto_writes_choices_that_info_shows(tmp_path):
     convert(str(tmp_path / "tiny.onnx"), str(out), weights="auto", calibrate=DATA)
     q = dnet.load(str(out)).meta["quantization"]
     assert q["scheme"] == "auto" and q["calibration"]["source"] == "user" and len(q["layers"]) == 2
-    result = CliRunner().invoke(main, ["info", str(out)])
+    result = cli_runner().invoke(main, ["info", str(out)])
     assert result.exit_code == 0 and "quantization auto" in result.output

@@ -2,7 +2,7 @@
 
 import sys
 
-from click.testing import CliRunner
+from conftest import cli_runner
 import pytest
 
 import devicenet
@@ -196,7 +196,7 @@ def test_invalid_toml_is_one_clear_error(tmp_path, monkeypatch):
 # --- the command ------------------------------------------------------------------
 
 def run_cli(*args, env=None):
-    return CliRunner().invoke(main, list(args), env=env)
+    return cli_runner().invoke(main, list(args), env=env)
 
 
 def test_ports_command_marks_the_detected_board(tmp_path):
@@ -221,12 +221,12 @@ def test_ports_explain_shows_facts_and_decisions(tmp_path):
 
 def test_ports_command_errors_are_one_line(tmp_path):
     res = run_cli("ports", "--port", "nope")
-    assert res.exit_code == 1 and res.output.startswith("Error: unknown port 'nope'")
+    assert res.exit_code == 1 and res.stderr.startswith("Error: unknown port 'nope'")
     (tmp_path / "bad.toml").write_text(GOOD.replace('name = "my-board"', 'name = "bad"')
                                        .replace("threads = 2", "threads = -1"))
     res = run_cli("ports", env={"DEVICENET_PORTS": str(tmp_path)})
-    assert res.exit_code == 1 and "'run.threads'" in res.output and "Traceback" not in res.output
-    assert len(res.output.strip().splitlines()) == 1
+    assert res.exit_code == 1 and "'run.threads'" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_profiles_are_found_where_a_wheel_installs_them(tmp_path, monkeypatch):
