@@ -5,25 +5,17 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import devicenet
 from devicenet.cli import main
-from conftest import PHOTOS, data
-
-
-def runner():
-    try:
-        return CliRunner(mix_stderr=False)  # click 8.1 mixes stderr into output by default
-    except TypeError:
-        return CliRunner()  # click 8.2+ always keeps stderr apart
+from conftest import PHOTOS, cli_runner, data
 
 
 @pytest.fixture
 def run():
     def invoke(*args):
-        return runner().invoke(main, [str(a) for a in args])
+        return cli_runner().invoke(main, [str(a) for a in args])
     return invoke
 
 

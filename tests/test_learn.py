@@ -6,14 +6,13 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import devicenet
 from devicenet import learn as learning
 from devicenet.cli import main
 from devicenet.features import feature_layer, truncate
-from conftest import data
+from conftest import cli_runner, data
 
 SOURCES = {"cat": "chelsea.png", "coffee": "coffee.png", "rocket": "rocket.jpg"}
 
@@ -56,11 +55,7 @@ def learned(tmp_path_factory, base):
 
 
 def invoke(*args):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
+    return cli_runner().invoke(main, [str(a) for a in args])
 
 
 def test_learning_separates_the_classes(learned):

@@ -13,7 +13,7 @@ from devicenet import DeviceNetError
 from devicenet.backends import create
 from devicenet.backends.cpu import CPUBackend
 from devicenet.convert.builder import Builder
-from conftest import PHOTOS, available_backends, data
+from conftest import PHOTOS, available_backends, cli_runner, data
 
 cl = pytest.importorskip("pyopencl")
 if "opencl" not in available_backends():
@@ -29,13 +29,8 @@ def private_cache(tmp_path, monkeypatch):
 
 def cli(*args):
     """Invoke the command line with stderr kept apart from stdout (click 8.1 and 8.2+)."""
-    from click.testing import CliRunner
     from devicenet.cli import main
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(main, [str(a) for a in args])
+    return cli_runner().invoke(main, [str(a) for a in args])
 
 
 def close(ours, ref, rel=1e-3):
