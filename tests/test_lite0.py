@@ -1,7 +1,6 @@
 """EfficientNet-Lite0 end to end: the shipped model, both converter paths,
 against the independent float reference and onnxruntime."""
 
-import json
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ each stage.
 
 import re
 
-import numpy as np
 
 from ..errors import DeviceNetError
 from .builder import Builder, fold_batchnorm

@@ -1,0 +1,391 @@
+"""Planned kernels of the CPU backend: the fast path of ``CPUBackend.run``.
+
+A kernel is made once per node and input shape: weights transposed or
+tiled, padding and column layouts worked out.  Called with the node's
+inputs, an output buffer and scratch buffers from the arena, it writes the
+output in place.  ``temps`` lists the scratch sizes (float32 elements) it
+needs.  ``plan`` assigns every output and scratch buffer a slot of one
+arena, reused along the graph as values die (docs/PERFORMANCE.md).
+"""
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..graph import ACTIVATIONS, window
+
+def activate(y, name):
+    """Apply a fused activation to y in place; return y."""
+    lo, hi = ACTIVATIONS[name]
+    if lo == 0.0 and hi is None:
+        np.maximum(y, 0.0, out=y)  # faster than clip with one bound
+    elif lo is not None or hi is not None:
+        np.clip(y, lo, hi, out=y)
+    return y
+
+
+def _width(pool):
+    """How many bands run at once: the pool's threads and the caller's."""
+    return 1 if pool is None else pool._max_workers + 1
+
+
+def _gemm(a, wt, y, bias, act, pool):
+    """y = act(a @ wt + bias), in bands of rows shared among the pool's
+    threads; each band adds bias and activation while it is still in cache."""
+    def band(i, r0, r1):
+        yb = y[r0:r1]
+        np.matmul(a[r0:r1], wt, out=yb)
+        if bias is not None:
+            yb += bias
+        activate(yb, act)
+    _parallel(band, a.shape[0], pool, min_rows=16)
+
+
+def _parallel(fn, rows, pool, min_rows=1):
+    """fn(i, r0, r1) for the i-th of the bands covering range(rows), one per
+    thread (at least ``min_rows`` rows each)."""
+    # numpy releases the GIL inside BLAS, einsum and ufunc loops, so the
+    # bands run in parallel.  The pool's threads sleep when idle instead of
+    # spinning, which keeps a loaded machine from stalling as a spinning
+    # BLAS pool does.
+    k = max(1, min(_width(pool), rows // min_rows))
+    edges = [rows * i // k for i in range(k + 1)]
+    futures = [pool.submit(fn, i, a, b) for i, (a, b) in enumerate(zip(edges[1:-1], edges[2:]), 1)]
+    fn(0, edges[0], edges[1])
+    for f in futures:
+        f.result()
+
+
+class _Gemm:
+    """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
+
+    def __init__(self, node, shape, weight, bias, pool=None):
+        self.wt = weight.transposed()
+        self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
+        self.temps = ()
+
+    def __call__(self, inputs, out, temps):
+        x = inputs[0].reshape(-1, self.wt.shape[0])
+        _gemm(x, self.wt, out.reshape(-1, self.wt.shape[1]), self.bias, self.act, self.pool)
+        return out
+
+
+class _Padded:
+    """Where a windowed op's zero-padded input goes, split into column phases
+    (with ``phases``, phase p holds padded columns p, p+sw, ...), so that
+    every kernel tap reads whole contiguous rows of (columns x channels)."""
+
+    def __init__(self, shape, attrs, phases=True):
+        n, h, w, c = shape
+        (self.kh, self.kw), (self.sh, self.sw), (pt, pl, pb, pr), _ = window(attrs, "")
+        hp, wp = h + pt + pb, w + pl + pr
+        self.oh = (hp - self.kh) // self.sh + 1
+        self.ow = (wp - self.kw) // self.sw + 1
+        self.phases = self.sw if phases else 1
+        self.wq = -(-wp // self.phases)
+        self.n, self.h, self.c, self.pt = n, h, c, pt
+        self.copies = []  # (phase, first column, end column, first source column)
+        for p in range(self.phases):
+            q0 = max(0, -(-(pl - p) // self.phases))
+            q1 = max(q0, (w - 1 + pl - p) // self.phases + 1)
+            self.copies.append((p, q0, q1, q0 * self.phases + p - pl))
+
+    def rows(self, r0, r1):
+        """Padded input rows under output rows [r0, r1)."""
+        return (r1 - r0 - 1) * self.sh + self.kh
+
+    def size(self, r0, r1):
+        return self.phases * self.rows(r0, r1) * self.wq * self.c
+
+    def fill(self, x, buf, b, r0, r1, produce=None):
+        """The padded rows under output rows [r0, r1) of image b, copied into
+        buf as (phases, rows, wq, C); borders are zeroed (buf is reused
+        scratch).  ``produce(src, dst)``, when given, writes dst from x's
+        pixels instead of copying them."""
+        top, rows = r0 * self.sh, self.rows(r0, r1)
+        ph = buf[:self.size(r0, r1)].reshape(self.phases, rows, self.wq, self.c)
+        lo = min(max(self.pt - top, 0), rows)
+        hi = max(min(self.pt + self.h - top, rows), lo)
+        ph[:, :lo] = 0
+        ph[:, hi:] = 0
+        src = x[b, top + lo - self.pt:top + hi - self.pt]
+        for p, q0, q1, s0 in self.copies:
+            ph[p, lo:hi, :q0] = 0
+            ph[p, lo:hi, q1:] = 0
+            pixels = src[:, s0:s0 + (q1 - q0 - 1) * self.phases + 1:self.phases]
+            if produce is None:
+                ph[p, lo:hi, q0:q1] = pixels
+            else:
+                produce(pixels, ph[p, lo:hi, q0:q1])
+        return ph
+
+    def taps(self, ph, p, nrows):
+        """Strided view (kh, taps of phase p, nrows, OW*C) of a filled band:
+        entry [i, t, r] is the input row under kernel tap (i, p + t*sw) for
+        the band's output row r."""
+        img = ph[p].reshape(ph.shape[1], -1)
+        rs, nj = img.strides[0], len(range(p, self.kw, self.sw))
+        return as_strided(img, shape=(self.kh, nj, nrows, self.ow * self.c),
+                          strides=(rs, self.c * 4, rs * self.sh, 4), writeable=False)
+
+
+class _Depthwise:
+    """Depthwise convolution in cache-sized bands of output rows: a band's
+    padded input is copied into scratch, then one einsum per column phase
+    sums every tap's product in a single pass over long contiguous rows (the
+    weights are tiled along the row once, here).  Threads take whole bands.
+
+    With ``expand`` (the 1x1 convolution that made this layer's input, see
+    ``fuse``) the band's input rows are computed from that convolution's
+    input instead of copied, so the wide expanded tensor never goes to
+    memory."""
+
+    #: bytes of output per band: the band's input, output and weights stay in L2
+    BAND_BYTES = 1 << 18
+
+    def __init__(self, node, shape, weight, bias, pool=None):
+        self.pad = _Padded(shape, node.attrs)
+        p, ow = self.pad, self.pad.ow
+
+        def tile(weight):
+            w = weight[:, :, :, 0]  # (C, KH, KW)
+            return [np.ascontiguousarray(np.tile(w[:, :, q::p.sw].transpose(1, 2, 0)[:, :, None, :],
+                                                 (1, 1, ow, 1)).reshape(p.kh, -1, ow * p.c))
+                    for q in range(p.sw)]
+        self.w = weight(tile, ow)
+        self.bias = None if bias is None else np.tile(bias, ow)
+        self.act = node.attrs.get("activation", "none")
+        self.pool = pool
+        self.band = max(1, min(p.oh, self.BAND_BYTES // (ow * p.c * 4)))
+        self.slot = p.size(0, self.band) + (self.band * ow * p.c if p.sw > 1 else 0)
+        self.temps = (_width(pool) * self.slot,)
+        self.expand = None
+
+    def _produce(self, src, dst):
+        e = self.expand
+        np.matmul(src, e.wt, out=dst)
+        if e.bias is not None:
+            dst += e.bias
+        activate(dst, e.act)
+
+    def _bands(self, x, y, scratch, b, r0, r1):
+        pad = self.pad
+        for s0 in range(r0, r1, self.band):
+            s1 = min(r1, s0 + self.band)
+            ph = pad.fill(x, scratch, b, s0, s1, self.expand and self._produce)
+            acc = y[b, s0:s1]
+            np.einsum("itrl,itl->rl", pad.taps(ph, 0, s1 - s0), self.w[0], out=acc)
+            if pad.sw > 1:
+                t = scratch[ph.size:ph.size + acc.size].reshape(acc.shape)
+                for q in range(1, pad.sw):
+                    np.einsum("itrl,itl->rl", pad.taps(ph, q, s1 - s0), self.w[q], out=t)
+                    acc += t
+            if self.bias is not None:
+                acc += self.bias
+            activate(acc, self.act)
+
+    def __call__(self, inputs, out, temps):
+        pad = self.pad
+        y = out.reshape(pad.n, pad.oh, -1)
+        for b in range(pad.n):
+            _parallel(lambda i, r0, r1: self._bands(inputs[0], y, temps[0][i * self.slot:], b, r0, r1),
+                      pad.oh, self.pool)
+        return out
+
+
+class _Deferred:
+    """The step of a 1x1 convolution fused into the depthwise layer after
+    it: it passes its input on, and the depthwise layer does the work."""
+
+    alias, temps = True, ()
+
+    def __call__(self, inputs, out, temps):
+        return inputs[0]
+
+
+def fuse(graph, shapes, kernels, min_bytes):
+    """Fuse each 1x1 convolution whose output (of at least min_bytes) only a
+    depthwise layer reads into that layer's bands."""
+    readers = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    made_by = {node.outputs[0]: i for i, node in enumerate(graph.nodes)}
+    for node, k in zip(graph.nodes, kernels):
+        j = made_by.get(node.inputs[0]) if isinstance(k, _Depthwise) else None
+        if (j is not None and isinstance(kernels[j], _Gemm) and graph.nodes[j].op == "conv"
+                and readers[node.inputs[0]] == 1 and node.inputs[0] != graph.output_name
+                and 4 * math.prod(shapes[node.inputs[0]]) >= min_bytes):
+            k.expand, kernels[j] = kernels[j], _Deferred()
+
+
+class _Im2col:
+    """Any other convolution without dilation: patches gathered from the
+    padded input into a column scratch buffer (one strided copy: each kernel
+    row's KW*C values are contiguous), then one GEMM per group."""
+
+    def __init__(self, node, shape, weight, bias, pool=None):
+        self.pad = _Padded(shape, node.attrs, phases=False)
+        p = self.pad
+        self.groups = node.attrs.get("groups", 1)
+        self.wt = weight(lambda w: [np.ascontiguousarray(wg.T) for wg in
+                                    w.reshape(self.groups, w.shape[0] // self.groups, -1)])
+        cout = self.wt[0].shape[1] * self.groups
+        self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
+        self.m = p.n * p.oh * p.ow
+        self.cols = self.m * p.kh * p.kw * p.c
+        self.temps = (p.n * p.size(0, p.oh), self.cols, self.m * (cout // self.groups) if self.groups > 1 else 0)
+
+    def __call__(self, inputs, out, temps):
+        p = self.pad
+        per = p.size(0, p.oh)
+        for b in range(p.n):
+            p.fill(inputs[0], temps[0][b * per:], b, 0, p.oh)
+        xp = temps[0][:p.n * per].reshape(p.n, p.rows(0, p.oh), p.wq, p.c)
+        sn, sh, sw, sc = xp.strides
+        strides = (sn, sh * p.sh, sw * p.sw, sh, sw, sc)
+        y = out.reshape(self.m, -1)
+        if self.groups == 1:
+            cols = temps[1][:self.cols].reshape(p.n, p.oh, p.ow, p.kh, p.kw, p.c)
+            cols[...] = as_strided(xp, shape=cols.shape, strides=strides)
+            _gemm(cols.reshape(self.m, -1), self.wt[0], y, self.bias, self.act, self.pool)
+            return out
+        cin, co = p.c // self.groups, self.wt[0].shape[1]
+        cols = temps[1][:self.cols // self.groups].reshape(p.n, p.oh, p.ow, p.kh, p.kw, cin)
+        part = temps[2][:self.m * co].reshape(self.m, co)
+        for g, wt in enumerate(self.wt):
+            cols[...] = as_strided(xp[..., g * cin:], shape=cols.shape, strides=strides)
+            bias = None if self.bias is None else self.bias[g * co:(g + 1) * co]
+            _gemm(cols.reshape(self.m, -1), wt, part, bias, self.act, self.pool)
+            y[:, g * co:(g + 1) * co] = part
+        return out
+
+
+class _Add:
+    def __init__(self, node, shape):
+        self.act, self.temps = node.attrs.get("activation", "none"), ()
+
+    def __call__(self, inputs, out, temps):
+        np.add(inputs[0], inputs[1], out=out)
+        activate(out, self.act)
+        return out
+
+
+def kernel(node, shape, weight, bias, pool):
+    """The planned kernel for a node with input shape ``shape``, or None when
+    the plain op function should run it.  ``weight(prepare, *key)`` gives
+    the weight as ``prepare`` lays it out (made once per node and key)."""
+    a = node.attrs
+    if node.op == "add":
+        return _Add(node, shape)
+    if node.op == "dense":
+        return _Gemm(node, shape, weight, bias, pool)
+    if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
+        return None
+    cout, kh, kw, cin_g = weight.shape
+    groups = a.get("groups", 1)
+    if groups == shape[3] and cin_g == 1 and cout == groups:
+        return _Depthwise(node, shape, weight, bias, pool)
+    if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
+        return _Gemm(node, shape, weight, bias, pool)
+    return _Im2col(node, shape, weight, bias, pool)
+
+
+class Weight:
+    """A node's weight tensor, decoded only to be laid out for a kernel; the
+    layouts are kept (per node and key), the decoded tensor is not."""
+
+    def __init__(self, tensor, cache):
+        self.tensor, self.cache, self.shape = tensor, cache, tuple(tensor.shape)
+
+    def _cached(self, key, make):
+        k = (self.tensor.name,) + key
+        if k not in self.cache:
+            self.cache[k] = make()
+        return self.cache[k]
+
+    def __call__(self, prepare, *key):
+        """``prepare(decoded weight)``, made once per node and key."""
+        return self._cached(key, lambda: prepare(self.tensor.decode()))
+
+    def transposed(self):
+        """The weight as a contiguous (inputs, outputs) matrix, decoded
+        straight into that layout so that a large dense layer never exists
+        twice in memory."""
+        def make():
+            t = self.tensor
+            data = t.data.reshape(t.shape[0], -1).T
+            out = np.empty(data.shape, np.float32)
+            if t.scales is None:
+                out[...] = data
+            else:  # the stored axis 0 (output channel, one scale each) is axis 1 here
+                np.multiply(data, t.scales, out=out, dtype=np.float32)
+            return out
+        return self._cached(("T",), make)
+
+
+class _Arena:
+    """Float32 buffers handed out and taken back in plan order: a buffer is
+    reused by a later value once every reader of its value has run."""
+
+    def __init__(self):
+        self.sizes, self.free = [], []
+
+    def take(self, size):
+        fits = [i for i in self.free if self.sizes[i] >= size]
+        if fits:
+            i = min(fits, key=lambda k: self.sizes[k])
+            self.free.remove(i)
+        elif self.free:  # grow the largest free buffer rather than add one
+            i = max(self.free, key=lambda k: self.sizes[k])
+            self.free.remove(i)
+            self.sizes[i] = size
+        else:
+            i = len(self.sizes)
+            self.sizes.append(size)
+        return i
+
+    def give(self, i):
+        self.free.append(i)
+
+
+class _Step:
+    """One node of a plan: kernel (or None), output slot and scratch slots."""
+
+    def __init__(self, node, kernel, shape, out, temps, drop):
+        self.node, self.kernel, self.shape = node, kernel, shape
+        self.out, self.temps, self.drop = out, temps, drop
+
+
+def plan(graph, shapes, kernels):
+    """Assign arena slots to every planned output and scratch buffer; list
+    the values to drop after each step.  Returns (steps, slot sizes)."""
+    last = {}
+    for i, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            last[name] = i
+    # The plain op functions may return a view of their input (flatten, a
+    # pad of zero): such an input's buffer lives as long as the output does.
+    root = {}
+    for node, kernel in zip(graph.nodes, kernels):
+        if (kernel is None or getattr(kernel, "alias", False)) and node.inputs:
+            root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
+    for name, r in root.items():
+        last[r] = max(last.get(r, -1), last.get(name, -1))
+    arena, owner, steps = _Arena(), {}, []
+    for i, node in enumerate(graph.nodes):
+        name, kernel = node.outputs[0], kernels[i]
+        out = None
+        if kernel is not None and not getattr(kernel, "alias", False) and name != graph.output_name:
+            out = owner[name] = arena.take(math.prod(shapes[name]))
+        temps = [arena.take(t) if t else None for t in (kernel.temps if kernel else ())]
+        for t in temps:
+            if t is not None:
+                arena.give(t)
+        drop = [n for n in node.inputs if last.get(n) == i and n != graph.output_name]
+        for r in set(root.get(n, n) for n in drop):
+            if last.get(r) == i and r in owner:
+                arena.give(owner.pop(r))
+        steps.append(_Step(node, kernel, shapes[name], out, temps, drop))
+    return steps, arena.sizes
