@@ -27,7 +27,7 @@ from devicenet.backends.cpu import CPUBackend
 from devicenet.image import preprocess
 from devicenet.inspect import describe
 from conftest import data
-from test_cli import runner
+from conftest import cli_runner as runner
 
 SEED = 6
 #: a case this slow is a hang, not noise (cases normally take milliseconds to ~2 s)

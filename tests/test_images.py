@@ -19,7 +19,7 @@ from devicenet import DeviceNetError
 from devicenet.cli import main
 from devicenet.image import open_image
 from conftest import data
-from test_cli import runner
+from conftest import cli_runner as runner
 
 
 @pytest.fixture(scope="module")
