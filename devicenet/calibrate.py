@@ -14,7 +14,7 @@ upgrade to 16 bits removes the most error per extra byte.
 import os
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import ImageEnhance, ImageOps
 
 from .backends.cpu import OPS as CPU_OPS
 from .errors import DeviceNetError
