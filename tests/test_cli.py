@@ -1,6 +1,7 @@
 """The command line, through click's CliRunner, and the Python API."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -119,3 +120,17 @@ def test_api_forward_shapes_and_errors():
 def test_api_threads_validated():
     with pytest.raises(devicenet.DeviceNetError):
         devicenet.load(threads=0)
+
+
+def test_convert_script_from_a_checkout(tmp_path):
+    import subprocess
+    import sys
+    onnx = pytest.importorskip("onnx")
+    from onnx_graphs import CASES
+    onnx.save(CASES["conv3x3"](), tmp_path / "m.onnx")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "convert_model.py")
+    done = subprocess.run([sys.executable, script, str(tmp_path / "m.onnx"), str(tmp_path / "m.dnet"),
+                           "--weights", "int16", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["encodings"]["int16"] == 6 * 4 * 3 * 3
+    assert devicenet.format.load(tmp_path / "m.dnet").meta["quantization"]["scheme"] == "int16"
