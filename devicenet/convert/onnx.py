@@ -17,6 +17,11 @@ from .builder import Builder, fold_batchnorm
 IMAGENET_PREPROCESS = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 
 
+def _error(node, msg):
+    """A DeviceNetError that names the ONNX node (or its op when unnamed)."""
+    return DeviceNetError(f"ONNX node {node.name or node.op_type}: {msg}")
+
+
 class _Importer:
     def __init__(self, model, input_size=None):
         from onnx import numpy_helper
@@ -51,7 +56,7 @@ class _Importer:
 
     def const(self, name, node):
         if name not in self.consts:
-            raise DeviceNetError(f"ONNX node {node.name or node.op_type}: input {name!r} must be a constant")
+            raise _error(node, f"input {name!r} must be a constant")
         return self.consts[name]
 
     def attrs(self, node):
@@ -80,8 +85,7 @@ class _Importer:
             return np.full(c, v.item(), np.float32)
         fits = ((c, 1, 1), (1, c, 1, 1)) if len(shape) == 4 else ((c,), (1, c))
         if v.shape not in fits:
-            raise DeviceNetError(f"ONNX node {node.name or node.op_type}: constant of shape {v.shape} "
-                                 "does not broadcast per channel")
+            raise _error(node, f"constant of shape {v.shape} does not broadcast per channel")
         return v.reshape(c).copy()
 
     def window_attrs(self, node, a, hw, kernel):
@@ -99,7 +103,7 @@ class _Importer:
         else:
             pads = list(a.get("pads", [0, 0, 0, 0]))
         if len(pads) != 4 or len(strides) != 2 or len(dil) != 2:
-            raise DeviceNetError(f"ONNX node {node.name or node.op_type}: only 2-D windows are supported")
+            raise _error(node, "only 2-D windows are supported")
         return {"kernel": list(kernel), "stride": strides, "pads": pads, "dilation": dil}
 
     def fold_pad(self, x, attrs, value):
@@ -130,7 +134,7 @@ class _Importer:
         w = self.const(node.input[1], node).astype(np.float32)
         bias = self.const(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
         if w.ndim != 4:
-            raise DeviceNetError(f"ONNX node {node.name or 'Conv'}: only 2-D convolution is supported")
+            raise _error(node, "only 2-D convolution is supported")
         attrs = self.window_attrs(node, a, self.shape(x)[1:3], w.shape[2:])
         attrs["groups"] = int(a.get("group", 1))
         attrs["activation"] = "none"
@@ -190,8 +194,7 @@ class _Importer:
                     return self.out(node, x)
             return self.out(node, self.b.add("affine", x, {}, params, name=node.name or None))
         if sign != "add":
-            raise DeviceNetError(f"ONNX node {node.name or node.op_type}: {node.op_type} of two computed tensors "
-                                 "is not supported")
+            raise _error(node, f"{node.op_type} of two computed tensors is not supported")
         a_, b_ = self.act(ins[0]), self.act(ins[1])
         return self.out(node, self.b.add("add", [a_, b_], {"activation": "none"}, name=node.name or None))
 
@@ -206,7 +209,7 @@ class _Importer:
 
     def Div(self, node, a):
         if node.input[1] not in self.consts:
-            raise DeviceNetError(f"ONNX node {node.name or 'Div'}: division by a computed tensor is not supported")
+            raise _error(node, "division by a computed tensor is not supported")
         return self._binary(node, "mul", invert=True)
 
     def _pool(self, node, a, op):
@@ -230,8 +233,7 @@ class _Importer:
                 out -= 1
             extra = max(0, (out - 1) * s + k - (hw[ax] + lo + hi))
             if extra and attrs.get("count_include_pad") and any(attrs["pads"]):
-                raise DeviceNetError(f"ONNX node {node.name or 'AveragePool'}: ceil_mode with "
-                                     "count_include_pad and padding is not supported")
+                raise _error(node, "ceil_mode with count_include_pad and padding is not supported")
             attrs["pads"][ax + 2] += extra
             if extra:
                 attrs["count_include_pad"] = False if "count_include_pad" in attrs else None
@@ -240,7 +242,7 @@ class _Importer:
 
     def MaxPool(self, node, a):
         if len(node.output) > 1 and node.output[1]:
-            raise DeviceNetError(f"ONNX node {node.name or 'MaxPool'}: MaxPool indices output is not supported")
+            raise _error(node, "MaxPool indices output is not supported")
         return self._pool(node, a, "maxpool")
 
     def AveragePool(self, node, a):
@@ -254,7 +256,7 @@ class _Importer:
         if axes is None and len(node.input) > 1:
             axes = self.const(node.input[1], node).tolist()
         if sorted(int(i) % 4 for i in (axes or [])) != [2, 3]:
-            raise DeviceNetError(f"ONNX node {node.name or 'ReduceMean'}: only the mean over H and W is supported")
+            raise _error(node, "only the mean over H and W is supported")
         y = self.b.add("global_avgpool", self.act(node.input[0]), name=node.name or None)
         if not a.get("keepdims", 1):
             y = self.b.add("flatten", y)
@@ -270,7 +272,7 @@ class _Importer:
 
     def Flatten(self, node, a):
         if a.get("axis", 1) != 1:
-            raise DeviceNetError(f"ONNX node {node.name or 'Flatten'}: only axis=1 is supported")
+            raise _error(node, "only axis=1 is supported")
         return self._flatten(node)
 
     def Reshape(self, node, a):
@@ -278,18 +280,18 @@ class _Importer:
         shape = self.shape(self.act(node.input[0]))
         if len(target) == 2 and target[1] in (-1, math.prod(shape[1:])) and target[0] in (0, 1, -1, shape[0]):
             return self._flatten(node)
-        raise DeviceNetError(f"ONNX node {node.name or 'Reshape'}: only reshape to (N, -1) is supported")
+        raise _error(node, "only reshape to (N, -1) is supported")
 
     def Squeeze(self, node, a):
         shape = self.shape(self.act(node.input[0]))
         if len(shape) == 4 and shape[1:3] == (1, 1):
             return self._flatten(node)
-        raise DeviceNetError(f"ONNX node {node.name or 'Squeeze'}: only squeezing a 1x1 spatial map is supported")
+        raise _error(node, "only squeezing a 1x1 spatial map is supported")
 
     def Gemm(self, node, a):
         x = self.act(node.input[0])
         if a.get("transA", 0):
-            raise DeviceNetError(f"ONNX node {node.name or 'Gemm'}: transA is not supported")
+            raise _error(node, "transA is not supported")
         w = self.const(node.input[1], node).astype(np.float32)
         w = (w if a.get("transB", 0) else w.T) * np.float32(a.get("alpha", 1.0))
         bias = None
@@ -301,7 +303,7 @@ class _Importer:
         x = self.act(node.input[0])
         w = self.const(node.input[1], node).astype(np.float32)
         if w.ndim != 2 or len(self.shape(x)) != 2:
-            raise DeviceNetError(f"ONNX node {node.name or 'MatMul'}: only (N, K) x (K, M) is supported")
+            raise _error(node, "only (N, K) x (K, M) is supported")
         return self._dense(node, x, w.T, None)
 
     def _dense(self, node, x, w, bias):
@@ -316,14 +318,14 @@ class _Importer:
         xs = [self.act(i) for i in node.input]
         rank = len(self.shape(xs[0]))
         if a.get("axis") % rank != 1:
-            raise DeviceNetError(f"ONNX node {node.name or 'Concat'}: only concatenation over channels is supported")
+            raise _error(node, "only concatenation over channels is supported")
         return self.out(node, self.b.add("concat", xs, {"axis": -1}, name=node.name or None))
 
     def Softmax(self, node, a):
         x = self.act(node.input[0])
         rank = len(self.shape(x))
         if a.get("axis", -1) % rank != (1 if rank == 4 else rank - 1):
-            raise DeviceNetError(f"ONNX node {node.name or 'Softmax'}: only softmax over classes is supported")
+            raise _error(node, "only softmax over classes is supported")
         return self.out(node, self.b.add("softmax", x, name=node.name or None))
 
     def LRN(self, node, a):
@@ -335,7 +337,7 @@ class _Importer:
         x = self.act(node.input[0])
         mode = a.get("mode", b"constant")
         if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
-            raise DeviceNetError(f"ONNX node {node.name or 'Pad'}: only constant padding is supported")
+            raise _error(node, "only constant padding is supported")
         pads = a.get("pads")
         if pads is None:
             pads = self.const(node.input[1], node).tolist()
@@ -344,7 +346,7 @@ class _Importer:
             value = float(self.const(node.input[2], node))
         pads = [int(p) for p in pads]
         if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
-            raise DeviceNetError(f"ONNX node {node.name or 'Pad'}: only spatial padding of NCHW data is supported")
+            raise _error(node, "only spatial padding of NCHW data is supported")
         attrs = {"pads": [pads[2], pads[3], pads[6], pads[7]], "value": value, "_onnx_output": node.output[0]}
         return self.out(node, self.b.add("pad", x, attrs, name=node.name or None))
 
@@ -355,7 +357,7 @@ class _Importer:
 
     def Constant(self, node, a):
         if "value" not in a:
-            raise DeviceNetError(f"ONNX node {node.name or 'Constant'}: only tensor constants are supported")
+            raise _error(node, "only tensor constants are supported")
         self.consts[node.output[0]] = self.to_array(a["value"])
 
     def run(self):
