@@ -67,3 +67,16 @@ def test_malformed_onnx_is_one_clear_error(tmp_path):
     with pytest.raises(DeviceNetError, match="ONNX"):
         convert(tmp_path / "m.onnx", tmp_path / "m.dnet")
     assert not (tmp_path / "m.dnet").exists()
+
+
+def test_labels_must_match_the_outputs_and_source_is_hashed(tmp_path):
+    import hashlib
+    onnx.save(CASES["global_pool_flatten_gemm_softmax"](), tmp_path / "m.onnx")
+    out = tmp_path / "m.dnet"
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    with pytest.raises(DeviceNetError, match="2 labels given but the model has"):
+        convert(tmp_path / "m.onnx", out, labels=tmp_path / "labels.txt")
+    assert not out.exists()
+    convert(tmp_path / "m.onnx", out, weights="float32")
+    digest = hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
+    assert dnet.load(out).meta["provenance"]["source_sha256"] == digest

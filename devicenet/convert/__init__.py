@@ -5,11 +5,11 @@ weights in devicenet's layout); a weight policy picks each tensor's
 encoding; the result is written atomically.
 """
 
-import hashlib
 import os
 
 from .. import __version__, format as dnet
 from ..errors import DeviceNetError
+from ..features import file_digest
 from ..inspect import describe
 from ..quant import ENCODINGS
 from .builder import weight_encodings
@@ -31,14 +31,6 @@ def read_labels(path):
     while labels and not labels[-1]:
         labels.pop()
     return labels
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def import_model(source, input_size=None):
@@ -81,6 +73,9 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
         label_list = read_labels(LABELS_FILE)
     else:
         label_list = []
+    if label_list and classes != len(label_list):
+        # Checked before calibration, which can take minutes.
+        raise DeviceNetError(f"{len(label_list)} labels given but the model has {classes} outputs")
     meta["labels"] = label_list
     if name:
         meta["name"] = name
@@ -89,7 +84,7 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
     if preprocess:
         meta["preprocess"] = {**meta.get("preprocess", {}), **preprocess}
     meta.setdefault("license", "unspecified")
-    meta["provenance"] = {"source": os.path.basename(source), "source_sha256": _sha256(source),
+    meta["provenance"] = {"source": os.path.basename(source), "source_sha256": file_digest(source),
                           "converter": f"devicenet {__version__}"}
     clips = None
     if weights == "auto":
@@ -101,8 +96,5 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
         encodings = weight_encodings(b.params, b.nodes, weights)
         meta["quantization"] = {"scheme": weights}
     graph = b.graph(meta, encodings, clips)
-    if label_list and graph.shapes()[graph.output_name][-1] != len(label_list):
-        raise DeviceNetError(f"{len(label_list)} labels given but the model has "
-                             f"{graph.shapes()[graph.output_name][-1]} outputs")
     dnet.write(graph, output)
     return describe(graph, os.fspath(output))
