@@ -8,7 +8,6 @@ held-out split, and writes a new .dnet: the base graph up to its features
 plus the learned dense layer, labelled with the folder names.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 import os
 
 import numpy as np
@@ -17,6 +16,7 @@ from . import format as dnet
 from .errors import DeviceNetError
 from .features import CACHE_DIR, FeatureCache, feature_layer, file_digest, truncate
 from .graph import Graph, Node, Tensor
+from .model import prefetched
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 FEW_PHOTOS = 5
@@ -59,30 +59,24 @@ def compute_features(model, paths, views, layer, cache, progress=None, warn=None
                 seen.add((digest, view))
                 todo.append((i, view))
 
-    def prepare(i, view):
+    def prepare(job):
+        i, view = job
         return model.prepare(paths[i], oversample=view == "ten")[0]
 
-    # Decode the next photo on a worker thread while the network runs on
-    # this one: Pillow and numpy release the GIL.
     computed, failed = 0, set()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(prepare, *todo[0]) if todo else None
-        for n, (i, view) in enumerate(todo):
-            future = pending
-            if n + 1 < len(todo):
-                pending = pool.submit(prepare, *todo[n + 1])
-            try:
-                if digests[i] not in failed:
-                    cache.put(digests[i], view, model.features(future.result(), layer))
-                    computed += 1
-            except DeviceNetError as e:
-                if warn:
-                    warn(f"skipping {paths[i]}: {e}")
-                failed.add(digests[i])
-            if progress:
-                progress(n + 1, len(todo), paths[i])
-            if (n + 1) % 50 == 0:
-                cache.save()  # an interrupted run keeps most of its work
+    for n, ((i, view), future) in enumerate(prefetched(prepare, todo)):
+        try:
+            if digests[i] not in failed:
+                cache.put(digests[i], view, model.features(future.result(), layer))
+                computed += 1
+        except DeviceNetError as e:
+            if warn:
+                warn(f"skipping {paths[i]}: {e}")
+            failed.add(digests[i])
+        if progress:
+            progress(n + 1, len(todo), paths[i])
+        if (n + 1) % 50 == 0:
+            cache.save()  # an interrupted run keeps most of its work
     cache.save()
     return [None if d in failed else d for d in digests], computed
 

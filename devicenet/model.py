@@ -67,6 +67,25 @@ class Classification:
                 "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}
 
 
+def prefetched(func, items):
+    """Yield ``(item, future of func(item))`` for each item in order.
+
+    The next item's call runs on a worker thread while the caller works on
+    the current one: decoding (Pillow) and inference (numpy) both release
+    the GIL, so the two overlap.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(func, items[0]) if items else None
+        for i, item in enumerate(items):
+            future = pending
+            if i + 1 < len(items):
+                pending = pool.submit(func, items[i + 1])
+            yield item, future
+
+
 def softmax(x):
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -159,23 +178,15 @@ class Model:
         that cannot be used, a DeviceNetError whose ``image`` names it.
 
         The next image is decoded and preprocessed on a worker thread while
-        the current one runs through the network (Pillow and numpy release
-        the GIL), so a folder goes at the speed of inference.
+        the current one runs through the network, so a folder goes at the
+        speed of inference.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        images = list(images)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self.prepare, images[0], oversample) if images else None
-            for i, image in enumerate(images):
-                future = pending
-                if i + 1 < len(images):
-                    pending = pool.submit(self.prepare, images[i + 1], oversample)
-                try:
-                    yield self._finish(image, *future.result(), top)
-                except DeviceNetError as e:
-                    e.image = os.fspath(image)
-                    yield e
+        for image, future in prefetched(lambda image: self.prepare(image, oversample), images):
+            try:
+                yield self._finish(image, *future.result(), top)
+            except DeviceNetError as e:
+                e.image = os.fspath(image)
+                yield e
 
     def features(self, image, layer=None, oversample=False):
         """The activations of ``layer`` (default: the input of the last dense
