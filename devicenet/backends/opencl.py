@@ -134,9 +134,14 @@ def _i(*vals):
     return [np.int32(v) for v in vals]
 
 
-def _clamp(name):
-    lo, hi = ACTIVATIONS[name]
+def _bounds(lo, hi):
+    """A clamp's bounds as kernel arguments; None (no bound) becomes an infinity."""
     return [np.float32(-np.inf if lo is None else lo), np.float32(np.inf if hi is None else hi)]
+
+
+def _clamp(node):
+    """The bounds of the node's fused activation."""
+    return _bounds(*ACTIVATIONS[node.attrs.get("activation", "none")])
 
 
 def _conv(be, node, ins, out, shapes):
@@ -146,7 +151,7 @@ def _conv(be, node, ins, out, shapes):
     groups = node.attrs.get("groups", 1)
     _, (sh, sw), (pt, pl, _, _), (dh, dw) = window(node.attrs, node.name)
     wbuf, sbuf, bbuf = be.weights(node)
-    act = _clamp(node.attrs.get("activation", "none"))
+    act = _clamp(node)
     geom = _i(kh, kw, sh, sw, pt, pl, dh, dw)
     if groups == c and cig == 1 and co == groups:
         k = be.kernel(wt.encoding, "depthwise")
@@ -164,7 +169,7 @@ def _dense(be, node, ins, out, shapes):
     wt = be.graph.tensors[node.params["weight"]]
     wbuf, sbuf, bbuf = be.weights(node)
     k = be.kernel(wt.encoding, "dense")
-    k.set_args(ins[0], wbuf, sbuf, bbuf, out, *_i(k_in, o), *_clamp(node.attrs.get("activation", "none")))
+    k.set_args(ins[0], wbuf, sbuf, bbuf, out, *_i(k_in, o), *_clamp(node))
     return [(k, (o * DENSE_WG, n), (DENSE_WG, 1))]
 
 
@@ -217,8 +222,7 @@ def _softmax(be, node, ins, out, shapes):
 
 
 def _clip_bounds(be, node, shapes):
-    lo, hi = node.attrs.get("min"), node.attrs.get("max")
-    return [np.float32(-np.inf if lo is None else lo), np.float32(np.inf if hi is None else hi)]
+    return _bounds(node.attrs.get("min"), node.attrs.get("max"))
 
 
 def _lrn_args(be, node, shapes):
@@ -239,7 +243,7 @@ def _pad_args(be, node, shapes):
 OPS = {
     "conv": _conv,
     "dense": _dense,
-    "add": _elementwise("add", lambda be, node, shapes: _clamp(node.attrs.get("activation", "none"))),
+    "add": _elementwise("add", lambda be, node, shapes: _clamp(node)),
     "affine": _affine,
     "clip": _elementwise("clip", _clip_bounds),
     "maxpool": _pool(True),
