@@ -16,6 +16,7 @@ import os
 import numpy as np
 from PIL import ImageEnhance, ImageOps
 
+from .backends.base import last_uses
 from .backends.cpu import OPS as CPU_OPS
 from .errors import DeviceNetError
 from .image import open_image, preprocess
@@ -102,10 +103,7 @@ def _run(nodes, cache, start, params, output):
     """Run ``nodes[start:]`` with ``params``, reading earlier activations
     from ``cache``; return ``output``.  New activations are freed after
     their last use, so memory stays at one layer's working set."""
-    last = {}
-    for i, node in enumerate(nodes[start:], start):
-        for name in node.inputs:
-            last[name] = i
+    last = last_uses(nodes, start)
     values = {}
     for i, node in enumerate(nodes[start:], start):
         ins = [values[n] if n in values else cache[n] for n in node.inputs]

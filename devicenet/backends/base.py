@@ -7,6 +7,16 @@ import numpy as np
 from ..errors import DeviceNetError
 
 
+def last_uses(nodes, start=0):
+    """Activation name -> index of the last node (counted from ``start``)
+    that reads it."""
+    last = {}
+    for i, node in enumerate(nodes[start:], start):
+        for name in node.inputs:
+            last[name] = i
+    return last
+
+
 class Backend:
     """Runs one loaded graph.  Subclasses implement ``run_node`` (and may
     override ``run`` when they keep activations somewhere else, e.g. on a GPU)."""
@@ -33,10 +43,7 @@ class Backend:
         values = {g.input_name: np.ascontiguousarray(x, dtype=np.float32)}
         # Free each activation after its last use, so memory stays at the
         # working set of a layer rather than the whole network.
-        last = {}
-        for i, node in enumerate(g.nodes):
-            for name in node.inputs:
-                last[name] = i
+        last = last_uses(g.nodes)
         for i, node in enumerate(g.nodes):
             t0 = time.perf_counter() if profile is not None else 0.0
             out = self.run_node(node, [values[n] for n in node.inputs])

@@ -14,6 +14,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, window
+from .base import last_uses
+
 
 def activate(y, name):
     """Apply a fused activation to y in place; return y."""
@@ -361,10 +363,7 @@ class _Step:
 def plan(graph, shapes, kernels):
     """Assign arena slots to every planned output and scratch buffer; list
     the values to drop after each step.  Returns (steps, slot sizes)."""
-    last = {}
-    for i, node in enumerate(graph.nodes):
-        for name in node.inputs:
-            last[name] = i
+    last = last_uses(graph.nodes)
     # The plain op functions may return a view of their input (flatten, a
     # pad of zero): such an input's buffer lives as long as the output does.
     root = {}
