@@ -149,7 +149,7 @@ def _check_region(path, what, entry, data_length, expected):
     if not isinstance(entry, dict):
         _fail(path, f"{what}: malformed tensor record")
     vals = [entry.get(k) for k in ("offset", "length", "crc32")]
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
+    if not all(_is_int(v) and v >= 0 for v in vals):
         _fail(path, f"{what}: offset, length and crc32 must be non-negative integers")
     off, length, _ = vals
     if off % ALIGN:
@@ -259,8 +259,7 @@ def _check_meta(path, meta):
     inp = meta.get("input")
     if (not isinstance(inp, dict) or not isinstance(inp.get("name"), str)
             or not isinstance(inp.get("shape"), list) or len(inp["shape"]) not in (2, 4)
-            or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DIM
-                       for d in inp["shape"])):
+            or not all(_is_int(d) and 1 <= d <= MAX_DIM for d in inp["shape"])):
         _fail(path, "metadata 'input' must give a name and a 2-D or 4-D shape of positive sizes")
     if not isinstance(meta.get("output"), str):
         _fail(path, "metadata 'output' must name the output tensor")
@@ -338,7 +337,7 @@ def from_buffer(buf, path="model", verify=True):
         if not isinstance(enc, str) or enc not in STORAGE:
             _fail(path, f"tensor {name}: unknown encoding {enc!r}")
         if (not isinstance(shape, list) or len(shape) > 8
-                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 31 for d in shape)):
+                or not all(_is_int(d) and 0 <= d <= 1 << 31 for d in shape)):
             _fail(path, f"tensor {name}: bad shape {shape!r}")
         if name in tensors:
             _fail(path, f"tensor {name} appears twice")
