@@ -106,6 +106,7 @@ class Model:
         self.preprocess = meta.get("preprocess")
         last = graph.nodes[-1] if graph.nodes else None
         self._outputs_probabilities = last is not None and last.op == "softmax"
+        self._cuts = {}  # feature layer -> Model of the graph cut there
 
     @property
     def backend(self):
@@ -197,8 +198,7 @@ class Model:
         """
         from .features import feature_layer, truncate
         layer = layer or feature_layer(self.graph)
-        cuts = self.__dict__.setdefault("_cut", {})
-        cut = cuts.get(layer)
+        cut = self._cuts.get(layer)
         if cut is None:
             graph = truncate(self.graph, layer)
             be = self._backend
@@ -206,7 +206,7 @@ class Model:
             cut = Model(graph, create_backend(graph, be.name, threads=be.threads, residency=be.residency,
                                               device=getattr(be, "device_name", None), fallback=False),
                         self.path, self.port)
-            cuts[layer] = cut
+            self._cuts[layer] = cut
         if isinstance(image, np.ndarray) and image.dtype.kind == "f":
             return cut.forward(image)
         return cut.forward(self.prepare(image, oversample)[0])
