@@ -24,6 +24,17 @@ def echo_json(doc):
     click.echo(json.dumps(doc, indent=2))
 
 
+def say(msg):
+    """Print progress or a warning on stderr, so stdout stays clean for --json."""
+    click.echo(msg, err=True)
+
+
+def refuse_existing(output, force):
+    """Fail unless ``output`` is new or ``--force`` allows replacing it."""
+    if os.path.exists(output) and not force:
+        fail(f"{output} exists; pass --force to replace it")
+
+
 def model_options(f):
     """--model, --backend, --threads, --port, --device: how to load a model."""
     f = click.option("--device", envvar="DEVICENET_OPENCL_DEVICE", metavar="NAME",
@@ -198,8 +209,7 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
         devicenet convert efficientnet-lite0.pth lite0.dnet --weights auto
     """
     from .convert import convert as run_convert
-    if os.path.exists(output) and not force:
-        fail(f"{output} exists; pass --force to replace it")
+    refuse_existing(output, force)
     pre = {}
     try:
         for key, text in (("mean", mean), ("std", std)):
@@ -210,7 +220,7 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
                 pre[key] = vals
     except ValueError:
         raise click.BadParameter("give three numbers separated by commas (std must be positive)") from None
-    progress = None if as_json else (lambda msg: click.echo(msg, err=True))
+    progress = None if as_json else say
     try:
         s = run_convert(source, output, weights=weights, labels=labels, name=name, input_size=input_size,
                         license=license_, preprocess=pre or None, calibrate=calibrate, progress=progress)
@@ -263,15 +273,14 @@ def learn(dataset, output, holdout, augment, oversample, l2, layer, force, as_js
         devicenet classify --model mine.dnet new-photo.jpg
     """
     from .learn import learn as run_learn
-    if os.path.exists(output) and not force:
-        fail(f"{output} exists; pass --force to replace it")
+    refuse_existing(output, force)
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         fail(f"{output}: its folder does not exist")  # say so before minutes of feature extraction
     model = load_model(model_path, backend, threads, port, device)
-    warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
     try:
         report = run_learn(dataset, output, model, holdout=holdout, augment=augment, oversample=oversample,
-                           l2=l2, layer=layer, progress=feature_progress, warn=warn)
+                           l2=l2, layer=layer, progress=feature_progress,
+                           warn=lambda msg: say(f"warning: {msg}"))
     except DeviceNetError as e:
         fail(str(e))
     if as_json:
@@ -339,7 +348,7 @@ def evaluate(model, reference, images, worst, as_json):
         devicenet evaluate lite0.dnet --reference lite0-float32.dnet --images photos/
     """
     from .evaluate import evaluate as run_evaluate
-    progress = None if as_json else (lambda msg: click.echo(msg, err=True))
+    progress = None if as_json else say
     try:
         r = run_evaluate(model, reference, list(images), progress=progress)
     except DeviceNetError as e:
