@@ -70,13 +70,14 @@ def stats(times_ms):
 
 
 def versions():
-    import numpy
-    return {"devicenet": __version__, "numpy": numpy.__version__, "python": platform.python_version(),
+    """Versions of devicenet, numpy, Python and the operating system."""
+    return {"devicenet": __version__, "numpy": np.__version__, "python": platform.python_version(),
             "system": f"{platform.system()} {platform.release()}"}
 
 
 def _load(model, net, seed, progress, **kw):
-    """Load the model to benchmark; return (Model, build ms, net name)."""
+    """Load the model to benchmark; return (Model, build ms, (load start,
+    load end) as perf_counter times, model name)."""
     import devicenet
     if net is None:
         t0 = time.perf_counter()

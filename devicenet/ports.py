@@ -153,9 +153,9 @@ def parse(path):
     if unknown:
         f.fail(f"detect.{unknown[0]}", f"is not a known fact (use {', '.join(WEIGHTS)})")
     refs = []
-    for i, _ in enumerate(f.get("reference", list, [])):
+    for i, entry in enumerate(f.get("reference", list, [])):
         key = f"reference[{i}]"
-        ref = _Fields(path, {key: doc["reference"][i]})
+        ref = _Fields(path, {key: entry})
         ms = ref.get(f"{key}.ms", float, required=True)
         if not ms > 0:
             ref.fail(f"{key}.ms", f"must be positive, got {ms}")
