@@ -8,6 +8,8 @@ network the historical board timings were measured with, so a board can be
 compared with them without downloading anything.
 """
 
+import math
+
 import numpy as np
 
 from .convert.builder import Builder
@@ -41,7 +43,7 @@ def random_int8(rng, shape, std):
     """Gaussian weights of deviation ``std``, encoded int8 with per-channel
     scales, generated a few rows at a time so that the float32 tensor is
     never whole in memory.  Returns ``(data, scales)``."""
-    rows, per_row = shape[0], int(np.prod(shape[1:]))
+    rows, per_row = shape[0], math.prod(shape[1:])
     data = np.empty((rows, per_row), np.int8)
     scales = np.empty(rows, np.float32)
     step = max(1, CHUNK // per_row)
@@ -80,7 +82,7 @@ def alexnet(seed=0, width=1.0, size=227, classes=1000, progress=None):
             wshape = (out, k[0], k[1], channels // attrs.get("groups", 1))
         else:
             wshape = (out, b.shapes[x][1])
-        fan_in = int(np.prod(wshape[1:]))
+        fan_in = math.prod(wshape[1:])
         weight, scales = random_int8(rng, wshape, np.sqrt(2.0 / fan_in))  # He initialisation
         bias = (0.01 * rng.standard_normal(out)).astype(np.float32)
         # np.zeros stands in for the float weights only so the Builder can

@@ -9,6 +9,7 @@ per device and source and their binaries cached on disk.  The kernels are
 """
 
 import hashlib
+import math
 import os
 import warnings
 from types import SimpleNamespace
@@ -177,7 +178,7 @@ def _elementwise(name, extra):
     def launch(be, node, ins, out, shapes):
         k = be.kernel(None, name)
         k.set_args(*ins, out, *extra(be, node, shapes))
-        return [(k, (int(np.prod(shapes[-1])),), None)]
+        return [(k, (math.prod(shapes[-1]),), None)]
     return launch
 
 
@@ -195,7 +196,7 @@ def _affine(be, node, ins, out, shapes):
     scale, shift = (be.vector(node, role, c, fill) for role, fill in (("scale", 1.0), ("shift", 0.0)))
     k = be.kernel(None, "affine")
     k.set_args(ins[0], scale, shift, out, np.int32(c))
-    return [(k, (int(np.prod(shapes[0])),), None)]
+    return [(k, (math.prod(shapes[0]),), None)]
 
 
 def _global_avgpool(be, node, ins, out, shapes):
@@ -210,7 +211,7 @@ def _concat(be, node, ins, out, shapes):
     for buf, shape in zip(ins, shapes[:-1]):
         k = be.kernel(None, "concat_copy")
         k.set_args(buf, out, *_i(shape[-1], cout, offset))
-        launches.append((k, (int(np.prod(shape)),), None))
+        launches.append((k, (math.prod(shape),), None))
         offset += shape[-1]
     return launches
 
@@ -218,7 +219,7 @@ def _concat(be, node, ins, out, shapes):
 def _softmax(be, node, ins, out, shapes):
     k = be.kernel(None, "softmax")
     k.set_args(ins[0], out, np.int32(shapes[0][-1]))
-    return [(k, (int(np.prod(shapes[0][:-1])),), None)]
+    return [(k, (math.prod(shapes[0][:-1]),), None)]
 
 
 def _clip_bounds(be, node, shapes):
@@ -355,7 +356,7 @@ class OpenCLBackend(Backend):
         free, bufs = [], {}
 
         def take(name):
-            size = int(np.prod(shapes[name])) * 4
+            size = math.prod(shapes[name]) * 4
             fits = [b for b in free if b.size >= size]
             buf = min(fits, key=lambda b: b.size) if fits else cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, size)
             if fits:
@@ -426,7 +427,7 @@ class OpenCLBackend(Backend):
         out_shape = tuple(SPECS[node.op].shape(node, shapes, ps))
         if node.op in ALIASES:
             return inputs[0].reshape(out_shape)
-        out = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, int(np.prod(out_shape)) * 4)
+        out = cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, math.prod(out_shape) * 4)
         for k, gsize, lsize in OPS[node.op](self, node, bufs, out, shapes + [out_shape]):
             cl.enqueue_nd_range_kernel(self.queue, k, gsize, lsize)
         y = np.empty(out_shape, np.float32)
