@@ -22,6 +22,14 @@ def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps):
     return w.astype(np.float32), b.astype(np.float32)
 
 
+def crop_preprocess(size, mean, std):
+    """Preprocessing metadata for a network trained on ``size`` crops: resize
+    the shorter side to size / 0.875 (the usual ImageNet evaluation), centre
+    crop ``size``, then ``(pixel - mean) / std`` in RGB order."""
+    return {"resize": int(round(size / 0.875)), "crop": size, "interpolation": "bilinear",
+            "mean": list(mean), "std": list(std), "channel_order": "RGB"}
+
+
 def weight_encodings(graph_params, nodes, weights):
     """The plain policy: every conv and dense weight in ``weights``, the rest float32."""
     enc = {name: "float32" for name in graph_params}

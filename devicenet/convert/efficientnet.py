@@ -9,9 +9,8 @@ each stage.
 
 import re
 
-
 from ..errors import DeviceNetError
-from .builder import Builder, fold_batchnorm
+from .builder import Builder, crop_preprocess, fold_batchnorm
 
 BN_EPS = 1e-3
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
@@ -90,5 +89,5 @@ def build(sd, resolution=224):
 
 
 def preprocess(resolution):
-    return {"resize": int(round(resolution / 0.875)), "crop": resolution, "interpolation": "bilinear",
-            "mean": [127.0] * 3, "std": [128.0] * 3, "channel_order": "RGB"}
+    """The checkpoints' preprocessing: pixels scaled to about [-1, 1]."""
+    return crop_preprocess(resolution, [127.0] * 3, [128.0] * 3)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..errors import DeviceNetError
-from .builder import Builder, fold_batchnorm
+from .builder import Builder, crop_preprocess, fold_batchnorm
 
 IMAGENET_PREPROCESS = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 
@@ -395,6 +395,5 @@ def build(path, input_size=None):
         raise DeviceNetError(f"{path}: the graph output is not computed by its last node")
     size = b.input_shape[1]
     meta = {"name": model.graph.name or "model", "output": output,
-            "preprocess": {"resize": int(round(size / 0.875)), "crop": size, "interpolation": "bilinear",
-                           **IMAGENET_PREPROCESS, "channel_order": "RGB"}}
+            "preprocess": crop_preprocess(size, IMAGENET_PREPROCESS["mean"], IMAGENET_PREPROCESS["std"])}
     return b, meta
