@@ -6,6 +6,8 @@ from .format import VERSION
 
 
 def describe(graph, path=None):
+    """A JSON-ready summary of ``graph`` (and of its file at ``path``, if any):
+    metadata, op counts, weights per encoding, size and compression."""
     meta = graph.meta
     ops = {}
     for n in graph.nodes:
