@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from devicenet import format as dnet
-from devicenet.backends.base import Backend
+from devicenet.backends.base import Backend, is_depthwise
 from devicenet.backends.cpu import CPUBackend
 from devicenet.convert.builder import Builder
 
@@ -82,3 +82,14 @@ def test_alexnet_shape_planned_and_streamed_match():
     streamed = CPUBackend(g, residency="streamed")
     streamed.STREAM_CHUNK = 1000  # force several blocks per layer
     np.testing.assert_allclose(streamed.run(x), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("groups, channels, weight_shape, want", [
+    (8, 8, (8, 3, 3, 1), True),     # one filter per channel
+    (1, 1, (1, 3, 3, 1), True),     # a single channel is its own group
+    (4, 8, (4, 3, 3, 2), False),    # grouped, two channels per group
+    (8, 8, (16, 3, 3, 1), False),   # a channel multiplier of two
+    (1, 8, (8, 1, 1, 8), False),    # ordinary convolution
+])
+def test_is_depthwise(groups, channels, weight_shape, want):
+    assert is_depthwise(groups, channels, weight_shape) is want

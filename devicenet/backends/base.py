@@ -17,6 +17,13 @@ def last_uses(nodes, start=0):
     return last
 
 
+def is_depthwise(groups, channels, weight_shape):
+    """Whether a convolution with ``groups`` over ``channels`` input channels
+    and weights (Cout, KH, KW, Cin/groups) is depthwise: one filter per channel."""
+    cout, _, _, cin_g = weight_shape
+    return groups == channels and cin_g == 1 and cout == groups
+
+
 class Backend:
     """Runs one loaded graph.  Subclasses implement ``run_node`` (and may
     override ``run`` when they keep activations somewhere else, e.g. on a GPU)."""

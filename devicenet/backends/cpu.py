@@ -22,7 +22,7 @@ import numpy as np
 from ..graph import Tensor, window
 from ..threads import default_threads, set_blas_threads
 from . import cpu_kernels
-from .base import Backend
+from .base import Backend, is_depthwise
 from .cpu_kernels import activate as _activate
 
 
@@ -62,11 +62,11 @@ def im2col(x, attrs):
 
 
 def conv(x, attrs, weight, bias=None):
-    cout, kh, kw, cin_g = weight.shape
+    cout, kh, kw, _ = weight.shape
     groups = attrs.get("groups", 1)
     act = attrs.get("activation", "none")
     (sh, sw), pads = attrs.get("stride", [1, 1]), attrs.get("pads", [0, 0, 0, 0])
-    if groups == x.shape[3] and cin_g == 1 and cout == groups:
+    if is_depthwise(groups, x.shape[3], weight.shape):
         return _activate(depthwise(x, attrs, weight, bias), act)
     w2 = weight.reshape(cout, -1)
     if kh == kw == 1 and not any(pads) and groups == 1:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, window
-from .base import last_uses
+from .base import is_depthwise, last_uses
 
 
 def activate(y, name):
@@ -285,9 +285,9 @@ def kernel(node, shape, weight, bias, pool):
         return _Gemm(node, shape, weight, bias, pool)
     if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
         return None
-    cout, kh, kw, cin_g = weight.shape
+    _, kh, kw, _ = weight.shape
     groups = a.get("groups", 1)
-    if groups == shape[3] and cin_g == 1 and cout == groups:
+    if is_depthwise(groups, shape[3], weight.shape):
         return _Depthwise(node, shape, weight, bias, pool)
     if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
         return _Gemm(node, shape, weight, bias, pool)

@@ -19,7 +19,7 @@ import pyopencl as cl
 
 from ..errors import DeviceNetError
 from ..graph import ACTIVATIONS, OPS as SPECS, window
-from .base import Backend
+from .base import Backend, is_depthwise
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 
@@ -154,7 +154,7 @@ def _conv(be, node, ins, out, shapes):
     wbuf, sbuf, bbuf = be.weights(node)
     act = _clamp(node)
     geom = _i(kh, kw, sh, sw, pt, pl, dh, dw)
-    if groups == c and cig == 1 and co == groups:
+    if is_depthwise(groups, c, wt.shape):
         k = be.kernel(wt.encoding, "depthwise")
         k.set_args(ins[0], wbuf, sbuf, bbuf, out, *_i(h, w, c, oh, ow), *geom, *act)
         return [(k, (n * oh * ow * c,), None)]
