@@ -37,7 +37,8 @@ def main():
     out = args.output or os.path.join(os.path.dirname(HERE), "models", f"efficientnet-{args.variant}.dnet")
     s = convert(checkpoint(args.variant), out, weights=args.weights,
                 progress=lambda m: print(m, file=sys.stderr))
-    digest = hashlib.sha256(open(out, "rb").read()).hexdigest()
+    with open(out, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
     print(f"{out}: {s['file_bytes']:,} bytes, {s['parameters']:,} parameters, sha256 {digest}")
 
 
