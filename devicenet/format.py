@@ -20,7 +20,7 @@ import zlib
 import numpy as np
 
 from .errors import DeviceNetError
-from .graph import Graph, Node, Tensor, infer_shapes, MAX_DIM
+from .graph import OPS, Graph, Node, Tensor, infer_shapes, is_int, is_kind, is_num, MAX_DIM
 from .quant import STORAGE, is_integer
 
 MAGIC = b"DNET"
@@ -33,30 +33,6 @@ MAX_NODES = 1 << 16
 #: Activations (and the largest im2col scratch) a model may need at batch 1:
 #: a few-KB file must not be able to ask for gigabytes at run time.
 MAX_ACTIVATION_BYTES = 1 << 30
-
-_INT, _NUM, _BOOL, _STR = "integer", "number", "boolean", "string"
-#: op -> {attribute: kind}; a kind is a type name, "N integers", or a tuple of
-#: alternatives.  Checked before shape inference so that no backend ever sees
-#: an attribute of the wrong type.  Ops missing here get shape checks only.
-ATTRS = {
-    "conv": {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers",
-             "dilation": "2 integers", "groups": _INT, "activation": _STR, "pad_value": _NUM},
-    "dense": {"activation": _STR},
-    "add": {"activation": _STR},
-    "affine": {},
-    "clip": {"min": (_NUM, None), "max": (_NUM, None)},
-    "maxpool": {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers",
-                "dilation": "2 integers"},
-    "avgpool": {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers",
-                "dilation": "2 integers", "count_include_pad": (_BOOL, None), "pad_value": _NUM},
-    "global_avgpool": {},
-    "flatten": {},
-    "concat": {"axis": _INT},
-    "softmax": {"axis": _INT},
-    "lrn": {"size": _INT, "alpha": _NUM, "beta": _NUM, "bias": _NUM},
-    "pad": {"pads": "4 integers", "value": _NUM},
-}
-
 
 def _align(n):
     return (n + ALIGN - 1) // ALIGN * ALIGN
@@ -149,7 +125,7 @@ def _check_region(path, what, entry, data_length, expected):
     if not isinstance(entry, dict):
         _fail(path, f"{what}: malformed tensor record")
     vals = [entry.get(k) for k in ("offset", "length", "crc32")]
-    if not all(_is_int(v) and v >= 0 for v in vals):
+    if not all(is_int(v) and v >= 0 for v in vals):
         _fail(path, f"{what}: offset, length and crc32 must be non-negative integers")
     off, length, _ = vals
     if off % ALIGN:
@@ -205,39 +181,13 @@ def parse_header(buf, path="model"):
     return header, data_off, data_len
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v):
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(v) and abs(v) < 1e30)
-
-
-def _is_kind(v, kind):
-    if isinstance(kind, tuple):
-        return any(_is_kind(v, k) for k in kind)
-    if kind is None:
-        return v is None
-    if kind == _INT:
-        return _is_int(v)
-    if kind == _NUM:
-        return _is_num(v)
-    if kind == _BOOL:
-        return isinstance(v, bool)
-    if kind == _STR:
-        return isinstance(v, str)
-    n = int(kind.split()[0])  # "N integers"
-    return isinstance(v, list) and len(v) == n and all(_is_int(i) and abs(i) <= MAX_DIM for i in v)
-
-
 def _check_preprocess(path, spec):
     """The preprocessing metadata must be usable as is by devicenet.image."""
     if spec is None:
         return
     ok = (isinstance(spec, dict)
-          and all(_is_int(spec.get(k)) and 1 <= spec[k] <= MAX_DIM for k in ("resize", "crop"))
-          and all(isinstance(spec.get(k), list) and len(spec[k]) == 3 and all(map(_is_num, spec[k]))
+          and all(is_int(spec.get(k)) and 1 <= spec[k] <= MAX_DIM for k in ("resize", "crop"))
+          and all(isinstance(spec.get(k), list) and len(spec[k]) == 3 and all(map(is_num, spec[k]))
                   for k in ("mean", "std"))
           and spec.get("channel_order", "RGB") in ("RGB", "BGR")
           and isinstance(spec.get("interpolation", "bilinear"), str))
@@ -259,7 +209,7 @@ def _check_meta(path, meta):
     inp = meta.get("input")
     if (not isinstance(inp, dict) or not isinstance(inp.get("name"), str)
             or not isinstance(inp.get("shape"), list) or len(inp["shape"]) not in (2, 4)
-            or not all(_is_int(d) and 1 <= d <= MAX_DIM for d in inp["shape"])):
+            or not all(is_int(d) and 1 <= d <= MAX_DIM for d in inp["shape"])):
         _fail(path, "metadata 'input' must give a name and a 2-D or 4-D shape of positive sizes")
     if not isinstance(meta.get("output"), str):
         _fail(path, "metadata 'output' must name the output tensor")
@@ -280,8 +230,9 @@ def _check_node(path, i, rec):
             or not isinstance(attrs, dict)
             or not isinstance(params, dict) or not all(isinstance(s, str) for s in params.values())):
         _fail(path, f"graph node {i} ({name}) is malformed")
-    for key, kind in ATTRS.get(op, {}).items():
-        if key in attrs and not _is_kind(attrs[key], kind):
+    spec = OPS.get(op)
+    for key, kind in (spec.attrs if spec else {}).items():
+        if key in attrs and not is_kind(attrs[key], kind):
             want = " or ".join(map(str, kind)) if isinstance(kind, tuple) else kind
             _fail(path, f"graph node {i} ({name}): attribute {key!r} must be {want}, got {attrs[key]!r:.60}")
     return Node(op, name, ins, outs, attrs, params)
@@ -337,7 +288,7 @@ def from_buffer(buf, path="model", verify=True):
         if not isinstance(enc, str) or enc not in STORAGE:
             _fail(path, f"tensor {name}: unknown encoding {enc!r}")
         if (not isinstance(shape, list) or len(shape) > 8
-                or not all(_is_int(d) and 0 <= d <= 1 << 31 for d in shape)):
+                or not all(is_int(d) and 0 <= d <= 1 << 31 for d in shape)):
             _fail(path, f"tensor {name}: bad shape {shape!r}")
         if name in tensors:
             _fail(path, f"tensor {name} appears twice")

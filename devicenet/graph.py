@@ -20,6 +20,38 @@ ACTIVATIONS = {"none": (None, None), "relu": (0.0, None), "relu6": (0.0, 6.0)}
 MAX_DIM = 1 << 16
 MAX_ELEMENTS = 1 << 28
 
+# Attribute kinds: a type name, "N integers", None (the value null), or a
+# tuple of alternatives.  Each op lists the kinds of its attributes in OPS.
+INT, NUM, BOOL, STR = "integer", "number", "boolean", "string"
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_num(v):
+    """A finite number of sane size (JSON allows 1e308, arithmetic on it overflows)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) and abs(v) < 1e30)
+
+
+def is_kind(v, kind):
+    """Whether attribute value v is of the given kind."""
+    if isinstance(kind, tuple):
+        return any(is_kind(v, k) for k in kind)
+    if kind is None:
+        return v is None
+    if kind == INT:
+        return is_int(v)
+    if kind == NUM:
+        return is_num(v)
+    if kind == BOOL:
+        return isinstance(v, bool)
+    if kind == STR:
+        return isinstance(v, str)
+    n = int(kind.split()[0])  # "N integers"
+    return isinstance(v, list) and len(v) == n and all(is_int(i) and abs(i) <= MAX_DIM for i in v)
+
 
 @dataclass
 class Node:
@@ -93,8 +125,7 @@ class Graph:
 
 def _ints(attrs, key, n, default=None, node=None):
     v = attrs.get(key, default)
-    if (not isinstance(v, list) or len(v) != n
-            or not all(isinstance(i, int) and not isinstance(i, bool) for i in v)):
+    if not isinstance(v, list) or len(v) != n or not all(map(is_int, v)):
         raise DeviceNetError(f"node {node}: attribute {key!r} must be a list of {n} integers, got {v!r}")
     return v
 
@@ -103,7 +134,7 @@ def _num(attrs, key, default=None, node=None, allow_none=False):
     v = attrs.get(key, default)
     if v is None and allow_none:
         return None
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+    if not is_num(v):
         raise DeviceNetError(f"node {node}: attribute {key!r} must be a finite number, got {v!r}")
     return v
 
@@ -247,22 +278,26 @@ class OpSpec:
     optional: tuple = ()  # optional parameter roles
     arity: object = 1  # number of activation inputs; None = one or more
     nhwc: bool = False  # needs 4-D input
+    attrs: dict = field(default_factory=dict)  # attribute -> kind (see is_kind)
 
+
+_WINDOW = {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers", "dilation": "2 integers"}
 
 OPS = {
-    "conv": OpSpec(_conv, ("weight",), ("bias",), nhwc=True),
-    "dense": OpSpec(_dense, ("weight",), ("bias",)),
-    "add": OpSpec(_add, arity=2),
+    "conv": OpSpec(_conv, ("weight",), ("bias",), nhwc=True,
+                   attrs={**_WINDOW, "groups": INT, "activation": STR, "pad_value": NUM}),
+    "dense": OpSpec(_dense, ("weight",), ("bias",), attrs={"activation": STR}),
+    "add": OpSpec(_add, arity=2, attrs={"activation": STR}),
     "affine": OpSpec(_affine, (), ("scale", "shift")),
-    "clip": OpSpec(_clip),
-    "maxpool": OpSpec(_pool, nhwc=True),
-    "avgpool": OpSpec(_pool, nhwc=True),
+    "clip": OpSpec(_clip, attrs={"min": (NUM, None), "max": (NUM, None)}),
+    "maxpool": OpSpec(_pool, nhwc=True, attrs=_WINDOW),
+    "avgpool": OpSpec(_pool, nhwc=True, attrs={**_WINDOW, "count_include_pad": (BOOL, None), "pad_value": NUM}),
     "global_avgpool": OpSpec(_global_pool, nhwc=True),
     "flatten": OpSpec(_flatten),
-    "concat": OpSpec(_concat, arity=None),
-    "softmax": OpSpec(_same),
-    "lrn": OpSpec(_lrn, nhwc=True),
-    "pad": OpSpec(_pad, nhwc=True),
+    "concat": OpSpec(_concat, arity=None, attrs={"axis": INT}),
+    "softmax": OpSpec(_same, attrs={"axis": INT}),
+    "lrn": OpSpec(_lrn, nhwc=True, attrs={"size": INT, "alpha": NUM, "beta": NUM, "bias": NUM}),
+    "pad": OpSpec(_pad, nhwc=True, attrs={"pads": "4 integers", "value": NUM}),
 }
 
 
