@@ -314,11 +314,14 @@ def features(images, output, layer, oversample, model_path, backend, threads, po
         devicenet features cat.png --layer head -o head.npy
     """
     import numpy as np
+    from .model import prefetched
     model = load_model(model_path, backend, threads, port, device)
     rows = []
     try:
-        for i, image in enumerate(images):
-            rows.append(model.features(image, layer, oversample).mean(axis=0))
+        # The next photo decodes on a worker thread while this one runs.
+        batches = prefetched(lambda image: model.prepare(image, oversample)[0], images)
+        for i, (image, batch) in enumerate(batches):
+            rows.append(model.features(batch.result(), layer).mean(axis=0))
             feature_progress(i + 1, len(images), image)
         np.save(output, np.stack(rows))
     except DeviceNetError as e:
