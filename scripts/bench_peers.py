@@ -243,6 +243,10 @@ def worker(args):
     times, cpu = {k: [] for k in run}, {k: [] for k in run}
     for _ in range(args.rounds):
         for name, f in run.items():
+            # Thread pools that spin while idle (OpenBLAS's, onnxruntime's,
+            # OpenMP's) keep a core busy for a while after their turn: let
+            # them fall asleep before the next runtime's turn.
+            time.sleep(0.3)
             for _ in range(args.runs):
                 c0, t0 = time.process_time(), time.perf_counter()
                 f()

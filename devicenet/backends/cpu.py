@@ -221,15 +221,27 @@ class CPUBackend(Backend):
     #: float32 values of weights decoded at a time by a streamed layer
     STREAM_CHUNK = 1 << 20
 
-    def __init__(self, graph, threads=None, residency="resident", **_):
+    def __init__(self, graph, threads=None, residency="resident", native=True, **_):
         super().__init__(graph, threads, residency)
         self._decoded, self._prepared, self._plans = {}, {}, {}
         self._pool = None
-        set_blas_threads(1)
-        n = threads or default_threads()  # None: every core, as BLAS would take
-        if n > 1:
-            from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(n - 1, thread_name_prefix="devicenet-cpu")
+        self._native = cpu_kernels.NATIVE if native else None
+        self._threads = n = threads or default_threads()  # None: every core, as BLAS would take
+        if self._native is not None:
+            # BLAS's own threads split the GEMMs and the compiled kernels'
+            # the rest: both wait for work spinning briefly, where a Python
+            # pool's hand-off costs as much as a small layer takes.
+            set_blas_threads(n)
+        else:
+            set_blas_threads(1)
+            if n > 1:
+                from concurrent.futures import ThreadPoolExecutor
+                self._pool = ThreadPoolExecutor(n - 1, thread_name_prefix="devicenet-cpu")
+
+    @property
+    def kernels(self):
+        """Which planned kernels run: "native" (compiled) or "numpy"."""
+        return "numpy" if self._native is None else "native"
 
     def _param(self, tname):
         if self.residency == "streamed":
@@ -274,7 +286,8 @@ class CPUBackend(Backend):
                 weight = node.params.get("weight")
                 weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
                 bias = self._param(node.params["bias"]) if "bias" in node.params else None
-                k = cpu_kernels.kernel(node, shapes[node.inputs[0]], weight, bias, self._pool)
+                k = cpu_kernels.kernel(node, shapes[node.inputs[0]], weight, bias, self._pool,
+                                       self._native, self._threads)
             kernels.append(k)
         cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
         steps, sizes = cpu_kernels.plan(self.graph, shapes, kernels)

@@ -9,12 +9,20 @@ arena, reused along the graph as values die (docs/PERFORMANCE.md).
 """
 
 import math
+import os
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, window
 from .base import is_depthwise, last_uses
+
+try:
+    from . import _native as NATIVE
+except ImportError:  # built without a C compiler: numpy does all the work
+    NATIVE = None
+if os.environ.get("DEVICENET_NATIVE", "1") == "0":
+    NATIVE = None
 
 
 def activate(y, name):
@@ -32,9 +40,23 @@ def _width(pool):
     return 1 if pool is None else pool._max_workers + 1
 
 
-def _gemm(a, wt, y, bias, act, pool):
-    """y = act(a @ wt + bias), in bands of rows shared among the pool's
-    threads; each band adds bias and activation while it is still in cache."""
+def bounds(act):
+    """An activation's clipping bounds as two floats (infinite where open)."""
+    lo, hi = ACTIVATIONS[act]
+    return (-np.inf if lo is None else lo, np.inf if hi is None else hi)
+
+
+def _gemm(a, wt, y, bias, act, pool, native=None, threads=1):
+    """y = act(a @ wt + bias).  With the compiled kernels, BLAS threads the
+    GEMM and one compiled pass adds the bias and clips.  Without them, in
+    bands of rows shared among the pool's threads; each band adds bias and
+    activation while it is still in cache."""
+    if native is not None:
+        np.matmul(a, wt, out=y)
+        if bias is not None or act != "none":
+            native.bias_act(y, y.shape[1], bias, *bounds(act), threads)
+        return
+
     def band(i, r0, r1):
         yb = y[r0:r1]
         np.matmul(a[r0:r1], wt, out=yb)
@@ -62,14 +84,16 @@ def _parallel(fn, rows, pool, min_rows=1):
 class _Gemm:
     """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
 
-    def __init__(self, node, shape, weight, bias, pool=None):
+    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=1):
         self.wt = weight.transposed()
         self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
+        self.native, self.threads = native, threads
         self.temps = ()
 
     def __call__(self, inputs, out, temps):
         x = inputs[0].reshape(-1, self.wt.shape[0])
-        _gemm(x, self.wt, out.reshape(-1, self.wt.shape[1]), self.bias, self.act, self.pool)
+        _gemm(x, self.wt, out.reshape(-1, self.wt.shape[1]), self.bias, self.act, self.pool,
+              self.native, self.threads)
         return out
 
 
@@ -80,7 +104,8 @@ class _Padded:
 
     def __init__(self, shape, attrs, phases=True):
         n, h, w, c = shape
-        (self.kh, self.kw), (self.sh, self.sw), (pt, pl, pb, pr), _ = window(attrs, "")
+        (self.kh, self.kw), (self.sh, self.sw), self.pads, _ = window(attrs, "")
+        pt, pl, pb, pr = self.pads
         hp, wp = h + pt + pb, w + pl + pr
         self.oh = (hp - self.kh) // self.sh + 1
         self.ow = (wp - self.kw) // self.sw + 1
@@ -133,22 +158,37 @@ class _Padded:
 
 
 class _Depthwise:
-    """Depthwise convolution in cache-sized bands of output rows: a band's
-    padded input is copied into scratch, then one einsum per column phase
-    sums every tap's product in a single pass over long contiguous rows (the
-    weights are tiled along the row once, here).  Threads take whole bands.
+    """Depthwise convolution, by output rows shared among the threads.
+
+    With the compiled kernels (``NATIVE``) each output pixel sums every tap
+    in registers, reading the unpadded input.  Without them, the layer runs
+    in cache-sized bands of output rows: a band's padded input is copied
+    into scratch, then one einsum per column phase sums every tap's product
+    in a single pass over long contiguous rows (the weights are tiled along
+    the row once, here).
 
     With ``expand`` (the 1x1 convolution that made this layer's input, see
-    ``fuse``) the band's input rows are computed from that convolution's
-    input instead of copied, so the wide expanded tensor never goes to
+    ``fuse``) a band's input rows are computed from that convolution's
+    input instead of read, so the wide expanded tensor never goes to
     memory."""
 
     #: bytes of output per band: the band's input, output and weights stay in L2
     BAND_BYTES = 1 << 18
 
-    def __init__(self, node, shape, weight, bias, pool=None):
+    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=1):
         self.pad = _Padded(shape, node.attrs)
         p, ow = self.pad, self.pad.ow
+        self.act = node.attrs.get("activation", "none")
+        self.pool, self.native, self.threads, self.expand = pool, native, threads, None
+        self.band = max(1, min(p.oh, self.BAND_BYTES // (ow * p.c * 4)))
+        if native is not None:
+            self.w = weight(lambda w: np.ascontiguousarray(w[:, :, :, 0].transpose(1, 2, 0)), "khwc")
+            self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+            self.bounds = bounds(self.act)
+            (pt, pl), w = p.pads[:2], shape[2]
+            self.geometry = (p.h, w, p.c, 0, p.h, p.oh, ow, p.kh, p.kw, p.sh, p.sw, pt, pl)
+            self.slot = 0
+            return
 
         def tile(weight):
             w = weight[:, :, :, 0]  # (C, KH, KW)
@@ -157,19 +197,49 @@ class _Depthwise:
                     for q in range(p.sw)]
         self.w = weight(tile, ow)
         self.bias = None if bias is None else np.tile(bias, ow)
-        self.act = node.attrs.get("activation", "none")
-        self.pool = pool
-        self.band = max(1, min(p.oh, self.BAND_BYTES // (ow * p.c * 4)))
         self.slot = p.size(0, self.band) + (self.band * ow * p.c if p.sw > 1 else 0)
-        self.temps = (_width(pool) * self.slot,)
-        self.expand = None
+
+    @property
+    def temps(self):
+        if self.native is None:
+            return (_width(self.pool) * self.slot,)
+        return () if self.expand is None else (self._rows_size(),)
+
+    def _rows_size(self):
+        """Scratch for one thread's band of expanded input rows (native)."""
+        return self.pad.rows(0, self.band) * self.geometry[1] * self.pad.c
+
+    def _input_rows(self, r0, r1):
+        """The input rows [first, last) that output rows [r0, r1) read."""
+        p = self.pad
+        return (max(0, r0 * p.sh - p.pt), min(p.h, (r1 - 1) * p.sh - p.pt + p.kh))
 
     def _produce(self, src, dst):
         e = self.expand
+        if self.native is not None:
+            _gemm(src.reshape(-1, e.wt.shape[0]), e.wt, dst.reshape(-1, e.wt.shape[1]), e.bias, e.act,
+                  None, self.native, self.threads)
+            return
         np.matmul(src, e.wt, out=dst)
         if e.bias is not None:
             dst += e.bias
         activate(dst, e.act)
+
+    def _native(self, x, y, scratch):
+        """One image with the compiled kernel, which shares the rows among
+        its own threads."""
+        if self.expand is None:
+            self.native.depthwise(x, self.w, self.bias, y, self.geometry, 0, self.pad.oh,
+                                  *self.bounds, self.threads)
+            return
+        g = list(self.geometry)
+        for s0 in range(0, self.pad.oh, self.band):
+            s1 = min(self.pad.oh, s0 + self.band)
+            first, last = self._input_rows(s0, s1)
+            rows = scratch[:(last - first) * g[1] * g[2]].reshape(last - first, g[1], g[2])
+            self._produce(x[first:last], rows)
+            g[3:5] = first, last - first
+            self.native.depthwise(rows, self.w, self.bias, y, tuple(g), s0, s1, *self.bounds, self.threads)
 
     def _bands(self, x, y, scratch, b, r0, r1):
         pad = self.pad
@@ -189,9 +259,15 @@ class _Depthwise:
 
     def __call__(self, inputs, out, temps):
         pad = self.pad
+        x = inputs[0]
+        if self.native is not None:
+            y = out.reshape(pad.n, pad.oh, pad.ow, pad.c)
+            for b in range(pad.n):
+                self._native(x[b], y[b], temps[0] if temps else None)
+            return out
         y = out.reshape(pad.n, pad.oh, -1)
         for b in range(pad.n):
-            _parallel(lambda i, r0, r1: self._bands(inputs[0], y, temps[0][i * self.slot:], b, r0, r1),
+            _parallel(lambda i, r0, r1: self._bands(x, y, temps[0][i * self.slot:], b, r0, r1),
                       pad.oh, self.pool)
         return out
 
@@ -227,8 +303,9 @@ class _Im2col:
     padded input into a column scratch buffer (one strided copy: each kernel
     row's KW*C values are contiguous), then one GEMM per group."""
 
-    def __init__(self, node, shape, weight, bias, pool=None):
+    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=1):
         self.pad = _Padded(shape, node.attrs, phases=False)
+        self.native, self.threads = native, threads
         p = self.pad
         self.groups = node.attrs.get("groups", 1)
         self.wt = weight(lambda w: [np.ascontiguousarray(wg.T) for wg in
@@ -251,7 +328,8 @@ class _Im2col:
         if self.groups == 1:
             cols = temps[1][:self.cols].reshape(p.n, p.oh, p.ow, p.kh, p.kw, p.c)
             cols[...] = as_strided(xp, shape=cols.shape, strides=strides)
-            _gemm(cols.reshape(self.m, -1), self.wt[0], y, self.bias, self.act, self.pool)
+            _gemm(cols.reshape(self.m, -1), self.wt[0], y, self.bias, self.act, self.pool,
+                  self.native, self.threads)
             return out
         cin, co = p.c // self.groups, self.wt[0].shape[1]
         cols = temps[1][:self.cols // self.groups].reshape(p.n, p.oh, p.ow, p.kh, p.kw, cin)
@@ -259,7 +337,7 @@ class _Im2col:
         for g, wt in enumerate(self.wt):
             cols[...] = as_strided(xp[..., g * cin:], shape=cols.shape, strides=strides)
             bias = None if self.bias is None else self.bias[g * co:(g + 1) * co]
-            _gemm(cols.reshape(self.m, -1), wt, part, bias, self.act, self.pool)
+            _gemm(cols.reshape(self.m, -1), wt, part, bias, self.act, self.pool, self.native, self.threads)
             y[:, g * co:(g + 1) * co] = part
         return out
 
@@ -274,24 +352,27 @@ class _Add:
         return out
 
 
-def kernel(node, shape, weight, bias, pool):
+def kernel(node, shape, weight, bias, pool, native=None, threads=1):
     """The planned kernel for a node with input shape ``shape``, or None when
     the plain op function should run it.  ``weight(prepare, *key)`` gives
-    the weight as ``prepare`` lays it out (made once per node and key)."""
+    the weight as ``prepare`` lays it out (made once per node and key).
+    ``pool``: threads to share numpy work among, or None.  ``native``: the
+    compiled kernels (``NATIVE``), or None for numpy alone, and
+    ``threads``, how many threads they use."""
     a = node.attrs
     if node.op == "add":
         return _Add(node, shape)
     if node.op == "dense":
-        return _Gemm(node, shape, weight, bias, pool)
+        return _Gemm(node, shape, weight, bias, pool, native, threads)
     if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
         return None
     _, kh, kw, _ = weight.shape
     groups = a.get("groups", 1)
     if is_depthwise(groups, shape[3], weight.shape):
-        return _Depthwise(node, shape, weight, bias, pool)
+        return _Depthwise(node, shape, weight, bias, pool, native, threads)
     if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
-        return _Gemm(node, shape, weight, bias, pool)
-    return _Im2col(node, shape, weight, bias, pool)
+        return _Gemm(node, shape, weight, bias, pool, native, threads)
+    return _Im2col(node, shape, weight, bias, pool, native, threads)
 
 
 class Weight:
