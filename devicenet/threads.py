@@ -1,26 +1,49 @@
-"""Setting the number of BLAS threads at run time.
+"""numpy's BLAS, reached at run time: its thread count and its GEMM.
 
-numpy has no public call for this.  threadpoolctl (if installed) knows every
-BLAS build; without it we look up the OpenBLAS set-threads symbol in the
-libraries this process has loaded, which covers numpy's wheels and Debian's
-libopenblas.  Failing both, the environment variables (read at numpy import)
-are the user's lever, and we say nothing.
+numpy has no public call for either.  threadpoolctl (if installed) knows
+every BLAS build's thread setting; without it, and for the GEMM, we look up
+OpenBLAS's symbols in the libraries this process has loaded, which covers
+numpy's wheels (scipy-openblas, 64-bit integers, ``scipy_`` prefix and
+``64_`` suffix) and Debian's libopenblas / libblas.  Failing that, the
+environment variables (read at numpy import) are the user's lever, numpy's
+matmul does every GEMM, and we say nothing.
 """
 
 import ctypes
+import functools
 import os
 
-_SYMBOLS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
-            "scipy_openblas_set_num_threads", "openblas_set_num_threads64_")
+_SET_THREADS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+                "scipy_openblas_set_num_threads", "openblas_set_num_threads64_")
+_CBLAS = ("scipy_cblas_{}64_", "cblas_{}64_", "scipy_cblas_{}", "cblas_{}")
 
 
+@functools.lru_cache(maxsize=None)
 def _loaded_blas():
+    """The BLAS libraries loaded in this process (numpy's among them), as
+    ctypes handles."""
+    import numpy  # noqa: F401  (loads its BLAS)
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
     except OSError:
-        return []
-    return sorted(paths)
+        return ()
+    libs = []
+    for path in sorted(paths):
+        try:
+            libs.append(ctypes.CDLL(path))
+        except OSError:
+            continue
+    return tuple(libs)
+
+
+def _symbol(names):
+    for lib in _loaded_blas():
+        for name in names:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                return fn
+    return None
 
 
 def set_blas_threads(n):
@@ -33,17 +56,18 @@ def set_blas_threads(n):
         return True
     except ImportError:
         pass
-    for path in _loaded_blas():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for sym in _SYMBOLS:
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn(ctypes.c_int(int(n)))
-                return True
-    return False
+    fn = _symbol(_SET_THREADS)
+    if fn is None:
+        return False
+    fn(ctypes.c_int(int(n)))
+    return True
+
+
+def cblas_address(name):
+    """The address of a CBLAS function (``sgemm``, ``sgemv``) in numpy's
+    BLAS, or None."""
+    fn = _symbol([pattern.format(name) for pattern in _CBLAS])
+    return None if fn is None else ctypes.cast(fn, ctypes.c_void_p).value
 
 
 def default_threads():

@@ -16,12 +16,15 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__unix__) && !defined(__STDC_NO_ATOMICS__)
 #define TEAM 1
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 #endif
@@ -56,11 +59,16 @@ static inline Py_ssize_t min_z(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : 
 #define INLINE static inline
 #endif
 
-/* Channels [k, k + CB) of NP output pixels side by side (columns ox, ox +
- * 1, ...), every tap in kernel rows [i0, i1) and columns [0, KW) inside the
- * image.  The weights are loaded once for NP pixels; with KW and SW known
- * at compile time the tap loops unroll and, at stride 1, the NP + KW - 1
- * input pixels of a kernel row are loaded once each. */
+/* Eight floats, loaded and stored at any 4-byte alignment.  GCC and Clang
+ * map it onto whatever the target has: one AVX register, two SSE or NEON
+ * registers. */
+typedef float vf8 __attribute__((vector_size(32), aligned(4)));
+#define V(p) (*(const vf8 *)(p))
+
+/* Channels [k, k + CB) of NP = 4 output pixels side by side (columns ox,
+ * ox + 1, ...), every tap in kernel rows [i0, i1) and columns [0, KW)
+ * inside the image.  The eight accumulators (4 pixels x 16 channels) stay
+ * in registers; each weight vector is loaded once for the four pixels. */
 #define NP 4
 INLINE void interior_block(const geometry *g, const float *restrict xpix,
                            const float *restrict wt, const float *restrict bias,
@@ -68,22 +76,37 @@ INLINE void interior_block(const geometry *g, const float *restrict xpix,
                            Py_ssize_t i0, Py_ssize_t i1, float lo, float hi,
                            const Py_ssize_t KW, const Py_ssize_t SW)
 {
-    const Py_ssize_t c = g->c;
-    float acc[NP][CB];
-    for (int p = 0; p < NP; p++)
-        for (int q = 0; q < CB; q++)
-            acc[p][q] = bias ? bias[k + q] : 0.0f;
+    const Py_ssize_t c = g->c, s = SW * c;
+    vf8 b0 = {0}, b1 = {0};
+    if (bias) {
+        b0 = V(bias + k);
+        b1 = V(bias + k + 8);
+    }
+    vf8 a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
     for (Py_ssize_t i = i0; i < i1; i++) {
         const float *xr = xpix + i * g->w * c + k;
         const float *wr = wt + i * KW * c + k;
-        for (Py_ssize_t j = 0; j < KW; j++)
-            for (int p = 0; p < NP; p++)
-                for (int q = 0; q < CB; q++)
-                    acc[p][q] += xr[(p * SW + j) * c + q] * wr[j * c + q];
+        for (Py_ssize_t j = 0; j < KW; j++) {
+            const float *xp = xr + j * c;
+            const vf8 w0 = V(wr + j * c), w1 = V(wr + j * c + 8);
+            a00 += V(xp) * w0;
+            a01 += V(xp + 8) * w1;
+            a10 += V(xp + s) * w0;
+            a11 += V(xp + s + 8) * w1;
+            a20 += V(xp + 2 * s) * w0;
+            a21 += V(xp + 2 * s + 8) * w1;
+            a30 += V(xp + 3 * s) * w0;
+            a31 += V(xp + 3 * s + 8) * w1;
+        }
     }
+    float out[NP][CB];
+    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
+    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
+    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
+    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
     for (int p = 0; p < NP; p++)
         for (int q = 0; q < CB; q++) {
-            float v = acc[p][q] < lo ? lo : acc[p][q];
+            float v = out[p][q] < lo ? lo : out[p][q];
             ypix[p * c + k + q] = v > hi ? hi : v;
         }
 }
@@ -98,16 +121,21 @@ INLINE void pixel(const geometry *g, const float *restrict xpix,
     const Py_ssize_t c = g->c, kw = g->kw;
     Py_ssize_t k = k0;
     for (; k + CB <= k1; k += CB) {
-        float acc[CB];
-        for (int q = 0; q < CB; q++)
-            acc[q] = bias ? bias[k + q] : 0.0f;
+        vf8 a0 = {0}, a1 = {0};
+        if (bias) {
+            a0 = V(bias + k);
+            a1 = V(bias + k + 8);
+        }
         for (Py_ssize_t i = i0; i < i1; i++)
             for (Py_ssize_t j = j0; j < j1; j++) {
                 const float *xp = xpix + (i * g->w + j) * c + k;
                 const float *wp = wt + (i * kw + j) * c + k;
-                for (int q = 0; q < CB; q++)
-                    acc[q] += xp[q] * wp[q];
+                a0 += V(xp) * V(wp);
+                a1 += V(xp + 8) * V(wp + 8);
             }
+        float acc[CB];
+        memcpy(acc, &a0, 32);
+        memcpy(acc + 8, &a1, 32);
         for (int q = 0; q < CB; q++) {
             float v = acc[q] < lo ? lo : acc[q];
             ypix[k + q] = v > hi ? hi : v;
@@ -180,58 +208,135 @@ static void depthwise_rows(const geometry *g, const float *restrict x, const flo
 }
 
 
-/* y (rows, n) += bias (n), then clipped to [lo, hi]: the epilogue of a
- * GEMM, one pass while y is still in cache. */
+/* Rows [r0, r1), columns [c0, c1) of y (row length ld) plus bias, clipped
+ * to [lo, hi]: the epilogue of a GEMM, one pass while y is still in cache. */
 MULTIVERSION
-static void bias_act_rows(float *restrict y, const float *restrict bias, Py_ssize_t n,
-                          Py_ssize_t r0, Py_ssize_t r1, float lo, float hi)
+static void epilogue(float *restrict y, Py_ssize_t ld, const float *restrict bias,
+                     Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize_t c1, float lo, float hi)
 {
     for (Py_ssize_t r = r0; r < r1; r++) {
-        float *row = y + r * n;
+        float *row = y + r * ld;
         if (bias)
-            for (Py_ssize_t k = 0; k < n; k++) {
+            for (Py_ssize_t k = c0; k < c1; k++) {
                 float v = row[k] + bias[k];
                 v = v < lo ? lo : v;
                 row[k] = v > hi ? hi : v;
             }
         else
-            for (Py_ssize_t k = 0; k < n; k++) {
+            for (Py_ssize_t k = c0; k < c1; k++) {
                 float v = row[k] < lo ? lo : row[k];
                 row[k] = v > hi ? hi : v;
             }
     }
 }
 
-/* ---- a team of threads for the rows of one call ------------------------
+/* ---- GEMM through the BLAS numpy uses ----------------------------------
+ *
+ * cblas_sgemm, found by the Python side in the BLAS library numpy loaded
+ * (threads.py).  OpenBLAS builds with 64-bit integers (numpy's wheels)
+ * and with 32-bit ones (Debian's) both accept integers passed as long: on
+ * 64-bit targets every argument takes a whole register or stack slot and
+ * a 32-bit callee reads the low half; 32-bit targets have only 32-bit
+ * builds, where long is 32 bits.  The Python side checks the function on
+ * a small product before using it.
+ */
+typedef void (*sgemm_fn)(int order, int trans_a, int trans_b, long m, long n, long k, float alpha,
+                         const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+typedef void (*sgemv_fn)(int order, int trans, long m, long n, float alpha, const float *a, long lda,
+                         const float *x, long incx, float beta, float *y, long incy);
+static sgemm_fn sgemm;
+static sgemv_fn sgemv;  /* one row (batch 1 through a dense layer): GEMM would pack all the weights */
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+
+/* Rows [r0, r1) and columns [c0, c1) of y (m, n) = a (m, k) @ b (k, n),
+ * then the epilogue. */
+static void gemm_block(const float *a, const float *b, float *y, Py_ssize_t k, Py_ssize_t n,
+                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize_t c1,
+                       const float *bias, float lo, float hi, int clip)
+{
+    if (r1 <= r0 || c1 <= c0)
+        return;
+    if (r1 - r0 == 1 && sgemv)  /* y row = b^T a row */
+        sgemv(ROW_MAJOR, TRANS, (long)k, (long)(c1 - c0), 1.0f, b + c0, (long)n,
+              a + r0 * k, 1, 0.0f, y + r0 * n + c0, 1);
+    else
+        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, (long)(r1 - r0), (long)(c1 - c0), (long)k, 1.0f,
+              a + r0 * k, (long)k, b + c0, (long)n, 0.0f, y + r0 * n + c0, (long)n);
+    if (bias || clip)
+        epilogue(y, n, bias, r0, r1, c0, c1, lo, hi);
+}
+
+/* ---- a team of threads for one call ------------------------------------
  *
  * Handing work to a Python thread pool costs tens of microseconds (a
  * futex wake-up and the GIL), as much as a small layer takes.  The team's
  * threads wait for the next call spinning for a short while, then asleep;
- * the caller starts on the rows at once and every thread takes chunks of
- * rows from a shared counter, so a thread that wakes late costs nothing
- * but its share.  One call uses the team at a time; a concurrent caller
- * runs its rows alone.
+ * the caller starts on the work at once and every thread takes tasks from
+ * a shared counter, so a thread that wakes late costs only its share.
+ * BLAS runs single-threaded inside the tasks, so this is the one pool that
+ * runs: two pools spinning on the same cores would hold each other up.
+ * One call uses the team at a time; a concurrent caller works alone.
  */
+
+enum { JOB_DEPTHWISE, JOB_EPILOGUE, JOB_GEMM };
+
+/* A job is split into tasks: bands of rows, or (``across``) bands of
+ * channels.  A small image with many channels is split across channels:
+ * bands of rows would each read kernel-height extra input rows, and a
+ * GEMM with few rows is better split by output columns. */
+typedef struct {
+    int kind, across;
+    const geometry *g;          /* depthwise */
+    const float *x, *wt, *bias; /* gemm: x is a (m, k), wt is b (k, n) */
+    float *y;
+    Py_ssize_t r0, r1, tasks, per;
+    Py_ssize_t k, n;            /* gemm and epilogue: y has rows of n values */
+    float lo, hi;
+    int clip;
+} job_t;
+
+static void run_task(const job_t *j, Py_ssize_t t)
+{
+    Py_ssize_t lo = t * j->per, hi = (t + 1) * j->per;
+    switch (j->kind) {
+    case JOB_DEPTHWISE:
+        if (j->across)
+            depthwise_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0, j->r1,
+                           lo, min_z(j->g->c, hi), j->lo, j->hi);
+        else
+            depthwise_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi),
+                           0, j->g->c, j->lo, j->hi);
+        break;
+    case JOB_EPILOGUE:
+        epilogue(j->y, j->n, j->bias, j->r0 + lo, min_z(j->r1, j->r0 + hi), 0, j->n, j->lo, j->hi);
+        break;
+    case JOB_GEMM:
+        if (j->across)
+            gemm_block(j->x, j->wt, j->y, j->k, j->n, j->r0, j->r1, lo, min_z(j->n, hi),
+                       j->bias, j->lo, j->hi, j->clip);
+        else
+            gemm_block(j->x, j->wt, j->y, j->k, j->n, j->r0 + lo, min_z(j->r1, j->r0 + hi), 0, j->n,
+                       j->bias, j->lo, j->hi, j->clip);
+        break;
+    }
+}
+
+/* Cut a job into about ``tasks`` tasks of ``units`` units (rows, or
+ * channels in multiples of ``align``). */
+static void split(job_t *j, Py_ssize_t units, Py_ssize_t tasks, Py_ssize_t align)
+{
+    Py_ssize_t blocks = (units + align - 1) / align;
+    tasks = max_z(1, min_z(tasks, blocks));
+    j->per = (blocks + tasks - 1) / tasks * align;
+    j->tasks = (units + j->per - 1) / j->per;
+}
+
 #ifdef TEAM
 
 #define MAX_THREADS 64
-/* How long an idle thread waits awake.  Short: BLAS's threads wait
- * spinning too, and a thread spinning on through the next GEMM would keep
- * that GEMM's thread off its core. */
-#define SPIN_NS 10000
-
-/* A job is split into tasks: bands of rows, or, where the image is small
- * and the channels many, bands of channels (threads working on the same
- * rows would each read the other's input rows). */
-typedef struct {
-    const geometry *g;              /* NULL: a bias_act job over rows of n values */
-    const float *x, *wt, *bias;
-    float *y;
-    Py_ssize_t r0, r1, tasks, per;  /* per: rows or channels in a task */
-    int by_channel;
-    float lo, hi;
-    Py_ssize_t n;
-} job_t;
+/* How long an idle thread waits awake: about the gap between two layers. */
+#define SPIN_NS 50000
 
 static struct {
     pthread_mutex_t mu, busy_mu;  /* busy_mu: held by the call using the team */
@@ -265,15 +370,7 @@ static void take_tasks(const job_t *j)
         Py_ssize_t t = (Py_ssize_t)atomic_fetch_add(&team.next_task, 1);
         if (t >= j->tasks)
             return;
-        if (!j->g)
-            bias_act_rows(j->y, j->bias, j->n, j->r0 + t * j->per, min_z(j->r1, j->r0 + (t + 1) * j->per),
-                          j->lo, j->hi);
-        else if (j->by_channel)
-            depthwise_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0, j->r1,
-                           t * j->per, min_z(j->g->c, (t + 1) * j->per), j->lo, j->hi);
-        else
-            depthwise_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0 + t * j->per,
-                           min_z(j->r1, j->r0 + (t + 1) * j->per), 0, j->g->c, j->lo, j->hi);
+        run_task(j, t);
     }
 }
 
@@ -322,7 +419,8 @@ static void team_after_fork(void)
     atomic_store(&team.sleepers, 0);
 }
 
-/* Grow the team to n - 1 threads (the caller is the n-th). */
+/* Grow the team to n - 1 threads (the caller is the n-th); return how
+ * many threads a job can use. */
 static int team_size(int n)
 {
     static int registered;
@@ -342,11 +440,21 @@ static int team_size(int n)
             break;
         team.workers++;
     }
-    return team.workers + 1;
+    return min_z(n, team.workers + 1);
 }
 
-/* Run a job's tasks on the team (the caller included). */
-static void run_job(job_t *j, int threads)
+/* Take the team for one job; 0 when another call has it or one thread
+ * is asked for: the caller then runs every task itself. */
+static int team_take(int threads)
+{
+    if (threads < 2 || pthread_mutex_trylock(&team.busy_mu) != 0)
+        return 0;
+    return team_size(threads);
+}
+
+/* Run a job's tasks on the team (the caller included), then give the
+ * team back. */
+static void team_run(job_t *j)
 {
     team.job = *j;
     atomic_store(&team.next_task, 0);
@@ -358,70 +466,65 @@ static void run_job(job_t *j, int threads)
     }
     take_tasks(j);
     atomic_store(&team.closed, gen);
+    /* The last tasks are running on other threads.  Yield rather than spin:
+     * one of them may be waiting for this very core. */
     while (atomic_load(&team.busy) > 0)
-        relax();
-    (void)threads;
-}
-
-static void run_rows(const geometry *g, const float *x, const float *wt, const float *bias, float *y,
-                     Py_ssize_t r0, Py_ssize_t r1, float lo, float hi, int threads)
-{
-    const Py_ssize_t blocks = (g->c + CB - 1) / CB;
-    if (threads < 2 || (r1 - r0 < 2 && blocks < 2) || pthread_mutex_trylock(&team.busy_mu) != 0) {
-        depthwise_rows(g, x, wt, bias, y, r0, r1, 0, g->c, lo, hi);
-        return;
-    }
-    threads = team_size(threads);
-    /* Where the image is small and the channels many, threads take bands of
-     * channels: bands of rows would each read kernel-height extra rows. */
-    job_t j = {g, x, wt, bias, y, r0, r1, 0, 0, blocks >= 8 * threads, lo, hi, 0};
-    if (j.by_channel) {
-        j.per = (blocks + 2 * threads - 1) / (2 * threads) * CB;
-        j.tasks = (g->c + j.per - 1) / j.per;
-    } else {
-        j.per = (r1 - r0 + 2 * threads - 1) / (2 * threads);
-        j.tasks = (r1 - r0 + j.per - 1) / j.per;
-    }
-    run_job(&j, threads);
-    pthread_mutex_unlock(&team.busy_mu);
-}
-
-/* Rows shorter than this many values in all are not worth a hand-off. */
-#define MIN_SHARED 32768
-
-static void run_bias_act(float *y, const float *bias, Py_ssize_t rows, Py_ssize_t n,
-                         float lo, float hi, int threads)
-{
-    if (threads < 2 || rows < 2 * threads || rows * n < MIN_SHARED
-            || pthread_mutex_trylock(&team.busy_mu) != 0) {
-        bias_act_rows(y, bias, n, 0, rows, lo, hi);
-        return;
-    }
-    threads = team_size(threads);
-    job_t j = {NULL, NULL, NULL, bias, y, 0, rows, 0, 0, 0, lo, hi, n};
-    j.per = (rows + threads - 1) / threads;
-    j.tasks = (rows + j.per - 1) / j.per;
-    run_job(&j, threads);
+        sched_yield();
     pthread_mutex_unlock(&team.busy_mu);
 }
 
 #else
 
-static void run_rows(const geometry *g, const float *x, const float *wt, const float *bias, float *y,
-                     Py_ssize_t r0, Py_ssize_t r1, float lo, float hi, int threads)
-{
-    (void)threads;
-    depthwise_rows(g, x, wt, bias, y, r0, r1, 0, g->c, lo, hi);
-}
-
-static void run_bias_act(float *y, const float *bias, Py_ssize_t rows, Py_ssize_t n,
-                         float lo, float hi, int threads)
-{
-    (void)threads;
-    bias_act_rows(y, bias, n, 0, rows, lo, hi);
-}
+static int team_take(int threads) { (void)threads; return 0; }
+static void team_run(job_t *j) { (void)j; }
 
 #endif
+
+/* Run a job's tasks, on the team where it is free and the job is worth
+ * sharing, else on the calling thread.  ``split_for(j, threads)`` cuts
+ * the job for that many threads. */
+static void run(job_t *j, int threads, int worth, void (*split_for)(job_t *, Py_ssize_t))
+{
+    int n = worth ? team_take(threads) : 0;
+    split_for(j, n > 1 ? n : 1);
+    if (n > 1) {
+        team_run(j);
+        return;
+    }
+    for (Py_ssize_t t = 0; t < j->tasks; t++)
+        run_task(j, t);
+}
+
+static void split_depthwise(job_t *j, Py_ssize_t threads)
+{
+    const Py_ssize_t blocks = (j->g->c + CB - 1) / CB;
+    if (threads == 1) {
+        j->across = 0;
+        split(j, j->r1 - j->r0, 1, 1);
+    } else if ((j->across = blocks >= 8 * threads))
+        split(j, j->g->c, 2 * threads, CB);
+    else
+        split(j, j->r1 - j->r0, 2 * threads, 1);
+}
+
+static void split_epilogue(job_t *j, Py_ssize_t threads)
+{
+    split(j, j->r1 - j->r0, threads, 1);
+}
+
+/* GEMM tasks: one per thread (each BLAS call packs its share of the
+ * weights again), by rows, or by output columns when the rows are few. */
+static void split_gemm(job_t *j, Py_ssize_t threads)
+{
+    Py_ssize_t m = j->r1 - j->r0;
+    if ((j->across = threads > 1 && m < 64 * threads && j->n >= 64 * threads))
+        split(j, j->n, threads, 16);
+    else
+        split(j, m, threads, 1);
+}
+
+/* Values below which a job is not worth a hand-off. */
+#define MIN_SHARED 32768
 
 /* Whether a * b * c could overflow the index arithmetic. */
 static int too_big(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c)
@@ -491,8 +594,11 @@ static PyObject *depthwise(PyObject *self, PyObject *args)
             || float_buffer(&out, "out", g.oh * g.ow * g.c) < 0
             || (bias.buf && float_buffer(&bias, "bias", g.c) < 0))
         goto done;
+    job_t j = {JOB_DEPTHWISE, 0, &g, x.buf, wt.buf, bias.buf, out.buf, r0, r1};
+    j.lo = lo;
+    j.hi = hi;
     Py_BEGIN_ALLOW_THREADS
-    run_rows(&g, x.buf, wt.buf, bias.buf, out.buf, r0, r1, lo, hi, threads);
+    run(&j, threads, r1 > r0, split_depthwise);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -529,8 +635,12 @@ static PyObject *bias_act(PyObject *self, PyObject *args)
     }
     if (float_buffer(&y, "y", 0) < 0 || (bias.buf && float_buffer(&bias, "bias", n) < 0))
         goto done;
+    job_t j = {JOB_EPILOGUE, 0, NULL, NULL, NULL, bias.buf, y.buf, 0, y.len / 4 / n};
+    j.n = n;
+    j.lo = lo;
+    j.hi = hi;
     Py_BEGIN_ALLOW_THREADS
-    run_bias_act(y.buf, bias.buf, y.len / 4 / n, n, lo, hi, threads);
+    run(&j, threads, y.len / 4 >= MIN_SHARED, split_epilogue);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
@@ -541,9 +651,77 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(use_blas_doc,
+"use_blas(sgemm, sgemv)\n"
+"\n"
+"Use the cblas_sgemm and cblas_sgemv functions at these addresses (ints;\n"
+"0 to forget one) for gemm().");
+
+static PyObject *use_blas(PyObject *self, PyObject *args)
+{
+    unsigned long long gemm_address, gemv_address;
+    if (!PyArg_ParseTuple(args, "KK", &gemm_address, &gemv_address))
+        return NULL;
+    sgemm = (sgemm_fn)(uintptr_t)gemm_address;
+    sgemv = (sgemv_fn)(uintptr_t)gemv_address;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(gemm_doc,
+"gemm(a, b, y, m, k, n, bias, lo, hi, threads=1)\n"
+"\n"
+"y (m, n) = a (m, k) @ b (k, n) + bias, clipped to [lo, hi]; all\n"
+"C-contiguous float32, bias (n values) may be None.  Runs without the\n"
+"GIL, on up to ``threads`` threads, BLAS single-threaded in each.");
+
+static PyObject *gemm(PyObject *self, PyObject *args)
+{
+    Py_buffer a = {0}, b = {0}, y = {0}, bias = {0};
+    PyObject *bias_obj, *result = NULL;
+    Py_ssize_t m, k, n;
+    float lo, hi;
+    int threads = 1;
+    if (!PyArg_ParseTuple(args, "y*y*w*nnnOff|i", &a, &b, &y, &m, &k, &n, &bias_obj, &lo, &hi, &threads))
+        return NULL;
+    if (bias_obj != Py_None && PyObject_GetBuffer(bias_obj, &bias, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        goto done;
+    if (!sgemm) {
+        PyErr_SetString(PyExc_RuntimeError, "gemm: no BLAS function given (use_blas)");
+        goto done;
+    }
+    if (m < 0 || k < 1 || n < 1 || too_big(m, k, 1) || too_big(k, n, 1) || too_big(m, n, 1)
+            || m > 0x7fffffff || k > 0x7fffffff || n > 0x7fffffff) {
+        PyErr_SetString(PyExc_ValueError, "gemm: bad sizes");
+        goto done;
+    }
+    if (float_buffer(&a, "a", m * k) < 0 || float_buffer(&b, "b", k * n) < 0
+            || float_buffer(&y, "y", m * n) < 0 || (bias.buf && float_buffer(&bias, "bias", n) < 0))
+        goto done;
+    job_t j = {JOB_GEMM, 0, NULL, a.buf, b.buf, bias.buf, y.buf, 0, m};
+    j.k = k;
+    j.n = n;
+    j.lo = lo;
+    j.hi = hi;
+    j.clip = lo > -HUGE_VALF || hi < HUGE_VALF;
+    Py_BEGIN_ALLOW_THREADS
+    run(&j, threads, m * n * k >= 64 * MIN_SHARED, split_gemm);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&y);
+    if (bias.buf)
+        PyBuffer_Release(&bias);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"depthwise", depthwise, METH_VARARGS, depthwise_doc},
     {"bias_act", bias_act, METH_VARARGS, bias_act_doc},
+    {"gemm", gemm, METH_VARARGS, gemm_doc},
+    {"use_blas", use_blas, METH_VARARGS, use_blas_doc},
     {NULL, NULL, 0, NULL},
 };
 

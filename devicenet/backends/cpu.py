@@ -228,10 +228,12 @@ class CPUBackend(Backend):
         self._native = cpu_kernels.NATIVE if native else None
         self._threads = n = threads or default_threads()  # None: every core, as BLAS would take
         if self._native is not None:
-            # BLAS's own threads split the GEMMs and the compiled kernels'
-            # the rest: both wait for work spinning briefly, where a Python
-            # pool's hand-off costs as much as a small layer takes.
-            set_blas_threads(n)
+            # The compiled kernels' thread team splits every layer, GEMMs
+            # included, with BLAS single-threaded inside; where they cannot
+            # call the BLAS, BLAS threads its GEMMs itself.  Either waits
+            # for work spinning briefly, where handing work to a Python pool
+            # costs as much as a small layer takes.
+            set_blas_threads(1 if cpu_kernels.native_gemm() else n)
         else:
             set_blas_threads(1)
             if n > 1:
@@ -289,7 +291,8 @@ class CPUBackend(Backend):
                 k = cpu_kernels.kernel(node, shapes[node.inputs[0]], weight, bias, self._pool,
                                        self._native, self._threads)
             kernels.append(k)
-        cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
+        if self._native is None:  # the compiled depthwise kernel gains nothing from it
+            cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
         steps, sizes = cpu_kernels.plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]
         for s in steps:

@@ -8,6 +8,7 @@ needs.  ``plan`` assigns every output and scratch buffer a slot of one
 arena, reused along the graph as values die (docs/PERFORMANCE.md).
 """
 
+import functools
 import math
 import os
 
@@ -15,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, window
+from ..threads import cblas_address
 from .base import is_depthwise, last_uses
 
 try:
@@ -23,6 +25,28 @@ except ImportError:  # built without a C compiler: numpy does all the work
     NATIVE = None
 if os.environ.get("DEVICENET_NATIVE", "1") == "0":
     NATIVE = None
+
+
+@functools.lru_cache(maxsize=None)
+def native_gemm():
+    """Whether the compiled kernels run GEMMs themselves (through numpy's
+    own BLAS, single-threaded inside their thread team): the BLAS functions
+    were found and give the right answers on small products."""
+    if NATIVE is None:
+        return False
+    gemm, gemv = cblas_address("sgemm"), cblas_address("sgemv")
+    if not gemm:
+        return False
+    NATIVE.use_blas(gemm, gemv or 0)
+    rng = np.random.default_rng(0)
+    b = rng.normal(size=(7, 3)).astype(np.float32)
+    for m in (5, 1):  # sgemm, and sgemv for a single row
+        a, y = rng.normal(size=(m, 7)).astype(np.float32), np.empty((m, 3), np.float32)
+        NATIVE.gemm(a, b, y, m, 7, 3, None, -np.inf, np.inf)
+        if not np.allclose(y, a @ b, rtol=1e-5, atol=1e-5):
+            NATIVE.use_blas(0, 0)
+            return False
+    return True
 
 
 def activate(y, name):
@@ -47,11 +71,16 @@ def bounds(act):
 
 
 def _gemm(a, wt, y, bias, act, pool, native=None, threads=1):
-    """y = act(a @ wt + bias).  With the compiled kernels, BLAS threads the
-    GEMM and one compiled pass adds the bias and clips.  Without them, in
+    """y = act(a @ wt + bias).  With the compiled kernels, they run the
+    GEMM in their thread team with bias and activation added by each
+    thread to its share (or, where they cannot reach the BLAS, BLAS
+    threads the GEMM and one compiled pass adds the rest).  Without them, in
     bands of rows shared among the pool's threads; each band adds bias and
     activation while it is still in cache."""
     if native is not None:
+        if native_gemm():
+            native.gemm(a, wt, y, a.shape[0], a.shape[1], wt.shape[1], bias, *bounds(act), threads)
+            return
         np.matmul(a, wt, out=y)
         if bias is not None or act != "none":
             native.bias_act(y, y.shape[1], bias, *bounds(act), threads)
