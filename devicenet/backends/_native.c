@@ -48,6 +48,7 @@ typedef struct {
     Py_ssize_t row0, rows;     /* input rows held in the buffer: [row0, row0 + rows) */
     Py_ssize_t oh, ow;         /* output */
     Py_ssize_t kh, kw, sh, sw, pt, pl;
+    Py_ssize_t cout;           /* output channels (direct convolution; depthwise: c) */
 } geometry;
 
 static inline Py_ssize_t max_z(Py_ssize_t a, Py_ssize_t b) { return a > b ? a : b; }
@@ -208,6 +209,123 @@ static void depthwise_rows(const geometry *g, const float *restrict x, const flo
 }
 
 
+/* ---- direct convolution, for a few input channels ------------------------
+ *
+ * A network's first layer (3 input channels) makes a poor GEMM: im2col
+ * copies every pixel KH*KW times into rows of only KH*KW*3 values.  Here
+ * each output pixel's channels accumulate in registers over all taps, each
+ * input value broadcast against a vector of output channels; weights are
+ * (KH, KW, Cin, Cout).
+ */
+
+/* Output channels [k, k + CB) of NP pixels side by side, all taps inside. */
+INLINE void direct_block(const geometry *g, const float *restrict xpix, const float *restrict wt,
+                         const float *restrict bias, float *restrict ypix, Py_ssize_t k,
+                         Py_ssize_t i0, Py_ssize_t i1, float lo, float hi,
+                         const Py_ssize_t KW, const Py_ssize_t C)
+{
+    const Py_ssize_t c = C, co = g->cout, s = g->sw * c;
+    vf8 b0 = {0}, b1 = {0};
+    if (bias) {
+        b0 = V(bias + k);
+        b1 = V(bias + k + 8);
+    }
+    vf8 a00 = b0, a01 = b1, a10 = b0, a11 = b1, a20 = b0, a21 = b1, a30 = b0, a31 = b1;
+    for (Py_ssize_t i = i0; i < i1; i++)
+        for (Py_ssize_t j = 0; j < KW; j++) {
+            const float *xp = xpix + (i * g->w + j) * c;
+            const float *wp = wt + (i * KW + j) * c * co + k;
+            for (Py_ssize_t ci = 0; ci < c; ci++, wp += co) {
+                const vf8 w0 = V(wp), w1 = V(wp + 8);
+                const float x0 = xp[ci], x1 = xp[s + ci], x2 = xp[2 * s + ci], x3 = xp[3 * s + ci];
+                a00 += x0 * w0;
+                a01 += x0 * w1;
+                a10 += x1 * w0;
+                a11 += x1 * w1;
+                a20 += x2 * w0;
+                a21 += x2 * w1;
+                a30 += x3 * w0;
+                a31 += x3 * w1;
+            }
+        }
+    float out[NP][CB];
+    memcpy(out[0], &a00, 32); memcpy(out[0] + 8, &a01, 32);
+    memcpy(out[1], &a10, 32); memcpy(out[1] + 8, &a11, 32);
+    memcpy(out[2], &a20, 32); memcpy(out[2] + 8, &a21, 32);
+    memcpy(out[3], &a30, 32); memcpy(out[3] + 8, &a31, 32);
+    for (int p = 0; p < NP; p++)
+        for (int q = 0; q < CB; q++) {
+            float v = out[p][q] < lo ? lo : out[p][q];
+            ypix[p * co + k + q] = v > hi ? hi : v;
+        }
+}
+
+/* Output channels [k0, cout) of one pixel, taps in [i0, i1) x [j0, j1). */
+INLINE void direct_pixel(const geometry *g, const float *restrict xpix, const float *restrict wt,
+                         const float *restrict bias, float *restrict ypix, Py_ssize_t k0,
+                         Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1, float lo, float hi)
+{
+    const Py_ssize_t c = g->c, co = g->cout;
+    for (Py_ssize_t k = k0; k < co; k++) {
+        float acc = bias ? bias[k] : 0.0f;
+        for (Py_ssize_t i = i0; i < i1; i++)
+            for (Py_ssize_t j = j0; j < j1; j++) {
+                const float *xp = xpix + (i * g->w + j) * c;
+                const float *wp = wt + (i * g->kw + j) * c * co + k;
+                for (Py_ssize_t ci = 0; ci < c; ci++)
+                    acc += xp[ci] * wp[ci * co];
+            }
+        float v = acc < lo ? lo : acc;
+        ypix[k] = v > hi ? hi : v;
+    }
+}
+
+/* Output rows [r0, r1) of a direct convolution; KW and C are g->kw and
+ * g->c, as constants where the caller can. */
+INLINE void direct_impl(const geometry *g, const float *restrict x, const float *restrict wt,
+                        const float *restrict bias, float *restrict y,
+                        Py_ssize_t r0, Py_ssize_t r1, float lo, float hi,
+                        const Py_ssize_t KW, const Py_ssize_t C)
+{
+    const Py_ssize_t co = g->cout, full = co / CB * CB;
+    Py_ssize_t ox0 = (g->pl + g->sw - 1) / g->sw, ox1 = g->ow;
+    while (ox1 > ox0 && (ox1 - 1) * g->sw - g->pl + KW > g->w)
+        ox1--;
+    for (Py_ssize_t oy = r0; oy < r1; oy++) {
+        const Py_ssize_t iy = oy * g->sh - g->pt;
+        const Py_ssize_t i0 = max_z(0, -iy), i1 = min_z(g->kh, g->h - iy);
+        const float *xrow = x + (iy - g->row0) * g->w * C;
+        float *yrow = y + oy * g->ow * co;
+        for (Py_ssize_t ox = 0; ox < g->ow; ox++) {
+            const Py_ssize_t ix = ox * g->sw - g->pl;
+            if (ox >= ox0 && ox + NP <= ox1 && full) {
+                for (Py_ssize_t k = 0; k < full; k += CB)
+                    direct_block(g, xrow + ix * C, wt, bias, yrow + ox * co, k, i0, i1, lo, hi, KW, C);
+                for (Py_ssize_t p = 0; p < NP && full < co; p++)
+                    direct_pixel(g, xrow + (ix + p * g->sw) * C, wt, bias, yrow + (ox + p) * co, full,
+                                 i0, i1, 0, KW, lo, hi);
+                ox += NP - 1;
+                continue;
+            }
+            direct_pixel(g, xrow + ix * C, wt, bias, yrow + ox * co, 0,
+                         i0, i1, max_z(0, -ix), min_z(KW, g->w - ix), lo, hi);
+        }
+    }
+}
+
+/* Output rows [r0, r1) of a direct convolution.  An RGB image through a
+ * 3x3 kernel gets its own unrolled loops. */
+MULTIVERSION
+static void direct_rows(const geometry *g, const float *restrict x, const float *restrict wt,
+                        const float *restrict bias, float *restrict y,
+                        Py_ssize_t r0, Py_ssize_t r1, float lo, float hi)
+{
+    if (g->kw == 3 && g->c == 3)
+        direct_impl(g, x, wt, bias, y, r0, r1, lo, hi, 3, 3);
+    else
+        direct_impl(g, x, wt, bias, y, r0, r1, lo, hi, g->kw, g->c);
+}
+
 /* Rows [r0, r1), columns [c0, c1) of y (row length ld) plus bias, clipped
  * to [lo, hi]: the epilogue of a GEMM, one pass while y is still in cache. */
 MULTIVERSION
@@ -279,7 +397,7 @@ static void gemm_block(const float *a, const float *b, float *y, Py_ssize_t k, P
  * One call uses the team at a time; a concurrent caller works alone.
  */
 
-enum { JOB_DEPTHWISE, JOB_EPILOGUE, JOB_GEMM };
+enum { JOB_DEPTHWISE, JOB_DIRECT, JOB_EPILOGUE, JOB_GEMM };
 
 /* A job is split into tasks: bands of rows, or (``across``) bands of
  * channels.  A small image with many channels is split across channels:
@@ -307,6 +425,9 @@ static void run_task(const job_t *j, Py_ssize_t t)
         else
             depthwise_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi),
                            0, j->g->c, j->lo, j->hi);
+        break;
+    case JOB_DIRECT:
+        direct_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi), j->lo, j->hi);
         break;
     case JOB_EPILOGUE:
         epilogue(j->y, j->n, j->bias, j->r0 + lo, min_z(j->r1, j->r0 + hi), 0, j->n, j->lo, j->hi);
@@ -495,12 +616,15 @@ static void run(job_t *j, int threads, int worth, void (*split_for)(job_t *, Py_
         run_task(j, t);
 }
 
-static void split_depthwise(job_t *j, Py_ssize_t threads)
+static void split_window(job_t *j, Py_ssize_t threads)
 {
     const Py_ssize_t blocks = (j->g->c + CB - 1) / CB;
     if (threads == 1) {
         j->across = 0;
         split(j, j->r1 - j->r0, 1, 1);
+    } else if (j->kind == JOB_DIRECT) {
+        j->across = 0;
+        split(j, j->r1 - j->r0, 2 * threads, 1);
     } else if ((j->across = blocks >= 8 * threads))
         split(j, j->g->c, 2 * threads, CB);
     else
@@ -525,6 +649,15 @@ static void split_gemm(job_t *j, Py_ssize_t threads)
 
 /* Values below which a job is not worth a hand-off. */
 #define MIN_SHARED 32768
+
+/* Release the buffers that were taken (the bias may not have been). */
+static void release(Py_buffer *a, Py_buffer *b, Py_buffer *c, Py_buffer *d)
+{
+    Py_buffer *all[] = {a, b, c, d};
+    for (int i = 0; i < 4; i++)
+        if (all[i] && all[i]->obj)
+            PyBuffer_Release(all[i]);
+}
 
 /* Whether a * b * c could overflow the index arithmetic. */
 static int too_big(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c)
@@ -558,26 +691,44 @@ PyDoc_STRVAR(depthwise_doc,
 "Outputs are clipped to [lo, hi].  The input rows that rows r0..r1 read\n"
 "must be in x.  Runs without the GIL, on up to ``threads`` threads.");
 
-static PyObject *depthwise(PyObject *self, PyObject *args)
+PyDoc_STRVAR(direct_doc,
+"direct(x, weight, bias, out, geometry, r0, r1, lo, hi, threads=1)\n"
+"\n"
+"Convolution of one image with few input channels, as depthwise() but\n"
+"with weight (KH, KW, C, Cout), bias (Cout), out (OH, OW, Cout) and\n"
+"geometry ending with Cout.");
+
+/* depthwise() and direct(): one window job over the rows of one image. */
+static PyObject *window_call(PyObject *args, int kind)
 {
     Py_buffer x = {0}, wt = {0}, out = {0}, bias = {0};
     PyObject *bias_obj, *result = NULL;
     geometry g;
     Py_ssize_t r0, r1;
     float lo, hi;
-    int threads = 1;
-    if (!PyArg_ParseTuple(args, "y*y*Ow*(nnnnnnnnnnnnn)nnff|i", &x, &wt, &bias_obj, &out,
-                          &g.h, &g.w, &g.c, &g.row0, &g.rows, &g.oh, &g.ow,
-                          &g.kh, &g.kw, &g.sh, &g.sw, &g.pt, &g.pl, &r0, &r1, &lo, &hi, &threads))
+    int threads = 1, ok;
+    const char *name = kind == JOB_DIRECT ? "direct" : "depthwise";
+    if (kind == JOB_DIRECT)
+        ok = PyArg_ParseTuple(args, "y*y*Ow*(nnnnnnnnnnnnnn)nnff|i", &x, &wt, &bias_obj, &out,
+                              &g.h, &g.w, &g.c, &g.row0, &g.rows, &g.oh, &g.ow, &g.kh, &g.kw,
+                              &g.sh, &g.sw, &g.pt, &g.pl, &g.cout, &r0, &r1, &lo, &hi, &threads);
+    else
+        ok = PyArg_ParseTuple(args, "y*y*Ow*(nnnnnnnnnnnnn)nnff|i", &x, &wt, &bias_obj, &out,
+                              &g.h, &g.w, &g.c, &g.row0, &g.rows, &g.oh, &g.ow, &g.kh, &g.kw,
+                              &g.sh, &g.sw, &g.pt, &g.pl, &r0, &r1, &lo, &hi, &threads);
+    if (!ok)
         return NULL;
+    if (kind != JOB_DIRECT)
+        g.cout = g.c;
+    const Py_ssize_t wc = kind == JOB_DIRECT ? g.c * g.cout : g.c;  /* weights per tap */
     if (bias_obj != Py_None && PyObject_GetBuffer(bias_obj, &bias, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         goto done;
-    if (g.h < 1 || g.w < 1 || g.c < 1 || g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1
+    if (g.h < 1 || g.w < 1 || g.c < 1 || g.cout < 1 || g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1
             || g.oh < 0 || g.ow < 0 || g.rows < 0 || g.pt < 0 || g.pl < 0
             || r0 < 0 || r1 > g.oh || r0 > r1
-            || too_big(g.rows, g.w, g.c) || too_big(g.oh, g.ow, g.c) || too_big(g.kh, g.kw, g.c)
-            || too_big(g.oh, g.sh, 1) || too_big(g.ow, g.sw, 1)) {
-        PyErr_SetString(PyExc_ValueError, "depthwise: inconsistent geometry");
+            || too_big(g.rows, g.w, g.c) || too_big(g.oh, g.ow, g.cout) || too_big(g.c, g.cout, 1)
+            || too_big(g.kh, g.kw, wc) || too_big(g.oh, g.sh, 1) || too_big(g.ow, g.sw, 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: inconsistent geometry", name);
         goto done;
     }
     if (r0 < r1) {
@@ -585,30 +736,36 @@ static PyObject *depthwise(PyObject *self, PyObject *args)
         Py_ssize_t first = max_z(0, r0 * g.sh - g.pt);
         Py_ssize_t last = min_z(g.h, (r1 - 1) * g.sh - g.pt + g.kh);
         if (first < g.row0 || last > g.row0 + g.rows) {
-            PyErr_SetString(PyExc_ValueError, "depthwise: input rows out of range");
+            PyErr_Format(PyExc_ValueError, "%s: input rows out of range", name);
             goto done;
         }
     }
     if (float_buffer(&x, "x", g.rows * g.w * g.c) < 0
-            || float_buffer(&wt, "weight", g.kh * g.kw * g.c) < 0
-            || float_buffer(&out, "out", g.oh * g.ow * g.c) < 0
-            || (bias.buf && float_buffer(&bias, "bias", g.c) < 0))
+            || float_buffer(&wt, "weight", g.kh * g.kw * wc) < 0
+            || float_buffer(&out, "out", g.oh * g.ow * g.cout) < 0
+            || (bias.buf && float_buffer(&bias, "bias", g.cout) < 0))
         goto done;
-    job_t j = {JOB_DEPTHWISE, 0, &g, x.buf, wt.buf, bias.buf, out.buf, r0, r1};
+    job_t j = {kind, 0, &g, x.buf, wt.buf, bias.buf, out.buf, r0, r1};
     j.lo = lo;
     j.hi = hi;
     Py_BEGIN_ALLOW_THREADS
-    run(&j, threads, r1 > r0, split_depthwise);
+    run(&j, threads, r1 > r0, split_window);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&wt);
-    PyBuffer_Release(&out);
-    if (bias.buf)
-        PyBuffer_Release(&bias);
+    release(&x, &wt, &out, &bias);
     return result;
+}
+
+static PyObject *depthwise(PyObject *self, PyObject *args)
+{
+    return window_call(args, JOB_DEPTHWISE);
+}
+
+static PyObject *direct(PyObject *self, PyObject *args)
+{
+    return window_call(args, JOB_DIRECT);
 }
 
 PyDoc_STRVAR(bias_act_doc,
@@ -645,9 +802,7 @@ static PyObject *bias_act(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&y);
-    if (bias.buf)
-        PyBuffer_Release(&bias);
+    release(&y, &bias, NULL, NULL);
     return result;
 }
 
@@ -709,16 +864,13 @@ static PyObject *gemm(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&b);
-    PyBuffer_Release(&y);
-    if (bias.buf)
-        PyBuffer_Release(&bias);
+    release(&a, &b, &y, &bias);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"depthwise", depthwise, METH_VARARGS, depthwise_doc},
+    {"direct", direct, METH_VARARGS, direct_doc},
     {"bias_act", bias_act, METH_VARARGS, bias_act_doc},
     {"gemm", gemm, METH_VARARGS, gemm_doc},
     {"use_blas", use_blas, METH_VARARGS, use_blas_doc},

@@ -371,6 +371,44 @@ class _Im2col:
         return out
 
 
+class _Direct:
+    """A convolution of few input channels (a network's first layer) with
+    the compiled kernel: no im2col copy, every output pixel summed in
+    registers."""
+
+    #: most input channels for which this beats im2col + GEMM
+    MAX_CIN = 4
+
+    def __init__(self, node, shape, weight, bias, native, threads):
+        p = self.pad = _Padded(shape, node.attrs, phases=False)
+        cout = weight.shape[0]
+        self.w = weight(lambda w: np.ascontiguousarray(w.transpose(1, 2, 3, 0)), "hwio")
+        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+        self.bounds = bounds(node.attrs.get("activation", "none"))
+        self.native, self.threads, self.temps = native, threads, ()
+        self.geometry = (p.h, shape[2], p.c, 0, p.h, p.oh, p.ow, p.kh, p.kw, p.sh, p.sw,
+                         p.pads[0], p.pads[1], cout)
+
+    def __call__(self, inputs, out, temps):
+        p, x = self.pad, inputs[0]
+        y = out.reshape(p.n, p.oh, p.ow, -1)
+        for b in range(p.n):
+            self.native.direct(x[b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds, self.threads)
+        return out
+
+
+class _GlobalAvgPool:
+    def __init__(self, node, shape):
+        self.hw, self.temps = shape[1] * shape[2], ()
+
+    def __call__(self, inputs, out, temps):
+        x = inputs[0]
+        y = out.reshape(x.shape[0], x.shape[3])
+        np.add.reduce(x.reshape(x.shape[0], self.hw, x.shape[3]), axis=1, out=y)
+        y *= np.float32(1.0 / self.hw)
+        return out
+
+
 class _Add:
     def __init__(self, node, shape):
         self.act, self.temps = node.attrs.get("activation", "none"), ()
@@ -391,6 +429,8 @@ def kernel(node, shape, weight, bias, pool, native=None, threads=1):
     a = node.attrs
     if node.op == "add":
         return _Add(node, shape)
+    if node.op == "global_avgpool":
+        return _GlobalAvgPool(node, shape)
     if node.op == "dense":
         return _Gemm(node, shape, weight, bias, pool, native, threads)
     if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
@@ -401,6 +441,8 @@ def kernel(node, shape, weight, bias, pool, native=None, threads=1):
         return _Depthwise(node, shape, weight, bias, pool, native, threads)
     if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
         return _Gemm(node, shape, weight, bias, pool, native, threads)
+    if native is not None and groups == 1 and shape[3] <= _Direct.MAX_CIN:
+        return _Direct(node, shape, weight, bias, native, threads)
     return _Im2col(node, shape, weight, bias, pool, native, threads)
 
 
