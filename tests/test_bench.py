@@ -166,7 +166,8 @@ def test_alexnet_streamed_and_resident_give_the_same_logits(tmp_path):
     assert (resident._backend.residency, streamed._backend.residency) == ("resident", "streamed")
     a, b = resident.forward(x), streamed.forward(x)
     assert a.shape == (2, 1000) and np.all(np.isfinite(a)) and a.std() > 0.1
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # the two paths sum in different orders (compiled kernels, BLAS blocking)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
 
 
 def test_benchmark_alexnet_streamed_on_a_streaming_board(x86_env):

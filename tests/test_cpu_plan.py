@@ -63,6 +63,19 @@ def test_output_is_not_overwritten_by_the_next_run():
     np.testing.assert_array_equal(first, kept)
 
 
+def test_output_viewing_a_planned_buffer_is_not_overwritten(shipped_model):
+    # Cut at "features" (flatten, a view of the planned global pool's output).
+    from devicenet.features import truncate
+    g = truncate(dnet.load(shipped_model), "features")
+    be = CPUBackend(g, threads=2)
+    rng = np.random.default_rng(4)
+    x1, x2 = (rng.normal(size=(1, 224, 224, 3)).astype(np.float32) for _ in range(2))
+    first = be.run(x1)
+    kept = first.copy()
+    be.run(x2)
+    np.testing.assert_array_equal(first, kept)
+
+
 def test_shipped_model_planned_matches_op_table(shipped_model):
     g = dnet.load(shipped_model)
     be = CPUBackend(g, threads=2)

@@ -376,8 +376,8 @@ class _Direct:
     the compiled kernel: no im2col copy, every output pixel summed in
     registers."""
 
-    #: most input channels for which this beats im2col + GEMM
-    MAX_CIN = 4
+    #: im2col rows shorter than this (KH*KW*Cin values) make a poor GEMM
+    MAX_K = 64
 
     def __init__(self, node, shape, weight, bias, native, threads):
         p = self.pad = _Padded(shape, node.attrs, phases=False)
@@ -441,7 +441,7 @@ def kernel(node, shape, weight, bias, pool, native=None, threads=1):
         return _Depthwise(node, shape, weight, bias, pool, native, threads)
     if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
         return _Gemm(node, shape, weight, bias, pool, native, threads)
-    if native is not None and groups == 1 and shape[3] <= _Direct.MAX_CIN:
+    if native is not None and groups == 1 and kh * kw * shape[3] < _Direct.MAX_K:
         return _Direct(node, shape, weight, bias, native, threads)
     return _Im2col(node, shape, weight, bias, pool, native, threads)
 
@@ -524,11 +524,13 @@ def plan(graph, shapes, kernels):
             root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
     for name, r in root.items():
         last[r] = max(last.get(r, -1), last.get(name, -1))
+    # The caller keeps the graph's output, and so whatever buffer it views.
+    kept = {graph.output_name, root.get(graph.output_name, graph.output_name)}
     arena, owner, steps = _Arena(), {}, []
     for i, node in enumerate(graph.nodes):
         name, kernel = node.outputs[0], kernels[i]
         out = None
-        if kernel is not None and not getattr(kernel, "alias", False) and name != graph.output_name:
+        if kernel is not None and not getattr(kernel, "alias", False) and name not in kept:
             out = owner[name] = arena.take(math.prod(shapes[name]))
         temps = [arena.take(t) if t else None for t in (kernel.temps if kernel else ())]
         for t in temps:
