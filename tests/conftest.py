@@ -19,8 +19,11 @@ def reference():
 
 
 def available_backends():
-    """Every backend this machine can run: the CPU always, OpenCL when a device exists."""
-    names = ["cpu"]
+    """Every backend this machine can run: the CPU always (with its compiled
+    kernels and, as "cpu-numpy", without them, where they are built),
+    OpenCL when a device exists."""
+    from devicenet.backends import cpu_kernels
+    names = ["cpu"] + (["cpu-numpy"] if cpu_kernels.NATIVE is not None else [])
     try:
         import pyopencl as cl
         from devicenet.backends import opencl  # noqa: F401
@@ -51,8 +54,11 @@ def shipped_model():
 
 
 def run_graph(graph, x, backend="cpu"):
-    """Run a Graph on a backend by name and return the output."""
+    """Run a Graph on a backend by name (see available_backends) and return the output."""
     from devicenet.backends import create
+    if backend == "cpu-numpy":
+        from devicenet.backends.cpu import CPUBackend
+        return CPUBackend(graph, native=False).run(np.asarray(x, np.float32))
     return create(graph, backend, fallback=False).run(np.asarray(x, np.float32))
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from devicenet import format as dnet
+from devicenet.backends import cpu_kernels
 from devicenet.backends.base import Backend, is_depthwise
 from devicenet.backends.cpu import CPUBackend
 from devicenet.convert.builder import Builder
@@ -41,11 +42,15 @@ def conv_net():
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("fuse", [True, False])
-def test_planned_run_matches_op_table(threads, batch, fuse):
+@pytest.mark.parametrize("kernels", ["native", "numpy", "numpy, fused"])
+def test_planned_run_matches_op_table(threads, batch, kernels):
+    if kernels == "native" and cpu_kernels.NATIVE is None:
+        pytest.skip("the compiled kernels are not built")
     g = conv_net()
-    be = CPUBackend(g, threads=threads)
-    be.FUSE_BYTES = 0 if fuse else 1 << 40  # fuse the 1x1 into the depthwise after it, or not
+    be = CPUBackend(g, threads=threads, native=kernels == "native")
+    assert be.kernels == kernels.split(",")[0]
+    # without the compiled kernels, a 1x1 convolution may be fused into the depthwise after it
+    be.FUSE_BYTES = 0 if "fused" in kernels else 1 << 40
     x = np.random.default_rng(batch).normal(size=(batch,) + g.input_shape[1:]).astype(np.float32)
     want = plain(be, x)
     for _ in range(2):  # the second run reuses the arena

@@ -1,0 +1,209 @@
+"""The compiled kernels (devicenet/backends/_native.c) against numpy: every
+kernel over awkward shapes, thread counts, bad arguments, and the thread
+team under concurrent callers and fork()."""
+
+import multiprocessing
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from devicenet.backends import cpu_kernels
+from devicenet.backends.cpu import conv
+
+native = cpu_kernels.NATIVE
+pytestmark = pytest.mark.skipif(native is None, reason="the compiled kernels are not built")
+INF = float("inf")
+
+
+def test_built_where_ci_requires_it():
+    # CI sets DEVICENET_REQUIRE_NATIVE so that a silently failed build of
+    # the optional extension cannot pass for a numpy-only run.
+    if os.environ.get("DEVICENET_REQUIRE_NATIVE") != "1":
+        pytest.skip("DEVICENET_REQUIRE_NATIVE is not set")
+    assert native is not None and cpu_kernels.native_gemm()
+
+
+def window_case(rng, h, w, c, k, stride, pads, cout=None):
+    x = rng.normal(size=(1, h, w, c)).astype(np.float32)
+    if cout is None:
+        weight = rng.normal(size=(c, k[0], k[1], 1)).astype(np.float32)
+        attrs = {"kernel": list(k), "stride": list(stride), "pads": list(pads), "groups": c}
+    else:
+        weight = rng.normal(size=(cout, k[0], k[1], c)).astype(np.float32)
+        attrs = {"kernel": list(k), "stride": list(stride), "pads": list(pads)}
+    bias = rng.normal(size=weight.shape[0]).astype(np.float32)
+    return x, weight, bias, attrs
+
+
+# (H, W, C, kernel, stride, pads top/left/bottom/right): channels that are
+# and are not multiples of 16, images narrower than the kernel, uneven pads
+WINDOWS = [
+    (12, 11, 32, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (13, 17, 48, (3, 3), (2, 2), (0, 0, 1, 1)),
+    (9, 10, 21, (5, 5), (1, 1), (2, 2, 2, 2)),
+    (15, 14, 40, (5, 5), (2, 2), (1, 2, 2, 1)),
+    (7, 7, 200, (5, 5), (1, 1), (2, 2, 2, 2)),
+    (3, 2, 17, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (10, 9, 33, (3, 2), (1, 3), (0, 1, 2, 0)),
+    (6, 6, 5, (7, 7), (1, 1), (3, 3, 3, 3)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", WINDOWS)
+@pytest.mark.parametrize("act", [(-INF, INF), (0.0, 6.0)])
+def test_depthwise_matches_numpy(case, threads, act):
+    h, w, c, k, stride, pads = case
+    x, weight, bias, attrs = window_case(np.random.default_rng(h * w + c), h, w, c, k, stride, pads)
+    want = np.clip(conv(x, attrs, weight, bias)[0], *act)
+    oh, ow = want.shape[:2]
+    out = np.full((oh, ow, c), np.nan, np.float32)
+    wt = np.ascontiguousarray(weight[:, :, :, 0].transpose(1, 2, 0))
+    geometry = (h, w, c, 0, h, oh, ow, k[0], k[1], stride[0], stride[1], pads[0], pads[1])
+    native.depthwise(x[0], wt, bias, out, geometry, 0, oh, *act, threads)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_row_range_from_a_band_of_input_rows():
+    """Rows [r0, r1) computed from only the input rows they read, held in a
+    buffer that starts at row0: the rest of the output is untouched."""
+    h, w, c, k, stride, pads = 20, 9, 24, (5, 5), (2, 2), (2, 2, 2, 2)
+    x, weight, bias, attrs = window_case(np.random.default_rng(0), h, w, c, k, stride, pads)
+    want = conv(x, attrs, weight, bias)[0]
+    oh, ow = want.shape[:2]
+    wt = np.ascontiguousarray(weight[:, :, :, 0].transpose(1, 2, 0))
+    r0, r1 = 3, 7
+    first, last = r0 * 2 - 2, (r1 - 1) * 2 - 2 + 5
+    band = np.ascontiguousarray(x[0, first:last])
+    out = np.full((oh, ow, c), 7.0, np.float32)
+    geometry = (h, w, c, first, last - first, oh, ow, 5, 5, 2, 2, 2, 2)
+    native.depthwise(band, wt, bias, out, geometry, r0, r1, -INF, INF, 2)
+    np.testing.assert_allclose(out[r0:r1], want[r0:r1], rtol=1e-5, atol=1e-5)
+    assert np.all(out[:r0] == 7.0) and np.all(out[r1:] == 7.0)
+    # one row fewer than they read is refused, not read out of bounds
+    with pytest.raises(ValueError, match="out of range"):
+        native.depthwise(band[:-1], wt, bias, out, geometry[:4] + (last - first - 1,) + geometry[5:],
+                         r0, r1, -INF, INF)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", [
+    (16, 16, 3, 32, (3, 3), (2, 2), (0, 0, 1, 1)),
+    (11, 9, 3, 21, (3, 3), (1, 1), (1, 1, 1, 1)),
+    (13, 12, 2, 16, (5, 5), (2, 2), (2, 1, 2, 3)),
+    (5, 4, 1, 40, (3, 3), (1, 1), (1, 1, 1, 1)),
+])
+def test_direct_matches_numpy(case, threads):
+    h, w, c, cout, k, stride, pads = case
+    x, weight, bias, attrs = window_case(np.random.default_rng(cout), h, w, c, k, stride, pads, cout)
+    want = np.clip(conv(x, attrs, weight, bias)[0], 0.0, 6.0)
+    oh, ow = want.shape[:2]
+    out = np.full((oh, ow, cout), np.nan, np.float32)
+    wt = np.ascontiguousarray(weight.transpose(1, 2, 3, 0))
+    geometry = (h, w, c, 0, h, oh, ow, k[0], k[1], stride[0], stride[1], pads[0], pads[1], cout)
+    native.direct(x[0], wt, bias, out, geometry, 0, oh, 0.0, 6.0, threads)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("m, k, n", [(1, 7, 3), (1, 300, 1000), (49, 192, 1152), (5, 7, 3),
+                                     (300, 24, 144), (2, 1, 130)])
+def test_gemm_with_bias_and_clip_matches_numpy(m, k, n, threads):
+    if not cpu_kernels.native_gemm():
+        pytest.skip("numpy's BLAS functions were not found")
+    rng = np.random.default_rng(m + k + n)
+    a, b = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32)
+    bias = rng.normal(size=n).astype(np.float32)
+    y = np.full((m, n), np.nan, np.float32)
+    native.gemm(a, b, y, m, k, n, bias, 0.0, 6.0, threads)
+    np.testing.assert_allclose(y, np.clip(a @ b + bias, 0, 6), rtol=1e-4, atol=1e-4)
+    native.gemm(a, b, y, m, k, n, None, -INF, INF, threads)
+    np.testing.assert_allclose(y, a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bias_act_matches_numpy(threads):
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(1000, 77)).astype(np.float32) * 5
+    bias = rng.normal(size=77).astype(np.float32)
+    want = np.clip(y + bias, 0.0, 6.0)
+    native.bias_act(y, 77, bias, 0.0, 6.0, threads)
+    np.testing.assert_array_equal(y, want)
+
+
+def test_bad_arguments_raise_instead_of_reading_out_of_bounds():
+    x = np.zeros((4, 4, 8), np.float32)
+    wt = np.zeros((3, 3, 8), np.float32)
+    out = np.zeros((4, 4, 8), np.float32)
+    good = (4, 4, 8, 0, 4, 4, 4, 3, 3, 1, 1, 1, 1)
+    native.depthwise(x, wt, None, out, good, 0, 4, -INF, INF)
+    with pytest.raises(ValueError, match="holds"):  # x too small for the geometry
+        native.depthwise(x[:2], wt, None, out, good, 0, 4, -INF, INF)
+    with pytest.raises(ValueError, match="geometry"):  # rows past the output
+        native.depthwise(x, wt, None, out, good, 0, 5, -INF, INF)
+    with pytest.raises(ValueError, match="geometry"):  # sizes that overflow
+        native.depthwise(x, wt, None, out, (1 << 40,) * 3 + good[3:], 0, 4, -INF, INF)
+    with pytest.raises(TypeError, match="float32"):
+        native.depthwise(x.astype(np.float64), wt, None, out, good, 0, 4, -INF, INF)
+    with pytest.raises(ValueError, match="holds"):
+        native.depthwise(x, wt, np.zeros(3, np.float32), out, good, 0, 4, -INF, INF)
+    with pytest.raises((TypeError, ValueError, BufferError)):  # not writable
+        native.depthwise(x, wt, None, np.zeros((4, 4, 8), np.float32)[::-1], good, 0, 4, -INF, INF)
+    with pytest.raises(ValueError, match="whole rows"):
+        native.bias_act(np.zeros(10, np.float32), 3, None, 0.0, 6.0)
+    if cpu_kernels.native_gemm():
+        with pytest.raises(ValueError, match="holds"):
+            native.gemm(np.zeros((2, 3), np.float32), np.zeros((3, 4), np.float32),
+                        np.zeros((2, 3), np.float32), 2, 3, 4, None, -INF, INF)
+
+
+def test_concurrent_callers_share_the_team_safely():
+    """Threads calling at once: one gets the team, the others run alone;
+    every result is the single-threaded one."""
+    h, w, c, k, stride, pads = 28, 28, 96, (5, 5), (1, 1), (2, 2, 2, 2)
+    x, weight, bias, attrs = window_case(np.random.default_rng(9), h, w, c, k, stride, pads)
+    wt = np.ascontiguousarray(weight[:, :, :, 0].transpose(1, 2, 0))
+    geometry = (h, w, c, 0, h, h, w, 5, 5, 1, 1, 2, 2)
+    want = np.empty((h, w, c), np.float32)
+    native.depthwise(x[0], wt, bias, want, geometry, 0, h, 0.0, 6.0, 1)
+    failures = []
+
+    def work():
+        out = np.empty_like(want)
+        for _ in range(30):
+            out[...] = np.nan
+            native.depthwise(x[0], wt, bias, out, geometry, 0, h, 0.0, 6.0, 2)
+            if not np.array_equal(out, want):
+                failures.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def _depthwise_in_child(queue):
+    x = np.ones((8, 8, 32), np.float32)
+    wt = np.ones((3, 3, 32), np.float32)
+    out = np.zeros((8, 8, 32), np.float32)
+    native.depthwise(x, wt, None, out, (8, 8, 32, 0, 8, 8, 8, 3, 3, 1, 1, 1, 1), 0, 8, -INF, INF, 2)
+    queue.put(float(out[4, 4, 0]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+def test_team_works_in_a_forked_child():
+    # start the team in this process, then fork: the child has none of its threads
+    x = np.ones((8, 8, 32), np.float32)
+    native.depthwise(x, np.ones((3, 3, 32), np.float32), None, np.zeros_like(x),
+                     (8, 8, 32, 0, 8, 8, 8, 3, 3, 1, 1, 1, 1), 0, 8, -INF, INF, 2)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_depthwise_in_child, args=(queue,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0, "the child hung or crashed"
+    assert queue.get(timeout=5) == 9.0
