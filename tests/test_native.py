@@ -123,6 +123,27 @@ def test_gemm_with_bias_and_clip_matches_numpy(m, k, n, threads):
     np.testing.assert_allclose(y, a @ b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("m, k, n", [(1, 1280, 1000), (2, 37, 5), (3, 100, 130), (1, 15, 1)])
+def test_dense_on_stored_integers_matches_decoded_weights(m, k, n, threads, dtype):
+    from devicenet.quant import decode
+    rng = np.random.default_rng(k)
+    q = rng.integers(-127, 128, size=(n, k)).astype(dtype)
+    scales = (rng.random(n) * 0.01).astype(np.float32)
+    scales[0] = 0.0  # a channel of zeros
+    bias = rng.normal(size=n).astype(np.float32)
+    x = rng.normal(size=(m, k)).astype(np.float32)
+    y = np.full((m, n), np.nan, np.float32)
+    native.dense_q(x, q, scales, bias, y, m, k, n, 0.0, 6.0, threads)
+    want = np.clip(x @ decode(q, scales).T + bias, 0, 6)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(TypeError, match="int8 or int16"):
+        native.dense_q(x, q.astype(np.int32), scales, bias, y, m, k, n, 0.0, 6.0)
+    with pytest.raises(ValueError, match="holds"):
+        native.dense_q(x, q[:-1] if n > 1 else q[:, :-1], scales, bias, y, m, k, n, 0.0, 6.0)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bias_act_matches_numpy(threads):
     rng = np.random.default_rng(5)

@@ -283,13 +283,15 @@ class CPUBackend(Backend):
         shapes = self.graph.shapes(shape[0])
         kernels = []
         for node in self.graph.nodes:
+            weight = node.params.get("weight")
+            weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
+            bias = self._param(node.params["bias"]) if "bias" in node.params else None
+            shape = shapes[node.inputs[0]]
             k = None
-            if self.residency == "resident" or "weight" not in node.params:
-                weight = node.params.get("weight")
-                weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
-                bias = self._param(node.params["bias"]) if "bias" in node.params else None
-                k = cpu_kernels.kernel(node, shapes[node.inputs[0]], weight, bias, self._pool,
-                                       self._native, self._threads)
+            if self.residency == "resident" or weight is None:
+                k = cpu_kernels.kernel(node, shape, weight, bias, self._pool, self._native, self._threads)
+            else:  # streamed, unless a kernel reads the stored weights as they are
+                k = cpu_kernels.stored_kernel(node, shape, weight, bias, self._native, self._threads)
             kernels.append(k)
         if self._native is None:  # the compiled depthwise kernel gains nothing from it
             cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)

@@ -126,6 +126,42 @@ class _Gemm:
         return out
 
 
+class _DenseQ:
+    """A dense layer (or 1x1 convolution) over a few rows, batch 1 above
+    all, computed by the compiled kernel straight from its stored int8 or
+    int16 weights: a matrix-vector product streams every weight once, and
+    int8 streams a quarter of float32's bytes.  Nothing is decoded, so the
+    layer holds no float32 copy of its weights (resident or streamed)."""
+
+    #: most input rows (batch x pixels) for which this beats a float32 GEMM
+    MAX_ROWS = 8
+
+    def __init__(self, node, shape, weight, bias, native, threads):
+        t = weight.tensor
+        self.q = t.data.reshape(t.shape[0], -1)
+        self.scales = np.ascontiguousarray(t.scales, np.float32)
+        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+        self.bounds = bounds(node.attrs.get("activation", "none"))
+        self.native, self.threads, self.temps = native, threads, ()
+
+    @classmethod
+    def suits(cls, node, shape, weight, native):
+        a = node.attrs
+        pointwise = node.op == "dense" or (
+            node.op == "conv" and a.get("kernel") == [1, 1] and a.get("groups", 1) == 1
+            and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)))
+        return (native is not None and pointwise and weight is not None
+                and weight.tensor.data.dtype in (np.int8, np.int16)
+                and math.prod(shape[:-1]) <= cls.MAX_ROWS)
+
+    def __call__(self, inputs, out, temps):
+        n, k = self.q.shape
+        x = inputs[0].reshape(-1, k)
+        self.native.dense_q(x, self.q, self.scales, self.bias, out.reshape(-1, n), x.shape[0], k, n,
+                            *self.bounds, self.threads)
+        return out
+
+
 class _Padded:
     """Where a windowed op's zero-padded input goes, split into column phases
     (with ``phases``, phase p holds padded columns p, p+sw, ...), so that
@@ -419,6 +455,14 @@ class _Add:
         return out
 
 
+def stored_kernel(node, shape, weight, bias, native, threads):
+    """A kernel that reads the node's weights as stored, never decoding
+    them (so a streamed layer need not stream), or None."""
+    if _DenseQ.suits(node, shape, weight, native):
+        return _DenseQ(node, shape, weight, bias, native, threads)
+    return None
+
+
 def kernel(node, shape, weight, bias, pool, native=None, threads=1):
     """The planned kernel for a node with input shape ``shape``, or None when
     the plain op function should run it.  ``weight(prepare, *key)`` gives
@@ -427,6 +471,9 @@ def kernel(node, shape, weight, bias, pool, native=None, threads=1):
     compiled kernels (``NATIVE``), or None for numpy alone, and
     ``threads``, how many threads they use."""
     a = node.attrs
+    stored = stored_kernel(node, shape, weight, bias, native, threads)
+    if stored is not None:
+        return stored
     if node.op == "add":
         return _Add(node, shape)
     if node.op == "global_avgpool":
