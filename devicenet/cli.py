@@ -104,8 +104,9 @@ def classify(images, top, oversample, as_json, model_path, backend, threads, por
             for p in res.predictions:
                 click.echo(f"  {p.probability * 100:6.2f}%  {p.label}")
             lat = res.latency_ms
+            setup = f" (+ {lat['setup']:.1f} ms one-time setup)" if lat["setup"] >= 0.5 else ""
             click.echo(f"  latency: decode {lat['decode']:.1f} ms, preprocess {lat['preprocess']:.1f} ms, "
-                       f"inference {lat['inference']:.1f} ms, total {lat['total']:.1f} ms")
+                       f"inference {lat['inference']:.1f} ms{setup}, total {lat['total']:.1f} ms")
     if as_json:
         echo_json({"model": model.name, "backend": model.backend, "results": results})
     if failed:

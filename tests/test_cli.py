@@ -49,9 +49,12 @@ def test_classify_json_schema(run):
         assert len(res["predictions"]) == 5
         probs = [p["probability"] for p in res["predictions"]]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
-        assert set(res["latency_ms"]) == {"decode", "preprocess", "inference", "total"}
+        assert set(res["latency_ms"]) == {"decode", "preprocess", "setup", "inference", "total"}
         lat = res["latency_ms"]
-        assert lat["total"] >= lat["inference"] > 0
+        assert lat["total"] >= lat["inference"] > 0 and lat["setup"] >= 0
+    # the one-time setup falls on the first image only
+    setups = [res["latency_ms"]["setup"] for res in doc["results"]]
+    assert setups[0] > 0 and setups[1:] == [0, 0]
 
 
 def test_bad_image_in_batch_others_still_classified(run, tmp_path):
@@ -105,7 +108,7 @@ def test_api_classify_accepts_path_pil_and_array():
     by_array = model.classify(np.asarray(img))
     assert [p.index for p in by_path.predictions] == [p.index for p in by_pil.predictions] \
         == [p.index for p in by_array.predictions]
-    assert set(by_path.latency_ms) == {"decode", "preprocess", "inference", "total"}
+    assert set(by_path.latency_ms) == {"decode", "preprocess", "setup", "inference", "total"}
 
 
 def test_api_forward_shapes_and_errors():

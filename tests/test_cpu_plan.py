@@ -58,6 +58,16 @@ def test_planned_run_matches_op_table(threads, batch, kernels):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_plan_is_made_once_per_input_shape():
+    g = conv_net()
+    be = CPUBackend(g)
+    x = np.ones((1,) + g.input_shape[1:], np.float32)
+    assert be.prepare(x.shape) is True
+    plan = be._plans[x.shape]
+    be.run(x)
+    assert be.prepare(x.shape) is False and be._plans[x.shape] is plan and len(be._plans) == 1
+
+
 def test_output_is_not_overwritten_by_the_next_run():
     g = conv_net()
     be = CPUBackend(g)

@@ -40,6 +40,12 @@ class Backend:
     def run_node(self, node, inputs):
         raise NotImplementedError
 
+    def prepare(self, shape):
+        """Do the one-time work for input batches of ``shape`` (weights laid
+        out, buffers planned) that the first ``run`` would otherwise do;
+        return whether there was any."""
+        return False
+
     def run(self, x, profile=None):
         """Run the graph on an input batch; return the output array.
 

@@ -286,12 +286,12 @@ class CPUBackend(Backend):
             weight = node.params.get("weight")
             weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
             bias = self._param(node.params["bias"]) if "bias" in node.params else None
-            shape = shapes[node.inputs[0]]
+            in_shape = shapes[node.inputs[0]]
             k = None
             if self.residency == "resident" or weight is None:
-                k = cpu_kernels.kernel(node, shape, weight, bias, self._pool, self._native, self._threads)
+                k = cpu_kernels.kernel(node, in_shape, weight, bias, self._pool, self._native, self._threads)
             else:  # streamed, unless a kernel reads the stored weights as they are
-                k = cpu_kernels.stored_kernel(node, shape, weight, bias, self._native, self._threads)
+                k = cpu_kernels.stored_kernel(node, in_shape, weight, bias, self._native, self._threads)
             kernels.append(k)
         if self._native is None:  # the compiled depthwise kernel gains nothing from it
             cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
@@ -304,6 +304,13 @@ class CPUBackend(Backend):
             self._plans.pop(next(iter(self._plans)))
         plan = self._plans[shape] = steps
         return plan
+
+    def prepare(self, shape):
+        shape = tuple(shape)
+        if shape in self._plans or shape[1:] != tuple(self.graph.input_shape[1:]):
+            return False
+        self._plan_for(shape)
+        return True
 
     def run(self, x, profile=None):
         """Run the graph on an input batch (see Backend.run) through the
