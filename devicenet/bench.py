@@ -174,6 +174,8 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         "board": detection.facts.board,
         "port": profile.name,
         "backend": m.backend,
+        # the CPU backend's kernels: "native" (compiled) or "numpy"
+        "kernels": getattr(m._backend, "kernels", m.backend),
         "model": model_name,
         "threads": threads or profile.threads or default_threads(),
         "residency": residency or profile.residency,
@@ -202,7 +204,8 @@ def report(r):
     lat = r["latency_ms"]
     lines = [f"board      {r['board']}",
              f"port       {r['port']}" + (f"  ({r['note']})" if r.get("note") else ""),
-             f"backend    {r['backend']}, {r['threads']} threads, weights {r.get('residency', '?')}",
+             f"backend    {r['backend']}" + (f" ({r['kernels']} kernels)" if r.get("kernels", r["backend"]) != r["backend"] else "")
+             + f", {r['threads']} threads, weights {r.get('residency', '?')}",
              f"model      {r['model']}" + (f" (built in {r['build_ms']:.0f} ms)" if r.get("build_ms") else ""),
              f"load       {r['load_ms']:.1f} ms",
              f"first      {r['first_ms']:.1f} ms",
