@@ -4,9 +4,13 @@
 succeeds and the CPU backend runs on numpy alone (docs/PERFORMANCE.md).
 """
 
+from glob import glob
+
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("devicenet.backends._native", ["devicenet/backends/_native.c"],
-              extra_compile_args=["-O3"], optional=True),
+    Extension("devicenet.backends._native", sorted(glob("devicenet/backends/native/*.c")),
+              depends=["devicenet/backends/native/native.h"],
+              # -fvisibility=hidden: only the module's init function is exported
+              extra_compile_args=["-O3", "-fvisibility=hidden"], optional=True),
 ])

@@ -1,4 +1,4 @@
-"""The compiled kernels (devicenet/backends/_native.c) against numpy: every
+"""The compiled kernels (devicenet/backends/native/) against numpy: every
 kernel over awkward shapes, thread counts, bad arguments, and the thread
 team under concurrent callers and fork()."""
 
