@@ -261,6 +261,7 @@ def worker(args):
     if args.layers:
         prof = {}
         x = np.zeros(model.input_shape, np.float32)
+        time.sleep(0.3)  # as before each turn
         for _ in range(args.runs):
             p = []
             model.forward(x, profile=p)
