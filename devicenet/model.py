@@ -72,12 +72,14 @@ def prefetched(func, items):
 
     The next item's call runs on a worker thread while the caller works on
     the current one: decoding (Pillow) and inference (numpy) both release
-    the GIL, so the two overlap.
+    the GIL, so the two overlap.  While it is busy, the CPU backend leaves
+    that thread a core (``threads.working_alongside``).
     """
     from concurrent.futures import ThreadPoolExecutor
+    from .threads import working_alongside
 
     items = list(items)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool, working_alongside():
         pending = pool.submit(func, items[0]) if items else None
         for i, item in enumerate(items):
             future = pending

@@ -333,10 +333,16 @@ def cold_processes(paths, args):
     cmds = {"devicenet classify": [devicenet_cli, "classify", "--threads", "2", PHOTO],
             "onnxruntime script": [sys.executable, script, paths["lite0"][1], PHOTO],
             "python -c 'import numpy'": [sys.executable, "-c", "import numpy"]}
+    # As installed by pip: Python may cache compiled bytecode (an editable
+    # install writes it on the first run, which is not timed).
+    env = thread_env(2)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for c in cmds.values():
+        cold(c, env)
     res = {k: [] for k in cmds}
     for _ in range(args.rounds):
         for k, c in cmds.items():
-            res[k].append(cold(c, thread_env(2)))
+            res[k].append(cold(c, env))
     for k, v in res.items():
         print(f"cold  {k:26s} wall {statistics.median(w for w, _ in v):.3f} s   "
               f"peak RSS {statistics.median(r for _, r in v):6.1f} MiB")

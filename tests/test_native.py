@@ -228,3 +228,14 @@ def test_team_works_in_a_forked_child():
     child.join(30)
     assert child.exitcode == 0, "the child hung or crashed"
     assert queue.get(timeout=5) == 9.0
+
+
+def test_a_busy_decoder_thread_takes_one_thread_from_the_kernels():
+    from devicenet.threads import busy_threads, working_alongside
+    team = cpu_kernels.Threads(3)
+    assert team.n == 3 and busy_threads() == 0
+    with working_alongside():
+        assert team.n == 2
+        with working_alongside():
+            assert team.n == 1 and cpu_kernels.Threads(1).n == 1  # never below one
+    assert team.n == 3 and busy_threads() == 0

@@ -227,6 +227,7 @@ class CPUBackend(Backend):
         self._pool = None
         self._native = cpu_kernels.NATIVE if native else None
         self._threads = n = threads or default_threads()  # None: every core, as BLAS would take
+        self._team = cpu_kernels.Threads(n)
         if self._native is not None:
             # The compiled kernels' thread team splits every layer, GEMMs
             # included, with BLAS single-threaded inside; where they cannot
@@ -289,9 +290,9 @@ class CPUBackend(Backend):
             in_shape = shapes[node.inputs[0]]
             k = None
             if self.residency == "resident" or weight is None:
-                k = cpu_kernels.kernel(node, in_shape, weight, bias, self._pool, self._native, self._threads)
+                k = cpu_kernels.kernel(node, in_shape, weight, bias, self._pool, self._native, self._team)
             else:  # streamed, unless a kernel reads the stored weights as they are
-                k = cpu_kernels.stored_kernel(node, in_shape, weight, bias, self._native, self._threads)
+                k = cpu_kernels.stored_kernel(node, in_shape, weight, bias, self._native, self._team)
             kernels.append(k)
         if self._native is None:  # the compiled depthwise kernel gains nothing from it
             cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)

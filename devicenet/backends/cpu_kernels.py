@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, window
-from ..threads import cblas_address
+from ..threads import busy_threads, cblas_address
 from .base import is_depthwise, last_uses
 
 try:
@@ -38,10 +38,11 @@ def native_gemm():
     if not gemm:
         return False
     NATIVE.use_blas(gemm, gemv or 0)
-    rng = np.random.default_rng(0)
-    b = rng.normal(size=(7, 3)).astype(np.float32)
+    # (numpy.random would add 15 ms to every cold start)
+    b = np.cos(np.arange(21, dtype=np.float32)).reshape(7, 3)
     for m in (5, 1):  # sgemm, and sgemv for a single row
-        a, y = rng.normal(size=(m, 7)).astype(np.float32), np.empty((m, 3), np.float32)
+        a = np.sin(np.arange(7 * m, dtype=np.float32)).reshape(m, 7)
+        y = np.empty((m, 3), np.float32)
         NATIVE.gemm(a, b, y, m, 7, 3, None, -np.inf, np.inf)
         if not np.allclose(y, a @ b, rtol=1e-5, atol=1e-5):
             NATIVE.use_blas(0, 0)
@@ -64,13 +65,28 @@ def _width(pool):
     return 1 if pool is None else pool._max_workers + 1
 
 
+class Threads:
+    """How many threads the compiled kernels use: the backend's count, less
+    the process's threads busy beside inference (``threads.working_alongside``:
+    a folder's photo decoder keeps a core for itself)."""
+
+    __slots__ = ("wanted",)
+
+    def __init__(self, wanted=1):
+        self.wanted = wanted
+
+    @property
+    def n(self):
+        return max(1, self.wanted - busy_threads())
+
+
 def bounds(act):
     """An activation's clipping bounds as two floats (infinite where open)."""
     lo, hi = ACTIVATIONS[act]
     return (-np.inf if lo is None else lo, np.inf if hi is None else hi)
 
 
-def _gemm(a, wt, y, bias, act, pool, native=None, threads=1):
+def _gemm(a, wt, y, bias, act, pool, native=None, threads=None):
     """y = act(a @ wt + bias).  With the compiled kernels, they run the
     GEMM in their thread team with bias and activation added by each
     thread to its share (or, where they cannot reach the BLAS, BLAS
@@ -79,11 +95,11 @@ def _gemm(a, wt, y, bias, act, pool, native=None, threads=1):
     activation while it is still in cache."""
     if native is not None:
         if native_gemm():
-            native.gemm(a, wt, y, a.shape[0], a.shape[1], wt.shape[1], bias, *bounds(act), threads)
+            native.gemm(a, wt, y, a.shape[0], a.shape[1], wt.shape[1], bias, *bounds(act), threads.n)
             return
         np.matmul(a, wt, out=y)
         if bias is not None or act != "none":
-            native.bias_act(y, y.shape[1], bias, *bounds(act), threads)
+            native.bias_act(y, y.shape[1], bias, *bounds(act), threads.n)
         return
 
     def band(i, r0, r1):
@@ -113,7 +129,7 @@ def _parallel(fn, rows, pool, min_rows=1):
 class _Gemm:
     """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
 
-    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=1):
+    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=None):
         self.wt = weight.transposed()
         self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.native, self.threads = native, threads
@@ -158,7 +174,7 @@ class _DenseQ:
         n, k = self.q.shape
         x = inputs[0].reshape(-1, k)
         self.native.dense_q(x, self.q, self.scales, self.bias, out.reshape(-1, n), x.shape[0], k, n,
-                            *self.bounds, self.threads)
+                            *self.bounds, self.threads.n)
         return out
 
 
@@ -240,7 +256,7 @@ class _Depthwise:
     #: bytes of output per band: the band's input, output and weights stay in L2
     BAND_BYTES = 1 << 18
 
-    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=1):
+    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=None):
         self.pad = _Padded(shape, node.attrs)
         p, ow = self.pad, self.pad.ow
         self.act = node.attrs.get("activation", "none")
@@ -295,7 +311,7 @@ class _Depthwise:
         its own threads."""
         if self.expand is None:
             self.native.depthwise(x, self.w, self.bias, y, self.geometry, 0, self.pad.oh,
-                                  *self.bounds, self.threads)
+                                  *self.bounds, self.threads.n)
             return
         g = list(self.geometry)
         for s0 in range(0, self.pad.oh, self.band):
@@ -304,7 +320,7 @@ class _Depthwise:
             rows = scratch[:(last - first) * g[1] * g[2]].reshape(last - first, g[1], g[2])
             self._produce(x[first:last], rows)
             g[3:5] = first, last - first
-            self.native.depthwise(rows, self.w, self.bias, y, tuple(g), s0, s1, *self.bounds, self.threads)
+            self.native.depthwise(rows, self.w, self.bias, y, tuple(g), s0, s1, *self.bounds, self.threads.n)
 
     def _bands(self, x, y, scratch, b, r0, r1):
         pad = self.pad
@@ -368,7 +384,7 @@ class _Im2col:
     padded input into a column scratch buffer (one strided copy: each kernel
     row's KW*C values are contiguous), then one GEMM per group."""
 
-    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=1):
+    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=None):
         self.pad = _Padded(shape, node.attrs, phases=False)
         self.native, self.threads = native, threads
         p = self.pad
@@ -429,7 +445,7 @@ class _Direct:
         p, x = self.pad, inputs[0]
         y = out.reshape(p.n, p.oh, p.ow, -1)
         for b in range(p.n):
-            self.native.direct(x[b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds, self.threads)
+            self.native.direct(x[b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds, self.threads.n)
         return out
 
 
@@ -463,13 +479,13 @@ def stored_kernel(node, shape, weight, bias, native, threads):
     return None
 
 
-def kernel(node, shape, weight, bias, pool, native=None, threads=1):
+def kernel(node, shape, weight, bias, pool, native=None, threads=None):
     """The planned kernel for a node with input shape ``shape``, or None when
     the plain op function should run it.  ``weight(prepare, *key)`` gives
     the weight as ``prepare`` lays it out (made once per node and key).
     ``pool``: threads to share numpy work among, or None.  ``native``: the
     compiled kernels (``NATIVE``), or None for numpy alone, and
-    ``threads``, how many threads they use."""
+    ``threads`` (a ``Threads``), how many threads they use."""
     a = node.attrs
     stored = stored_kernel(node, shape, weight, bias, native, threads)
     if stored is not None:
