@@ -38,6 +38,9 @@ def check_schema(doc, runs, warmup):
     assert doc["versions"]["numpy"] == np.__version__
     assert isinstance(doc["threads"], int) and doc["threads"] >= 1
     assert isinstance(doc["reference"], list)
+    if doc["backend"] == "cpu":
+        from devicenet.backends import cpu_kernels
+        assert doc["kernels"] == ("numpy" if cpu_kernels.NATIVE is None else "native")
 
 
 def test_benchmark_json_schema(x86_env):
