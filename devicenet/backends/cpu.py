@@ -8,10 +8,13 @@ depthwise convolution is a sum of shifted, per-channel-scaled views of the
 padded input.  No op loops in Python over pixels or channels.
 
 ``CPUBackend.run`` executes a plan made once per input shape instead
-(``cpu_kernels``): kernels prepared for each node (weights decoded once into the layout they
-are used in) write into the buffers of an arena planned from the graph's
-liveness, depthwise layers work in cache-sized row bands, and a small
-thread pool splits rows among threads (docs/PERFORMANCE.md).
+(``cpu_kernels``): kernels prepared for each node (weights decoded once
+into the layout they are used in) write into the buffers of an arena
+planned from the graph's liveness.  Where the compiled kernels are built
+(``native/``) they run depthwise and direct convolutions, dense layers on
+the stored integers, and every GEMM through numpy's own BLAS, split among
+their thread team; without them, numpy does all of it in cache-sized row
+bands shared among a small thread pool (docs/PERFORMANCE.md).
 """
 
 import math
@@ -206,9 +209,10 @@ class CPUBackend(Backend):
     layer runs, a block of output channels at a time (``streamed``).
 
     ``threads`` (default: every core) are this backend's own: BLAS is kept
-    to one thread and the kernels split their rows among a pool instead.
-    A plan's buffers are reused by every run, so one backend runs one batch
-    at a time (``Model`` holds a lock around it).
+    to one thread and the compiled kernels' team (or, without them, a
+    thread pool) splits each layer instead.  ``native=False`` runs numpy
+    alone.  A plan's buffers are reused by every run, so one backend runs
+    one batch at a time (``Model`` holds a lock around it).
     """
 
     name = "cpu"
