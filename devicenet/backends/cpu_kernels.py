@@ -11,6 +11,7 @@ arena, reused along the graph as values die (docs/PERFORMANCE.md).
 import functools
 import math
 import os
+import sys
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -32,7 +33,10 @@ def native_gemm():
     """Whether the compiled kernels run GEMMs themselves (through numpy's
     own BLAS, single-threaded inside their thread team): the BLAS functions
     were found and give the right answers on small products."""
-    if NATIVE is None:
+    # Passing the BLAS's integers as long relies on how Linux's calling
+    # conventions lay arguments out (native/dense.c); elsewhere numpy's
+    # matmul does the GEMMs.
+    if NATIVE is None or not sys.platform.startswith("linux"):
         return False
     gemm, gemv = cblas_address("sgemm"), cblas_address("sgemv")
     if not gemm:

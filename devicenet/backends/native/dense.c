@@ -28,11 +28,12 @@ void dn_epilogue(float *restrict y, Py_ssize_t ld, const float *restrict bias,
  *
  * cblas_sgemm, found by the Python side in the BLAS library numpy loaded
  * (threads.py).  OpenBLAS builds with 64-bit integers (numpy's wheels)
- * and with 32-bit ones (Debian's) both accept integers passed as long: on
- * 64-bit targets every argument takes a whole register or stack slot and
- * a 32-bit callee reads the low half; 32-bit targets have only 32-bit
- * builds, where long is 32 bits.  The Python side checks the function on
- * a small product before using it.
+ * and with 32-bit ones (Debian's) both accept integers passed as long: in
+ * the Linux calling conventions of 64-bit targets (x86-64, AArch64) every
+ * argument takes a whole register or 8-byte stack slot and a 32-bit
+ * callee reads the low half; 32-bit targets have only 32-bit builds, where
+ * long is 32 bits.  The Python side uses this on Linux only, and checks
+ * the functions on small products first.
  */
 typedef void (*sgemm_fn)(int order, int trans_a, int trans_b, long m, long n, long k, float alpha,
                          const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
