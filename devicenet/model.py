@@ -70,7 +70,7 @@ class Classification:
 def prefetched(func, items):
     """Yield ``(item, future of func(item))`` for each item in order.
 
-    The next item's call runs on a worker thread while the caller works on
+    The next items' calls run on a worker thread while the caller works on
     the current one: decoding (Pillow) and inference (numpy) both release
     the GIL, so the two overlap.  While it is busy, the CPU backend leaves
     that thread a core (``threads.working_alongside``).
@@ -80,11 +80,13 @@ def prefetched(func, items):
 
     items = list(items)
     with ThreadPoolExecutor(max_workers=1) as pool, working_alongside():
-        pending = pool.submit(func, items[0]) if items else None
+        # Two items ahead: a decode that runs late (a large photo, a busy
+        # core) eats into the lead instead of stalling the network.
+        pending = [pool.submit(func, item) for item in items[:2]]
         for i, item in enumerate(items):
-            future = pending
-            if i + 1 < len(items):
-                pending = pool.submit(func, items[i + 1])
+            future = pending.pop(0)
+            if i + 2 < len(items):
+                pending.append(pool.submit(func, items[i + 2]))
             yield item, future
 
 
