@@ -72,21 +72,25 @@ def prefetched(func, items):
 
     The next items' calls run on a worker thread while the caller works on
     the current one: decoding (Pillow) and inference (numpy) both release
-    the GIL, so the two overlap.  While it is busy, the CPU backend leaves
+    the GIL, so the two overlap.  While it decodes, the CPU backend leaves
     that thread a core (``threads.working_alongside``).
     """
     from concurrent.futures import ThreadPoolExecutor
     from .threads import working_alongside
 
+    def work(item):
+        with working_alongside():  # only while it works: nothing to leak
+            return func(item)
+
     items = list(items)
-    with ThreadPoolExecutor(max_workers=1) as pool, working_alongside():
+    with ThreadPoolExecutor(max_workers=1) as pool:
         # Two items ahead: a decode that runs late (a large photo, a busy
         # core) eats into the lead instead of stalling the network.
-        pending = [pool.submit(func, item) for item in items[:2]]
+        pending = [pool.submit(work, item) for item in items[:2]]
         for i, item in enumerate(items):
             future = pending.pop(0)
             if i + 2 < len(items):
-                pending.append(pool.submit(func, items[i + 2]))
+                pending.append(pool.submit(work, items[i + 2]))
             yield item, future
 
 

@@ -101,6 +101,21 @@ def test_shipped_model_planned_matches_op_table(shipped_model):
     assert [p[0].name for p in profile] == [n.name for n in g.nodes]
 
 
+def test_compiled_program_matches_step_by_step(shipped_model):
+    """The run as one compiled program (stem to pool) gives what the same
+    kernels give step by step (a profiled run) and what the op table gives."""
+    if cpu_kernels.NATIVE is None:
+        pytest.skip("the compiled kernels are not built")
+    g = dnet.load(shipped_model)
+    be = CPUBackend(g, threads=2)
+    x = np.random.default_rng(5).normal(size=(2, 224, 224, 3)).astype(np.float32)
+    by_program = be.run(x)
+    steps, programs, _ = be._plans[x.shape]
+    assert programs and max(p.last - p.first for p in programs.values()) > len(steps) // 2
+    np.testing.assert_allclose(by_program, be.run(x, profile=[]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(by_program, plain(be, x), rtol=1e-4, atol=1e-4)
+
+
 def test_alexnet_shape_planned_and_streamed_match():
     nets = pytest.importorskip("devicenet.nets")
     g = nets.alexnet(width=0.25, size=67, classes=10)

@@ -305,9 +305,13 @@ class CPUBackend(Backend):
         for s in steps:
             s.out = None if s.out is None else buffers[s.out][:math.prod(s.shape)].reshape(s.shape)
             s.temps = [None if t is None else buffers[t] for t in s.temps]
+        # Runs of compiled steps become programs that go from layer to layer
+        # without coming back to Python (and without re-checking arguments).
+        input_buffer = np.empty(shape, np.float32)
+        programs = cpu_kernels.programs(self.graph, steps, input_buffer, self._native)
         if len(self._plans) >= self.PLANS:
             self._plans.pop(next(iter(self._plans)))
-        plan = self._plans[shape] = steps
+        plan = self._plans[shape] = (steps, programs, input_buffer)
         return plan
 
     def prepare(self, shape):
@@ -325,7 +329,22 @@ class CPUBackend(Backend):
         if x.shape[1:] != self.graph.input_shape[1:]:
             return super().run(x, profile)
         values = {g.input_name: x}
-        for step in self._plan_for(x.shape):
+        steps, programs, input_buffer = self._plan_for(x.shape)
+        i = 0
+        while i < len(steps):
+            program = None if profile is not None else programs.get(i)  # profiles time every layer
+            if program is not None:
+                if program.reads_input:
+                    np.copyto(input_buffer, x)
+                self._native.run_program(program.program, self._team.n)
+                for step in steps[i:program.last + 1]:
+                    values[step.node.outputs[0]] = step.out
+                    for n in step.drop:
+                        values.pop(n, None)
+                i = program.last + 1
+                continue
+            step = steps[i]
+            i += 1
             t0 = time.perf_counter() if profile is not None else 0.0
             ins = [values[n] for n in step.node.inputs]
             if step.kernel is None:

@@ -6,6 +6,12 @@ inputs, an output buffer and scratch buffers from the arena, it writes the
 output in place.  ``temps`` lists the scratch sizes (float32 elements) it
 needs.  ``plan`` assigns every output and scratch buffer a slot of one
 arena, reused along the graph as values die (docs/PERFORMANCE.md).
+
+A kernel of the compiled path may also ``bind`` itself to fixed buffers:
+``bind(inputs, out, temps)`` returns the compiled calls it makes, as
+``(name, args)`` pairs, or None.  ``programs`` turns runs of bound steps
+into compiled programs that go from layer to layer without returning to
+Python.
 """
 
 import functools
@@ -145,6 +151,12 @@ class _Gemm:
               self.native, self.threads)
         return out
 
+    def bind(self, inputs, out, temps):
+        if self.native is None or not native_gemm():
+            return None
+        (k, n), x = self.wt.shape, inputs[0].reshape(-1, self.wt.shape[0])
+        return [("gemm", (x, self.wt, out.reshape(-1, n), x.shape[0], k, n, self.bias, *bounds(self.act)))]
+
 
 class _DenseQ:
     """A dense layer (or 1x1 convolution) over a few rows, batch 1 above
@@ -175,11 +187,14 @@ class _DenseQ:
                 and math.prod(shape[:-1]) <= cls.MAX_ROWS)
 
     def __call__(self, inputs, out, temps):
+        self.native.dense_q(*self.bind(inputs, out, temps)[0][1], self.threads.n)
+        return out
+
+    def bind(self, inputs, out, temps):
         n, k = self.q.shape
         x = inputs[0].reshape(-1, k)
-        self.native.dense_q(x, self.q, self.scales, self.bias, out.reshape(-1, n), x.shape[0], k, n,
-                            *self.bounds, self.threads.n)
-        return out
+        return [("dense_q", (x, self.q, self.scales, self.bias, out.reshape(-1, n), x.shape[0], k, n,
+                             *self.bounds))]
 
 
 class _Padded:
@@ -326,6 +341,14 @@ class _Depthwise:
             g[3:5] = first, last - first
             self.native.depthwise(rows, self.w, self.bias, y, tuple(g), s0, s1, *self.bounds, self.threads.n)
 
+    def bind(self, inputs, out, temps):
+        if self.native is None or self.expand is not None:
+            return None
+        p = self.pad
+        y = out.reshape(p.n, p.oh, p.ow, p.c)
+        return [("depthwise", (inputs[0][b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds))
+                for b in range(p.n)]
+
     def _bands(self, x, y, scratch, b, r0, r1):
         pad = self.pad
         for s0 in range(r0, r1, self.band):
@@ -446,16 +469,26 @@ class _Direct:
                          p.pads[0], p.pads[1], cout)
 
     def __call__(self, inputs, out, temps):
+        for _, args in self.bind(inputs, out, temps):
+            self.native.direct(*args, self.threads.n)
+        return out
+
+    def bind(self, inputs, out, temps):
         p, x = self.pad, inputs[0]
         y = out.reshape(p.n, p.oh, p.ow, -1)
-        for b in range(p.n):
-            self.native.direct(x[b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds, self.threads.n)
-        return out
+        return [("direct", (x[b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds))
+                for b in range(p.n)]
 
 
 class _GlobalAvgPool:
-    def __init__(self, node, shape):
-        self.hw, self.temps = shape[1] * shape[2], ()
+    def __init__(self, node, shape, native=None):
+        self.hw, self.temps, self.native = shape[1] * shape[2], (), native
+
+    def bind(self, inputs, out, temps):
+        if self.native is None:
+            return None
+        n, _, _, c = inputs[0].shape
+        return [("mean_pool", (inputs[0], out.reshape(n, c), n, self.hw, c))]
 
     def __call__(self, inputs, out, temps):
         x = inputs[0]
@@ -466,8 +499,13 @@ class _GlobalAvgPool:
 
 
 class _Add:
-    def __init__(self, node, shape):
-        self.act, self.temps = node.attrs.get("activation", "none"), ()
+    def __init__(self, node, shape, native=None):
+        self.act, self.temps, self.native = node.attrs.get("activation", "none"), (), native
+
+    def bind(self, inputs, out, temps):
+        if self.native is None:
+            return None
+        return [("add", (inputs[0], inputs[1], out, *bounds(self.act)))]
 
     def __call__(self, inputs, out, temps):
         np.add(inputs[0], inputs[1], out=out)
@@ -495,9 +533,9 @@ def kernel(node, shape, weight, bias, pool, native=None, threads=None):
     if stored is not None:
         return stored
     if node.op == "add":
-        return _Add(node, shape)
+        return _Add(node, shape, native)
     if node.op == "global_avgpool":
-        return _GlobalAvgPool(node, shape)
+        return _GlobalAvgPool(node, shape, native)
     if node.op == "dense":
         return _Gemm(node, shape, weight, bias, pool, native, threads)
     if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
@@ -544,6 +582,44 @@ class Weight:
                 np.multiply(data, t.scales, out=out, dtype=np.float32)
             return out
         return self._cached(("T",), make)
+
+
+class Program:
+    """Steps ``first`` to ``last`` of a plan as one compiled program."""
+
+    def __init__(self, first, last, program, reads_input):
+        self.first, self.last, self.program, self.reads_input = first, last, program, reads_input
+
+
+def programs(graph, steps, input_buffer, native):
+    """Compiled programs for the runs of steps (two or more) whose kernels
+    bind to fixed buffers: the graph's input is read from ``input_buffer``
+    (the caller copies each batch into it).  Returns {first step: Program}."""
+    if native is None:
+        return {}
+    where = {graph.input_name: input_buffer}  # value -> its fixed buffer
+    found, run = {}, []
+
+    def close():
+        if len(run) > 1:
+            calls = [call for _, step_calls, _ in run for call in step_calls]
+            found[run[0][0]] = Program(run[0][0], run[-1][0], native.program(calls),
+                                       any(reads for _, _, reads in run))
+        run.clear()
+
+    for i, step in enumerate(steps):
+        ins = [where.get(n) for n in step.node.inputs]
+        bind = getattr(step.kernel, "bind", None)
+        calls = None
+        if bind is not None and step.out is not None and all(v is not None for v in ins):
+            calls = bind(ins, step.out, step.temps)
+        if calls:
+            run.append((i, calls, graph.input_name in step.node.inputs))
+            where[step.node.outputs[0]] = step.out
+        else:
+            close()
+    close()
+    return found
 
 
 class _Arena:

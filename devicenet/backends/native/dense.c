@@ -111,3 +111,32 @@ void NAME(const float *restrict x, Py_ssize_t m, Py_ssize_t k, const TYPE *restr
 
 DENSE_Q(dn_dense_q8, signed char)
 DENSE_Q(dn_dense_q16, short)
+
+/* y[i] = a[i] + b[i] for i in [i0, i1), clipped to [lo, hi]: a residual
+ * connection.  y may be a or b. */
+MULTIVERSION
+void dn_add(const float *a, const float *b, float *y, Py_ssize_t i0, Py_ssize_t i1,
+            float lo, float hi)
+{
+    for (Py_ssize_t i = i0; i < i1; i++) {
+        float v = a[i] + b[i];
+        v = v < lo ? lo : v;
+        y[i] = v > hi ? hi : v;
+    }
+}
+
+/* y (images, c) = the mean over hw pixels of x (images, hw, c). */
+void dn_mean_pool(const float *restrict x, float *restrict y, Py_ssize_t images, Py_ssize_t hw, Py_ssize_t c)
+{
+    for (Py_ssize_t n = 0; n < images; n++) {
+        float *yn = y + n * c;
+        const float *xn = x + n * hw * c;
+        for (Py_ssize_t k = 0; k < c; k++)
+            yn[k] = 0.0f;
+        for (Py_ssize_t p = 0; p < hw; p++)
+            for (Py_ssize_t k = 0; k < c; k++)
+                yn[k] += xn[p * c + k];
+        for (Py_ssize_t k = 0; k < c; k++)
+            yn[k] /= (float)hw;
+    }
+}

@@ -89,6 +89,9 @@ void dn_dense_q8(const float *restrict x, Py_ssize_t m, Py_ssize_t k, const sign
 void dn_dense_q16(const float *restrict x, Py_ssize_t m, Py_ssize_t k, const short *restrict q,
                   const float *restrict scales, const float *restrict bias, float *restrict y,
                   Py_ssize_t n, Py_ssize_t o0, Py_ssize_t o1, float lo, float hi);
+void dn_add(const float *a, const float *b, float *y, Py_ssize_t i0, Py_ssize_t i1,
+            float lo, float hi);
+void dn_mean_pool(const float *restrict x, float *restrict y, Py_ssize_t images, Py_ssize_t hw, Py_ssize_t c);
 void dn_use_blas(void *sgemm, void *sgemv);
 int dn_have_blas(void);
 void dn_gemm_block(const float *a, const float *b, float *y, Py_ssize_t k, Py_ssize_t n,
@@ -97,7 +100,7 @@ void dn_gemm_block(const float *a, const float *b, float *y, Py_ssize_t k, Py_ss
 
 /* ---- jobs for the team (team.c) ---------------------------------------- */
 
-enum { JOB_DEPTHWISE, JOB_DIRECT, JOB_EPILOGUE, JOB_GEMM, JOB_DENSE_Q };
+enum { JOB_DEPTHWISE, JOB_DIRECT, JOB_EPILOGUE, JOB_GEMM, JOB_DENSE_Q, JOB_ADD, JOB_MEAN_POOL };
 
 /* A job is split into tasks: bands of rows, or (``across``) bands of
  * channels.  A small image with many channels is split across channels:

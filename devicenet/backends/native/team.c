@@ -29,6 +29,15 @@ static void run_task(const job_t *j, Py_ssize_t t)
     case JOB_DIRECT:
         dn_direct_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi), j->lo, j->hi);
         break;
+    case JOB_ADD:
+        dn_add(j->x, j->wt, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi), j->lo, j->hi);
+        break;
+    case JOB_MEAN_POOL: {  /* images [lo, hi) */
+        Py_ssize_t i0 = j->r0 + lo, i1 = min_z(j->r1, j->r0 + hi);
+        if (i1 > i0)
+            dn_mean_pool(j->x + i0 * j->k * j->n, j->y + i0 * j->n, i1 - i0, j->k, j->n);
+        break;
+    }
     case JOB_EPILOGUE:
         dn_epilogue(j->y, j->n, j->bias, j->r0 + lo, min_z(j->r1, j->r0 + hi), 0, j->n, j->lo, j->hi);
         break;
