@@ -239,3 +239,42 @@ def test_a_busy_decoder_thread_takes_one_thread_from_the_kernels():
         with working_alongside():
             assert team.n == 1 and cpu_kernels.Threads(1).n == 1  # never below one
     assert team.n == 3 and busy_threads() == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_add_and_mean_pool_match_numpy(threads):
+    rng = np.random.default_rng(8)
+    a, b = (rng.normal(size=(2, 7, 7, 40)).astype(np.float32) for _ in range(2))
+    y = np.empty_like(a)
+    native.add(a, b, y, 0.0, INF, threads)
+    np.testing.assert_array_equal(y, np.maximum(a + b, 0))
+    want = a + b
+    native.add(a, b, a, -INF, INF, threads)  # in place
+    np.testing.assert_array_equal(a, want)
+    pooled = np.empty((2, 40), np.float32)
+    native.mean_pool(b, pooled, 2, 49, 40)
+    np.testing.assert_allclose(pooled, b.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="holds"):
+        native.mean_pool(b[:1], pooled, 2, 49, 40)
+
+
+def test_program_runs_its_calls_in_order_and_checks_them_first():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(6, 6, 16)).astype(np.float32)
+    wt = rng.normal(size=(3, 3, 16)).astype(np.float32)
+    mid, out = np.empty_like(x), np.empty_like(x)
+    geometry = (6, 6, 16, 0, 6, 6, 6, 3, 3, 1, 1, 1, 1)
+    program = native.program([
+        ("depthwise", (x, wt, None, mid, geometry, 0, 6, 0.0, 6.0)),
+        ("add", (mid, x, out, -INF, INF)),
+    ])
+    native.run_program(program, 2)
+    want_mid = np.empty_like(x)
+    native.depthwise(x, wt, None, want_mid, geometry, 0, 6, 0.0, 6.0)
+    np.testing.assert_array_equal(out, want_mid + x)
+    with pytest.raises(ValueError, match="no kernel"):
+        native.program([("fft", ())])
+    with pytest.raises(ValueError, match="holds"):  # a bad call is refused when the program is made
+        native.program([("add", (mid, x, out, -INF, INF)), ("add", (mid[:2], x, out, -INF, INF))])
+    with pytest.raises(ValueError, match="PyCapsule"):
+        native.run_program("not a program")
