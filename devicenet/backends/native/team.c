@@ -251,15 +251,17 @@ void dn_split_epilogue(job_t *j, Py_ssize_t threads)
     split(j, j->r1 - j->r0, threads, 1);
 }
 
-/* GEMM tasks: one per thread (each BLAS call packs its share of the
- * weights again), by rows, or by output columns when the rows are few. */
+/* GEMM tasks, by rows, or by output columns when the rows are few: two
+ * per thread, so that a thread whose core is taken away mid-layer holds up
+ * half as much.  (Each BLAS call packs its share of the weights again;
+ * Lite0 measured the same with one, two or four per thread.) */
 void dn_split_gemm(job_t *j, Py_ssize_t threads)
 {
-    Py_ssize_t m = j->r1 - j->r0;
+    Py_ssize_t m = j->r1 - j->r0, tasks = threads > 1 ? 2 * threads : 1;
     if ((j->across = threads > 1 && m < 64 * threads && j->n >= 64 * threads))
-        split(j, j->n, threads, 16);
+        split(j, j->n, tasks, 16);
     else
-        split(j, m, threads, 1);
+        split(j, m, tasks, 1);
 }
 
 /* Dense tasks: bands of output channels, several per thread. */
