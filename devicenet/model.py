@@ -214,15 +214,16 @@ class Model:
         """
         from .features import feature_layer, truncate
         layer = layer or feature_layer(self.graph)
-        cut = self._cuts.get(layer)
-        if cut is None:
-            graph = truncate(self.graph, layer)
-            be = self._backend
-            # The cut graph runs where the whole one does: same backend and device.
-            cut = Model(graph, create_backend(graph, be.name, threads=be.threads, residency=be.residency,
-                                              device=getattr(be, "device_name", None), fallback=False),
-                        self.path, self.port)
-            self._cuts[layer] = cut
+        with self._lock:  # one cut model per layer, however many threads ask at once
+            cut = self._cuts.get(layer)
+            if cut is None:
+                graph = truncate(self.graph, layer)
+                be = self._backend
+                # The cut graph runs where the whole one does: same backend and device.
+                cut = Model(graph, create_backend(graph, be.name, threads=be.threads, residency=be.residency,
+                                                  device=getattr(be, "device_name", None), fallback=False),
+                            self.path, self.port)
+                self._cuts[layer] = cut
         if isinstance(image, np.ndarray) and image.dtype.kind == "f":
             return cut.forward(image)
         return cut.forward(self.prepare(image, oversample)[0])
