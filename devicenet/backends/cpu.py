@@ -298,8 +298,7 @@ class CPUBackend(Backend):
             else:  # streamed, unless a kernel reads the stored weights as they are
                 k = cpu_kernels.stored_kernel(node, in_shape, weight, bias, self._native, self._team)
             kernels.append(k)
-        if self._native is None:  # the compiled depthwise kernel gains nothing from it
-            cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
+        cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
         steps, sizes = cpu_kernels.plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]
         for s in steps:

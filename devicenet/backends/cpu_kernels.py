@@ -267,10 +267,10 @@ class _Depthwise:
     in a single pass over long contiguous rows (the weights are tiled along
     the row once, here).
 
-    With ``expand`` (the 1x1 convolution that made this layer's input, see
-    ``fuse``) a band's input rows are computed from that convolution's
-    input instead of read, so the wide expanded tensor never goes to
-    memory."""
+    Without them, with ``expand`` (the 1x1 convolution that made this
+    layer's input, see ``fuse``), a band's input rows are computed from
+    that convolution's input instead of read, so the wide expanded tensor
+    never goes to memory."""
 
     #: bytes of output per band: the band's input, output and weights stay in L2
     BAND_BYTES = 1 << 18
@@ -287,7 +287,6 @@ class _Depthwise:
             self.bounds = bounds(self.act)
             (pt, pl), w = p.pads[:2], shape[2]
             self.geometry = (p.h, w, p.c, 0, p.h, p.oh, ow, p.kh, p.kw, p.sh, p.sw, pt, pl)
-            self.slot = 0
             return
 
         def tile(weight):
@@ -301,48 +300,17 @@ class _Depthwise:
 
     @property
     def temps(self):
-        if self.native is None:
-            return (_width(self.pool) * self.slot,)
-        return () if self.expand is None else (self._rows_size(),)
-
-    def _rows_size(self):
-        """Scratch for one thread's band of expanded input rows (native)."""
-        return self.pad.rows(0, self.band) * self.geometry[1] * self.pad.c
-
-    def _input_rows(self, r0, r1):
-        """The input rows [first, last) that output rows [r0, r1) read."""
-        p = self.pad
-        return (max(0, r0 * p.sh - p.pt), min(p.h, (r1 - 1) * p.sh - p.pt + p.kh))
+        return () if self.native is not None else (_width(self.pool) * self.slot,)
 
     def _produce(self, src, dst):
         e = self.expand
-        if self.native is not None:
-            _gemm(src.reshape(-1, e.wt.shape[0]), e.wt, dst.reshape(-1, e.wt.shape[1]), e.bias, e.act,
-                  None, self.native, self.threads)
-            return
         np.matmul(src, e.wt, out=dst)
         if e.bias is not None:
             dst += e.bias
         activate(dst, e.act)
 
-    def _native(self, x, y, scratch):
-        """One image with the compiled kernel, which shares the rows among
-        its own threads."""
-        if self.expand is None:
-            self.native.depthwise(x, self.w, self.bias, y, self.geometry, 0, self.pad.oh,
-                                  *self.bounds, self.threads.n)
-            return
-        g = list(self.geometry)
-        for s0 in range(0, self.pad.oh, self.band):
-            s1 = min(self.pad.oh, s0 + self.band)
-            first, last = self._input_rows(s0, s1)
-            rows = scratch[:(last - first) * g[1] * g[2]].reshape(last - first, g[1], g[2])
-            self._produce(x[first:last], rows)
-            g[3:5] = first, last - first
-            self.native.depthwise(rows, self.w, self.bias, y, tuple(g), s0, s1, *self.bounds, self.threads.n)
-
     def bind(self, inputs, out, temps):
-        if self.native is None or self.expand is not None:
+        if self.native is None:
             return None
         p = self.pad
         y = out.reshape(p.n, p.oh, p.ow, p.c)
@@ -368,10 +336,9 @@ class _Depthwise:
     def __call__(self, inputs, out, temps):
         pad = self.pad
         x = inputs[0]
-        if self.native is not None:
-            y = out.reshape(pad.n, pad.oh, pad.ow, pad.c)
-            for b in range(pad.n):
-                self._native(x[b], y[b], temps[0] if temps else None)
+        if self.native is not None:  # the compiled kernel shares the rows among its own threads
+            for _, args in self.bind(inputs, out, temps):
+                self.native.depthwise(*args, self.threads.n)
             return out
         y = out.reshape(pad.n, pad.oh, -1)
         for b in range(pad.n):
@@ -392,14 +359,15 @@ class _Deferred:
 
 def fuse(graph, shapes, kernels, min_bytes):
     """Fuse each 1x1 convolution whose output (of at least min_bytes) only a
-    depthwise layer reads into that layer's bands."""
+    numpy depthwise layer reads into that layer's bands (the compiled
+    depthwise kernel gains nothing from it)."""
     readers = {}
     for node in graph.nodes:
         for name in node.inputs:
             readers[name] = readers.get(name, 0) + 1
     made_by = {node.outputs[0]: i for i, node in enumerate(graph.nodes)}
     for node, k in zip(graph.nodes, kernels):
-        j = made_by.get(node.inputs[0]) if isinstance(k, _Depthwise) else None
+        j = made_by.get(node.inputs[0]) if isinstance(k, _Depthwise) and k.native is None else None
         if (j is not None and isinstance(kernels[j], _Gemm) and graph.nodes[j].op == "conv"
                 and readers[node.inputs[0]] == 1 and node.inputs[0] != graph.output_name
                 and 4 * math.prod(shapes[node.inputs[0]]) >= min_bytes):

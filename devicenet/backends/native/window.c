@@ -13,6 +13,15 @@
 
 #define NP 4
 
+/* The output columns [ox0, ox1) whose taps read no padding column. */
+INLINE void interior_columns(const geometry *g, Py_ssize_t kw, Py_ssize_t sw, Py_ssize_t *ox0, Py_ssize_t *ox1)
+{
+    *ox0 = (g->pl + sw - 1) / sw;
+    *ox1 = g->ow;
+    while (*ox1 > *ox0 && (*ox1 - 1) * sw - g->pl + kw > g->w)
+        (*ox1)--;
+}
+
 /* Store NP pixels' CB channels (two vectors each), clipped to [lo, hi],
  * at y, y + stride, ... */
 INLINE void store_block(const vf8 *acc, float *restrict y, Py_ssize_t stride, float lo, float hi)
@@ -113,10 +122,8 @@ INLINE void rows(const geometry *g, const float *restrict x, const float *restri
                  const Py_ssize_t KW, const Py_ssize_t SW)
 {
     const Py_ssize_t c = g->c;
-    /* Output columns [ox0, ox1) read no padding column. */
-    Py_ssize_t ox0 = (g->pl + SW - 1) / SW, ox1 = g->ow;
-    while (ox1 > ox0 && (ox1 - 1) * SW - g->pl + KW > g->w)
-        ox1--;
+    Py_ssize_t ox0, ox1;
+    interior_columns(g, KW, SW, &ox0, &ox1);
     for (Py_ssize_t oy = r0; oy < r1; oy++) {
         const Py_ssize_t iy = oy * g->sh - g->pt;
         const Py_ssize_t i0 = max_z(0, -iy), i1 = min_z(g->kh, g->h - iy);
@@ -231,9 +238,8 @@ INLINE void direct_impl(const geometry *g, const float *restrict x, const float 
                         const Py_ssize_t KW, const Py_ssize_t C)
 {
     const Py_ssize_t co = g->cout, full = co / CB * CB;
-    Py_ssize_t ox0 = (g->pl + g->sw - 1) / g->sw, ox1 = g->ow;
-    while (ox1 > ox0 && (ox1 - 1) * g->sw - g->pl + KW > g->w)
-        ox1--;
+    Py_ssize_t ox0, ox1;
+    interior_columns(g, KW, g->sw, &ox0, &ox1);
     for (Py_ssize_t oy = r0; oy < r1; oy++) {
         const Py_ssize_t iy = oy * g->sh - g->pt;
         const Py_ssize_t i0 = max_z(0, -iy), i1 = min_z(g->kh, g->h - iy);
