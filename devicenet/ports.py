@@ -5,10 +5,12 @@ the facts that identify the board, its hardware, the decisions devicenet
 makes there (backend order, threads, weight residency, OpenCL device, BLAS
 environment) and published reference timings with their sources.
 
-Detection reads ``/proc/device-tree/model`` and ``/proc/cpuinfo`` under
-``DEVICENET_SYSROOT`` (default ``/``) and ``platform.machine()`` (overridden
-by ``DEVICENET_MACHINE``), so tests can describe any board.  A board no
-profile knows gets the generic profile of its architecture, with a note.
+Detection reads the device tree's ``model`` and ``compatible`` (under
+``/proc/device-tree``, else ``/sys/firmware/devicetree/base``) and
+``/proc/cpuinfo``, all under ``DEVICENET_SYSROOT`` (default ``/``), and
+``platform.machine()`` (overridden by ``DEVICENET_MACHINE``), so tests can
+describe any board.  A board no profile knows gets the generic profile of
+its architecture, with a note.
 """
 
 from dataclasses import dataclass, field
@@ -26,12 +28,19 @@ except ImportError:  # Python < 3.11
 BACKEND_NAMES = ("cpu", "opencl", "auto")
 RESIDENCIES = ("resident", "streamed")
 
-#: detect key -> (weight, what it is matched against).  A board profile is
-#: chosen only on strong evidence (score >= BOARD_SCORE): the device-tree
-#: model, the SoC name or the revision code.  A CPU part or the machine
-#: alone is shared by many boards and only breaks ties.
-WEIGHTS = {"model": 8, "hardware": 4, "revision": 4, "features": 1, "cpu_part": 1, "machine": 1}
+#: detect key -> weight.  A board profile is chosen only on strong evidence
+#: (score >= BOARD_SCORE): the device-tree model or board compatible string,
+#: the SoC name in cpuinfo or the revision code.  The SoC's compatible
+#: string, a CPU part or the machine alone are shared by sibling boards (a
+#: Pi 3 and a Zero 2 W, a Pi 4 and a Rock64's Cortex-A53...) and only break
+#: ties, even all together.
+WEIGHTS = {"model": 8, "compatible": 8, "hardware": 4, "revision": 4,
+           "soc": 1, "features": 1, "cpu_part": 1, "machine": 1}
 BOARD_SCORE = 4
+#: where the kernel shows the device tree, first found wins
+DEVICE_TREES = ("proc/device-tree", "sys/firmware/devicetree/base")
+#: cpuinfo names for one SIMD unit: 64-bit kernels call NEON "asimd"
+FEATURE_ALIASES = {"neon": ("neon", "asimd"), "asimd": ("asimd", "neon")}
 
 
 @dataclass
@@ -64,6 +73,7 @@ class Profile:
     hardware: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
     references: list = field(default_factory=list)
+    references_note: str = ""  # why there are none, where none are published
     path: str = None
 
     def references_for(self, net):
@@ -74,7 +84,8 @@ class Profile:
                 "backends": list(self.backends), "threads": self.threads, "residency": self.residency,
                 "opencl_device": self.opencl_device, "env": dict(self.env), "hardware": dict(self.hardware),
                 "detect": {k: list(v) for k, v in self.detect.items()},
-                "references": [r.to_json() for r in self.references], "path": self.path}
+                "references": [r.to_json() for r in self.references],
+                "references_note": self.references_note, "path": self.path}
 
 
 # --- reading profile files ---------------------------------------------------
@@ -168,7 +179,8 @@ def parse(path):
                    opencl_device=f.get("run.opencl_device", str), title=f.get("title", str, name),
                    arch=f.get("arch", str, required=True), generic=f.get("generic", bool, False),
                    detect={k: f.strings(f"detect.{k}") for k in detect}, hardware=f.get("hardware", dict, {}),
-                   env=dict(env), references=refs, path=os.fspath(path))
+                   env=dict(env), references=refs, references_note=f.get("references_note", str, ""),
+                   path=os.fspath(path))
 
 
 def profiles():
@@ -190,13 +202,20 @@ class Facts:
     """What this board says about itself."""
 
     model: str = ""
+    compatible: list = field(default_factory=list)
     hardware: str = ""
     revision: str = ""
     cpu_part: list = field(default_factory=list)
     features: list = field(default_factory=list)
+    cores: int = 0  # processors listed in cpuinfo
     machine: str = ""
     cpu_name: str = ""
     sysroot: str = "/"
+
+    def has_feature(self, name):
+        """Whether cpuinfo lists the CPU feature ``name`` (``neon`` is
+        ``asimd`` on a 64-bit kernel)."""
+        return any(a in self.features for a in FEATURE_ALIASES.get(name.lower(), (name.lower(),)))
 
     @property
     def board(self):
@@ -204,9 +223,9 @@ class Facts:
         return self.model or self.cpu_name or self.hardware or self.machine or "unknown"
 
     def to_json(self):
-        return {"model": self.model, "hardware": self.hardware, "revision": self.revision,
-                "cpu_part": self.cpu_part, "features": self.features, "machine": self.machine,
-                "cpu_name": self.cpu_name, "sysroot": self.sysroot}
+        return {"model": self.model, "compatible": self.compatible, "hardware": self.hardware,
+                "revision": self.revision, "cpu_part": self.cpu_part, "features": self.features,
+                "cores": self.cores, "machine": self.machine, "cpu_name": self.cpu_name, "sysroot": self.sysroot}
 
 
 def _read(root, rel):
@@ -223,13 +242,25 @@ def read_facts(sysroot=None, machine=None):
     root = sysroot or os.environ.get("DEVICENET_SYSROOT") or "/"
     facts = Facts(sysroot=root)
     facts.machine = machine or os.environ.get("DEVICENET_MACHINE") or platform.machine()
-    facts.model = _read(root, "proc/device-tree/model").replace("\x00", " ").strip()
+    for tree in DEVICE_TREES:
+        model, compatible = _read(root, f"{tree}/model"), _read(root, f"{tree}/compatible")
+        if model or compatible:
+            facts.model = model.replace("\x00", " ").strip()
+            facts.compatible = [c.strip() for c in compatible.split("\x00") if c.strip()]
+            break
     for line in _read(root, "proc/cpuinfo").splitlines():
         key, sep, value = line.partition(":")
         if not sep:
             continue
+        if key.strip() == "Model" and not facts.model:
+            # Raspberry Pi kernels repeat the board's model here, which
+            # helps where the device tree is not mounted (a container).
+            # (x86's lower-case "model" is a number.)
+            facts.model = value.strip()
         key, value = key.strip().lower(), value.strip()
-        if key == "hardware":
+        if key == "processor" and value.isdigit():
+            facts.cores += 1
+        elif key == "hardware":
             facts.hardware = value
         elif key == "revision":
             facts.revision = value.lower()
@@ -249,6 +280,8 @@ def _matches(key, wanted, facts):
         lw = w.lower()
         if key == "model":
             ok = bool(facts.model) and lw in facts.model.lower()
+        elif key in ("compatible", "soc"):
+            ok = lw in (c.lower() for c in facts.compatible)
         elif key == "hardware":
             ok = bool(facts.hardware) and lw in facts.hardware.lower()
         elif key == "revision":
@@ -257,7 +290,7 @@ def _matches(key, wanted, facts):
         elif key == "cpu_part":
             ok = lw in facts.cpu_part
         elif key == "features":
-            ok = lw in facts.features
+            ok = facts.has_feature(lw)
         else:
             ok = lw == facts.machine.lower()
         if ok:
@@ -325,15 +358,16 @@ def explain(detection):
     """Lines that say which facts were read, which matched, and what was decided."""
     f, p = detection.facts, detection.profile
     lines = [f"facts (read under {f.sysroot}):"]
-    for label, value in (("device-tree model", f.model), ("cpuinfo Hardware", f.hardware),
+    for label, value in (("device-tree model", f.model), ("compatible", " ".join(f.compatible)),
+                         ("cpuinfo Hardware", f.hardware),
                          ("cpuinfo Revision", f.revision), ("cpuinfo CPU part", " ".join(f.cpu_part)),
                          ("cpuinfo Features", " ".join(f.features[:16]) + (" ..." if len(f.features) > 16 else "")),
-                         ("CPU", f.cpu_name), ("machine", f.machine)):
+                         ("cores", f.cores or ""), ("CPU", f.cpu_name), ("machine", f.machine)):
         lines.append(f"  {label:18s} {value or '-'}")
     lines.append("matches:")
     for s, name, matched in detection.candidates or []:
         detail = "; ".join(f"{k} {', '.join(repr(v) for v in vs)}" for k, vs in matched)
-        lines.append(f"  {name:18s} score {s:2d}: {detail}")
+        lines.append(f"  {name:21s} score {s:2d}: {detail}")
     if not detection.candidates:
         lines.append("  (no profile matched any fact)")
     how = "chosen by name" if detection.forced else ("generic fallback" if p.generic else "detected")
@@ -349,7 +383,7 @@ def explain(detection):
     if p.env:
         lines.append(f"  {'environment':18s} " + " ".join(f"{k}={v}" for k, v in p.env.items())
                      + " (export before starting Python)")
-    missing = [s for s in p.hardware.get("simd", []) if f.features and s.lower() not in f.features]
+    missing = [s for s in p.hardware.get("simd", []) if f.features and not f.has_feature(s)]
     if missing and not detection.forced:
         lines.append(f"warning: the profile expects {', '.join(missing)} but the CPU does not report it")
     if p.hardware:
@@ -358,4 +392,6 @@ def explain(detection):
     for r in p.references:
         lines.append(f"reference: {r.net} on {r.backend} {r.ms:g} ms{' (' + r.note + ')' if r.note else ''}"
                      f" - {r.source}")
+    if not p.references and p.references_note:
+        lines.append(f"reference: {p.references_note}")
     return lines

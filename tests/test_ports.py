@@ -1,5 +1,7 @@
 """Board detection from fake sysroots, profile decisions, and malformed profiles."""
 
+import os
+import re
 import sys
 
 from conftest import cli_runner
@@ -113,7 +115,8 @@ def test_port_by_name_overrides_detection_and_unknown_names_fail(tmp_path):
 def test_shipped_profiles_have_sourced_references():
     table = ports.profiles()
     assert {"raspberry-pi-2", "beaglebone-black", "jetson-tk1", "generic-armv7", "generic-aarch64",
-            "generic-x86_64"} <= set(table)
+            "generic-x86_64", "raspberry-pi-1", "raspberry-pi-3", "raspberry-pi-4", "raspberry-pi-5",
+            "raspberry-pi-zero-2-w", "jetson-nano", "jetson-orin-nano"} <= set(table)
     alexnet = {(p, r.backend, r.ms) for p in table for r in table[p].references_for("alexnet")}
     assert {("raspberry-pi-2", "cpu", 3800), ("raspberry-pi-2", "cpu", 3200), ("beaglebone-black", "cpu", 5500),
             ("jetson-tk1", "opencl", 34), ("jetson-tk1", "cpu", 585)} <= alexnet
@@ -136,6 +139,137 @@ def test_opencl_profile_falls_back_to_cpu_without_opencl(monkeypatch, capsys):
     assert "OpenCL unavailable, using the CPU backend" in capsys.readouterr().err
     with pytest.raises(DeviceNetError, match="OpenCL backend unavailable"):
         devicenet.load(port="jetson-tk1", backend="opencl")
+
+
+# --- captured boards (tests/data/sysroots) -------------------------------------
+
+SYSROOTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sysroots")
+SYSROOTS = {
+    # folder: (uname -m on that board, the profile it must get)
+    "raspberry-pi-1-b": ("armv6l", "raspberry-pi-1"),
+    "raspberry-pi-zero-w": ("armv6l", "raspberry-pi-1"),
+    "raspberry-pi-2-b": ("armv7l", "raspberry-pi-2"),
+    "raspberry-pi-3-b": ("armv7l", "raspberry-pi-3"),
+    "raspberry-pi-3-b-plus": ("aarch64", "raspberry-pi-3"),
+    "raspberry-pi-4-b": ("aarch64", "raspberry-pi-4"),
+    "raspberry-pi-400": ("armv7l", "raspberry-pi-4"),
+    "raspberry-pi-5": ("aarch64", "raspberry-pi-5"),
+    "raspberry-pi-zero-2-w": ("armv7l", "raspberry-pi-zero-2-w"),
+    "jetson-nano": ("aarch64", "jetson-nano"),
+    "jetson-orin-nano": ("aarch64", "jetson-orin-nano"),
+    "jetson-tk1": ("armv7l", "jetson-tk1"),
+    "beaglebone-black": ("armv7l", "beaglebone-black"),
+    "rock64": ("aarch64", "generic-aarch64"),
+    "orange-pi-pc": ("armv7l", "generic-armv7"),
+    "x86-64-server": ("x86_64", "generic-x86_64"),
+}
+
+#: independent facts to check the profiles against: the core each CPU part
+#: names (ARM's part numbers) and the GPU family of each SoC
+CORE_OF_PART = {"0xb76": "ARM1176", "0xc07": "Cortex-A7", "0xc08": "Cortex-A8", "0xc0f": "Cortex-A15",
+                "0xd03": "Cortex-A53", "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76",
+                "0xd42": "Cortex-A78AE"}
+GPU_OF_SOC = {"brcm,bcm2835": "VideoCore IV", "brcm,bcm2836": "VideoCore IV", "brcm,bcm2837": "VideoCore IV",
+              "brcm,bcm2711": "VideoCore VI", "brcm,bcm2712": "VideoCore VII", "nvidia,tegra124": "Kepler",
+              "nvidia,tegra210": "Maxwell", "nvidia,tegra234": "Ampere", "ti,am33xx": "SGX530"}
+
+
+def captured(folder):
+    machine, expected = SYSROOTS[folder]
+    return ports.detect(os.path.join(SYSROOTS_DIR, folder), machine), expected
+
+
+def board_profiles():
+    return {name: p for name, p in ports.profiles().items() if not p.generic}
+
+
+def test_every_captured_sysroot_is_listed_and_every_board_has_one():
+    folders = {e for e in os.listdir(SYSROOTS_DIR) if os.path.isdir(os.path.join(SYSROOTS_DIR, e))}
+    assert folders == set(SYSROOTS)
+    assert set(board_profiles()) <= {expected for _, expected in SYSROOTS.values()}
+
+
+@pytest.mark.parametrize("folder", sorted(SYSROOTS))
+def test_captured_board_gets_its_profile(folder):
+    found, expected = captured(folder)
+    assert found.profile.name == expected
+    if found.profile.generic:
+        assert expected in found.note
+    else:
+        assert not found.note and found.candidates[0][1] == expected
+
+
+@pytest.mark.parametrize("folder", sorted(SYSROOTS))
+def test_no_two_profiles_claim_one_board(folder):
+    found, expected = captured(folder)
+    table = ports.profiles()
+    claims = [name for s, name, _ in found.candidates if not table[name].generic and s >= ports.BOARD_SCORE]
+    assert claims == ([] if table[expected].generic else [expected])
+
+
+@pytest.mark.parametrize("folder", sorted(f for f in SYSROOTS if not f.startswith(("rock64", "orange", "x86"))))
+def test_profile_facts_agree_with_the_captured_cpuinfo(folder):
+    found, _ = captured(folder)
+    f, p = found.facts, found.profile
+    hw = p.hardware
+    assert hw["cores"] == f.cores
+    assert ("neon" in hw["simd"]) == f.has_feature("neon")
+    assert all(f.has_feature(s) for s in hw["simd"]), (hw["simd"], f.features)
+    assert set(f.cpu_part) <= set(p.detect["cpu_part"])
+    assert all(CORE_OF_PART[part] in hw["cpu"] for part in f.cpu_part), hw["cpu"]
+    if f.compatible:  # (an old kernel without a device tree names no SoC)
+        socs = [c for c in f.compatible if c in GPU_OF_SOC]
+        assert socs and all(re.search(rf"\b{GPU_OF_SOC[c]}\b", hw["gpu"]) for c in socs), hw["gpu"]
+    # A GPU without OpenCL: the CPU comes first.
+    assert (p.backends[0] == "opencl") == (not re.search(r"\bno (vendor )?OpenCL\b", hw["gpu"]))
+
+
+@pytest.mark.parametrize("name", sorted(board_profiles()))
+def test_board_decisions_follow_the_hardware(name):
+    p = ports.profiles()[name]
+    memory = p.hardware["memory_mb"]
+    smallest = min(memory) if isinstance(memory, list) else memory
+    # Under 1 GB, weights stay 8-bit and are decoded per layer.
+    assert p.residency == ("streamed" if smallest < 1024 else "resident")
+    assert p.threads == p.hardware["cores"]
+    assert p.env.get("OPENBLAS_NUM_THREADS") == str(p.threads)
+    assert p.references or p.references_note.startswith("none published")
+    assert ("neon" in p.hardware["simd"]) == (p.arch != "armv6")
+
+
+def test_revision_codes_cannot_be_mistaken_for_another_boards():
+    # Detection compares the end of the code (over-volted boards prefix it).
+    codes = [(c, name) for name, p in ports.profiles().items() for c in p.detect.get("revision", [])]
+    for code, name in codes:
+        assert not [(c, n) for c, n in codes if n != name and c.endswith(code)], code
+
+
+def test_device_tree_is_read_from_sys_firmware_when_proc_has_none():
+    found, _ = captured("jetson-orin-nano")
+    assert found.facts.compatible[0] == "nvidia,p3768-0000+p3767-0005"
+    assert found.facts.model == "NVIDIA Orin Nano Developer Kit"
+
+
+def test_cpuinfo_model_line_stands_in_for_a_missing_device_tree(tmp_path):
+    with open(os.path.join(SYSROOTS_DIR, "raspberry-pi-4-b", "proc", "cpuinfo")) as f:
+        root = make_sysroot(tmp_path, None, f.read())
+    found = ports.detect(root, "aarch64")
+    assert found.facts.model == "Raspberry Pi 4 Model B Rev 1.5" and found.facts.compatible == []
+    assert found.profile.name == "raspberry-pi-4"
+
+
+def test_x86_model_number_is_not_a_board_name():
+    found, _ = captured("x86-64-server")
+    assert found.facts.model == "" and found.facts.cores == 2
+    assert found.facts.board.startswith("Intel(R) Xeon(R)")
+
+
+def test_explain_names_the_device_tree_and_missing_references():
+    lines = ports.explain(captured("raspberry-pi-zero-2-w")[0])
+    text = "\n".join(lines)
+    assert "raspberrypi,model-zero-2-w brcm,bcm2837" in text
+    assert "reference: none published" in text
+    assert "warning" not in text
 
 
 # --- malformed profiles ---------------------------------------------------------
@@ -167,6 +301,7 @@ source = "my lab notebook"
     ('model = ["My board"]', 'model = "My board"', "detect.model"),
     ('source = "my lab notebook"', '', "reference[0].source"),
     ('ms = 1000', 'ms = -5', "reference[0].ms"),
+    ('title = "My board"', 'title = "My board"\nreferences_note = 3', "references_note"),
 ])
 def test_malformed_profile_names_file_and_field(tmp_path, monkeypatch, old, new, field):
     path = tmp_path / "my-board.toml"
