@@ -379,10 +379,12 @@ def evaluate(model, reference, images, worst, as_json):
 def ports(explain, port, as_json):
     """List the board profiles and mark the one detected here.
 
-    Detection reads /proc/device-tree/model and /proc/cpuinfo under
-    DEVICENET_SYSROOT (default /) and the machine type (DEVICENET_MACHINE
-    overrides it).  Extra profiles can go in the folder DEVICENET_PORTS names.
+    Detection reads the device tree (model, compatible) and /proc/cpuinfo
+    under DEVICENET_SYSROOT (default /) and the machine type
+    (DEVICENET_MACHINE overrides it).  Extra profiles can go in the folder
+    DEVICENET_PORTS names.  --explain also says which BLAS numpy uses.
     """
+    from . import blas
     from . import ports as boards
     try:
         found = boards.detect(name=port)
@@ -391,15 +393,19 @@ def ports(explain, port, as_json):
         fail(str(e))
     if as_json:
         echo_json({"selected": found.profile.name, "note": found.note, "facts": found.facts.to_json(),
-                   "profiles": [p.to_json() for p in table.values()]})
+                   "blas": blas.numpy_blas().to_json(), "profiles": [p.to_json() for p in table.values()]})
         return
     if explain:
         for line in boards.explain(found):
             click.echo(line)
+        numpy_blas = blas.numpy_blas()
+        click.echo(f"BLAS: numpy uses {blas.describe(numpy_blas)}")
+        if blas.advice(numpy_blas):
+            click.echo(blas.advice(numpy_blas))
         return
     for p in table.values():
         mark = "*" if p.name == found.profile.name else " "
-        click.echo(f"{mark} {p.name:18s} {p.title:28s} {'/'.join(p.backends):11s} "
+        click.echo(f"{mark} {p.name:21s} {p.title:34s} {'/'.join(p.backends):11s} "
                    f"{p.threads or 'all':>3} threads  {p.residency}")
     click.echo(f"(* = {'chosen' if found.forced else 'detected'}: {found.profile.name}"
                f"{'; ' + found.note if found.note and not found.forced else ''})")
