@@ -161,3 +161,11 @@ def describe(blas):
     """A one-line description for reports."""
     where = f" ({blas.path})" if blas.path else " (from numpy's build configuration)"
     return f"{blas.name}{where}, {blas.kind}"
+
+
+def report(blas=None):
+    """The lines a report prints (``ports --explain``, the benchmark): which
+    BLAS numpy uses (found now unless given) and the warning, if any."""
+    blas = blas or numpy_blas()
+    warning = advice(blas)
+    return [f"BLAS: numpy uses {describe(blas)}"] + ([warning] if warning else [])

@@ -398,10 +398,8 @@ def ports(explain, port, as_json):
     if explain:
         for line in boards.explain(found):
             click.echo(line)
-        numpy_blas = blas.numpy_blas()
-        click.echo(f"BLAS: numpy uses {blas.describe(numpy_blas)}")
-        if blas.advice(numpy_blas):
-            click.echo(blas.advice(numpy_blas))
+        for line in blas.report():
+            click.echo(line)
         return
     for p in table.values():
         mark = "*" if p.name == found.profile.name else " "

@@ -166,3 +166,14 @@ def test_ports_explain_warns_about_the_reference_blas(monkeypatch):
     assert len(warnings) == 1 and "libopenblas0-pthread" in warnings[0]
     res = cli_runner().invoke(main, ["ports", "--json"])
     assert '"kind": "reference"' in res.output
+
+
+def test_report_is_one_line_and_a_warning_only_for_the_reference_blas():
+    fast = blas.Blas("OpenBLAS", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3", "optimised", "maps")
+    slow = fast._replace(name="reference BLAS", path="/usr/lib/x86_64-linux-gnu/blas/libblas.so.3",
+                         kind="reference")
+    assert blas.report(fast) == [f"BLAS: numpy uses OpenBLAS ({fast.path}), optimised"]
+    lines = blas.report(slow)
+    assert len(lines) == 2 and lines[1] == blas.advice(slow)
+    assert blas.report(blas.from_config_name("blas")) == [
+        "BLAS: numpy uses blas (from numpy's build configuration), unknown"]
