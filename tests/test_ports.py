@@ -237,6 +237,12 @@ def test_board_decisions_follow_the_hardware(name):
     assert ("neon" in p.hardware["simd"]) == (p.arch != "armv6")
 
 
+def test_benchmark_finds_the_published_lite0_timing():
+    from devicenet import bench
+    refs = [r for r in bench.standing(ports.profiles(), "efficientnet-lite0", 49.0) if r["port"] == "raspberry-pi-4"]
+    assert len(refs) == 1 and refs[0]["speedup"] == 1.0 and "dev.to" in refs[0]["source"]
+
+
 def test_revision_codes_cannot_be_mistaken_for_another_boards():
     # Detection compares the end of the code (over-volted boards prefix it).
     codes = [(c, name) for name, p in ports.profiles().items() for c in p.detect.get("revision", [])]
