@@ -31,9 +31,9 @@ RESIDENCIES = ("resident", "streamed")
 #: detect key -> weight.  A board profile is chosen only on strong evidence
 #: (score >= BOARD_SCORE): the device-tree model or board compatible string,
 #: the SoC name in cpuinfo or the revision code.  The SoC's compatible
-#: string, a CPU part or the machine alone are shared by sibling boards (a
-#: Pi 3 and a Zero 2 W, a Pi 4 and a Rock64's Cortex-A53...) and only break
-#: ties, even all together.
+#: string, the CPU part and the machine are shared by other boards (a Pi 3
+#: has a Zero 2 W's SoC and a Rock64's Cortex-A53) and only break ties:
+#: the three together stay under BOARD_SCORE.
 WEIGHTS = {"model": 8, "compatible": 8, "hardware": 4, "revision": 4,
            "soc": 1, "features": 1, "cpu_part": 1, "machine": 1}
 BOARD_SCORE = 4
