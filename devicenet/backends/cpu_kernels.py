@@ -9,7 +9,7 @@ arena, reused along the graph as values die (docs/PERFORMANCE.md).
 
 A kernel of the compiled path may also ``bind`` itself to fixed buffers:
 ``bind(inputs, out, temps)`` returns the compiled calls it makes, as
-``(name, args)`` pairs, or None.  ``programs`` turns runs of bound steps
+``(name, kwargs)`` pairs, or None.  ``programs`` turns runs of bound steps
 into compiled programs that go from layer to layer without returning to
 Python.
 """
@@ -53,7 +53,7 @@ def native_gemm():
     for m in (5, 1):  # sgemm, and sgemv for a single row
         a = np.sin(np.arange(7 * m, dtype=np.float32)).reshape(m, 7)
         y = np.empty((m, 3), np.float32)
-        NATIVE.gemm(a, b, y, m, 7, 3, None, -np.inf, np.inf)
+        NATIVE.gemm(a=a, b=b, y=y, m=m, k=7, n=3)
         if not np.allclose(y, a @ b, rtol=1e-5, atol=1e-5):
             NATIVE.use_blas(0, 0)
             return False
@@ -91,9 +91,10 @@ class Threads:
 
 
 def bounds(act):
-    """An activation's clipping bounds as two floats (infinite where open)."""
+    """An activation's clipping bounds as the compiled kernels' ``lo`` and
+    ``hi`` arguments (infinite where open)."""
     lo, hi = ACTIVATIONS[act]
-    return (-np.inf if lo is None else lo, np.inf if hi is None else hi)
+    return {"lo": -np.inf if lo is None else lo, "hi": np.inf if hi is None else hi}
 
 
 def _gemm(a, wt, y, bias, act, pool, native=None, threads=None):
@@ -105,11 +106,12 @@ def _gemm(a, wt, y, bias, act, pool, native=None, threads=None):
     activation while it is still in cache."""
     if native is not None:
         if native_gemm():
-            native.gemm(a, wt, y, a.shape[0], a.shape[1], wt.shape[1], bias, *bounds(act), threads.n)
+            native.gemm(a=a, b=wt, y=y, m=a.shape[0], k=a.shape[1], n=wt.shape[1], bias=bias, **bounds(act),
+                        threads=threads.n)
             return
         np.matmul(a, wt, out=y)
         if bias is not None or act != "none":
-            native.bias_act(y, y.shape[1], bias, *bounds(act), threads.n)
+            native.bias_act(y=y, n=y.shape[1], bias=bias, **bounds(act), threads=threads.n)
         return
 
     def band(i, r0, r1):
@@ -155,7 +157,8 @@ class _Gemm:
         if self.native is None or not native_gemm():
             return None
         (k, n), x = self.wt.shape, inputs[0].reshape(-1, self.wt.shape[0])
-        return [("gemm", (x, self.wt, out.reshape(-1, n), x.shape[0], k, n, self.bias, *bounds(self.act)))]
+        return [("gemm", dict(a=x, b=self.wt, y=out.reshape(-1, n), m=x.shape[0], k=k, n=n, bias=self.bias,
+                              **bounds(self.act)))]
 
 
 class _DenseQ:
@@ -187,14 +190,14 @@ class _DenseQ:
                 and math.prod(shape[:-1]) <= cls.MAX_ROWS)
 
     def __call__(self, inputs, out, temps):
-        self.native.dense_q(*self.bind(inputs, out, temps)[0][1], self.threads.n)
+        self.native.dense_q(**self.bind(inputs, out, temps)[0][1], threads=self.threads.n)
         return out
 
     def bind(self, inputs, out, temps):
         n, k = self.q.shape
         x = inputs[0].reshape(-1, k)
-        return [("dense_q", (x, self.q, self.scales, self.bias, out.reshape(-1, n), x.shape[0], k, n,
-                             *self.bounds))]
+        return [("dense_q", dict(x=x, q=self.q, scales=self.scales, bias=self.bias, y=out.reshape(-1, n),
+                                 m=x.shape[0], k=k, n=n, **self.bounds))]
 
 
 class _Padded:
@@ -217,6 +220,12 @@ class _Padded:
             q0 = max(0, -(-(pl - p) // self.phases))
             q1 = max(q0, (w - 1 + pl - p) // self.phases + 1)
             self.copies.append((p, q0, q1, q0 * self.phases + p - pl))
+
+    def geometry(self, w):
+        """The compiled window kernels' geometry arguments for a whole image
+        ``w`` pixels wide."""
+        return dict(h=self.h, w=w, c=self.c, row0=0, rows=self.h, oh=self.oh, ow=self.ow, kh=self.kh,
+                    kw=self.kw, sh=self.sh, sw=self.sw, pad_top=self.pads[0], pad_left=self.pads[1])
 
     def rows(self, r0, r1):
         """Padded input rows under output rows [r0, r1)."""
@@ -286,7 +295,7 @@ class _Depthwise:
             self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
             self.bounds = bounds(self.act)
             (pt, pl), w = p.pads[:2], shape[2]
-            self.geometry = (p.h, w, p.c, 0, p.h, p.oh, ow, p.kh, p.kw, p.sh, p.sw, pt, pl)
+            self.geometry = p.geometry(w)
             return
 
         def tile(weight):
@@ -314,7 +323,8 @@ class _Depthwise:
             return None
         p = self.pad
         y = out.reshape(p.n, p.oh, p.ow, p.c)
-        return [("depthwise", (inputs[0][b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds))
+        return [("depthwise", dict(x=inputs[0][b], weight=self.w, bias=self.bias, out=y[b], **self.geometry,
+                                   r0=0, r1=p.oh, **self.bounds))
                 for b in range(p.n)]
 
     def _bands(self, x, y, scratch, b, r0, r1):
@@ -338,7 +348,7 @@ class _Depthwise:
         x = inputs[0]
         if self.native is not None:  # the compiled kernel shares the rows among its own threads
             for _, args in self.bind(inputs, out, temps):
-                self.native.depthwise(*args, self.threads.n)
+                self.native.depthwise(**args, threads=self.threads.n)
             return out
         y = out.reshape(pad.n, pad.oh, -1)
         for b in range(pad.n):
@@ -433,18 +443,18 @@ class _Direct:
         self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
         self.bounds = bounds(node.attrs.get("activation", "none"))
         self.native, self.threads, self.temps = native, threads, ()
-        self.geometry = (p.h, shape[2], p.c, 0, p.h, p.oh, p.ow, p.kh, p.kw, p.sh, p.sw,
-                         p.pads[0], p.pads[1], cout)
+        self.geometry = dict(p.geometry(shape[2]), cout=cout)
 
     def __call__(self, inputs, out, temps):
         for _, args in self.bind(inputs, out, temps):
-            self.native.direct(*args, self.threads.n)
+            self.native.direct(**args, threads=self.threads.n)
         return out
 
     def bind(self, inputs, out, temps):
         p, x = self.pad, inputs[0]
         y = out.reshape(p.n, p.oh, p.ow, -1)
-        return [("direct", (x[b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds))
+        return [("direct", dict(x=x[b], weight=self.w, bias=self.bias, out=y[b], **self.geometry,
+                                r0=0, r1=p.oh, **self.bounds))
                 for b in range(p.n)]
 
 
@@ -456,7 +466,7 @@ class _GlobalAvgPool:
         if self.native is None:
             return None
         n, _, _, c = inputs[0].shape
-        return [("mean_pool", (inputs[0], out.reshape(n, c), n, self.hw, c))]
+        return [("mean_pool", dict(x=inputs[0], y=out.reshape(n, c), images=n, hw=self.hw, c=c))]
 
     def __call__(self, inputs, out, temps):
         x = inputs[0]
@@ -473,7 +483,7 @@ class _Add:
     def bind(self, inputs, out, temps):
         if self.native is None:
             return None
-        return [("add", (inputs[0], inputs[1], out, *bounds(self.act)))]
+        return [("add", dict(a=inputs[0], b=inputs[1], y=out, **bounds(self.act)))]
 
     def __call__(self, inputs, out, temps):
         np.add(inputs[0], inputs[1], out=out)
