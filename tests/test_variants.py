@@ -11,6 +11,7 @@ import pytest
 from devicenet.backends import cpu_kernels
 from devicenet.backends.cpu import conv
 from devicenet.quant import decode
+from test_gemm import cases as f32_gemm
 
 native = cpu_kernels.NATIVE
 pytestmark = pytest.mark.skipif(native is None, reason="the compiled kernels are not built")
@@ -131,6 +132,7 @@ CASES = {
     "mean_pool": mean_pool,
     "bias_act": bias_act,
     "gemm": gemm,
+    "f32_gemm": f32_gemm,
 }
 
 

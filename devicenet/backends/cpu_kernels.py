@@ -18,6 +18,7 @@ import functools
 import math
 import os
 import sys
+import time
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -58,6 +59,69 @@ def native_gemm():
             NATIVE.use_blas(0, 0)
             return False
     return True
+
+
+def own_gemm_variant():
+    """The name of the compiled kernels' own GEMM variant that weights
+    packed now are packed for (``f32_gemm_6x16_avx2fma``...)."""
+    return next(v[0] for v in NATIVE.variants("f32_gemm") if v[2])
+
+
+@functools.lru_cache(maxsize=None)
+def own_gemm():
+    """Whether GEMMs run on the compiled kernels' own packed GEMM
+    (native/gemm.h) rather than numpy's BLAS: wherever it has a vector
+    variant for this CPU (faster than OpenBLAS on every GEMM of Lite0 and
+    the AlexNet-shaped network, docs/PERFORMANCE.md); with only its
+    portable variant, where that beats the BLAS on a trial product."""
+    if NATIVE is None:
+        return False
+    if not own_gemm_variant().endswith("_scalar") or not native_gemm():
+        return True
+    m = k = n = 96
+    a = np.cos(np.arange(m * k, dtype=np.float32)).reshape(m, k)
+    w = np.sin(np.arange(k * n, dtype=np.float32)).reshape(k, n)
+    y = np.empty((m, n), np.float32)
+    own = Packed(w, None).call(a, y, "none")
+    blas = dict(a=a, b=w, y=y, m=m, k=k, n=n)
+    best = {}
+    for _ in range(2):
+        for name, call, kwargs in (("own", NATIVE.f32_gemm, own), ("blas", NATIVE.gemm, blas)):
+            t = time.perf_counter()
+            call(**kwargs)
+            best[name] = min(best.get(name, np.inf), time.perf_counter() - t)
+    return best["own"] <= best["blas"]
+
+
+class Packed:
+    """Weights w (k, n) and a bias (n values, or None), packed for the
+    compiled kernels' own GEMM (``f32_gemm_pack``): made once, at load."""
+
+    #: the header's floats and the widest panel of any variant (native/gemm.h)
+    HEADER, MAX_NR = 16, 16
+
+    def __init__(self, w, bias):
+        self.k, self.n = w.shape
+        self.data = np.empty(self.HEADER + (self.k + 1) * -(-self.n // self.MAX_NR) * self.MAX_NR, np.float32)
+        NATIVE.f32_gemm_pack(w=np.ascontiguousarray(w, np.float32), bias=bias, packed=self.data,
+                             k=self.k, n=self.n)
+
+    def call(self, a, y, act, ldc=None):
+        """f32_gemm's arguments for y = act(a @ w + bias): a (m, k) C-contiguous,
+        y C-contiguous from the first output, rows ``ldc`` apart (default n)."""
+        return dict(a=a, packed=self.data, y=y, m=a.shape[0], k=self.k, n=self.n, lda=self.k,
+                    ldc=self.n if ldc is None else ldc, **bounds(act))
+
+
+def packed(weight, node, native, split):
+    """A layer's GEMM weights packed for the compiled kernels' own GEMM
+    (a list of ``Packed``), or None where numpy's BLAS runs its GEMMs.
+    ``split(w)`` cuts the decoded weight into (k, n) matrices, each with
+    its bias."""
+    if native is None or not own_gemm():
+        return None
+    return weight(lambda w: [Packed(m, b) for m, b in split(w)], "packed", own_gemm_variant(),
+                  node.params.get("bias"))
 
 
 def activate(y, name):
@@ -104,6 +168,9 @@ def _gemm(a, wt, y, bias, act, pool, native=None, threads=None):
     threads the GEMM and one compiled pass adds the rest).  Without them, in
     bands of rows shared among the pool's threads; each band adds bias and
     activation while it is still in cache."""
+    if isinstance(wt, Packed):
+        native.f32_gemm(**wt.call(a, y, act), threads=threads.n)
+        return
     if native is not None:
         if native_gemm():
             native.gemm(a=a, b=wt, y=y, m=a.shape[0], k=a.shape[1], n=wt.shape[1], bias=bias, **bounds(act),
@@ -142,22 +209,25 @@ class _Gemm:
     """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
 
     def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=None):
-        self.wt = weight.transposed()
+        own = packed(weight, node, native, lambda w: [(w.reshape(w.shape[0], -1).T, bias)])
+        self.wt = own[0] if own else weight.transposed()
+        self.k, self.n = math.prod(weight.shape[1:]), weight.shape[0]
         self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.native, self.threads = native, threads
         self.temps = ()
 
     def __call__(self, inputs, out, temps):
-        x = inputs[0].reshape(-1, self.wt.shape[0])
-        _gemm(x, self.wt, out.reshape(-1, self.wt.shape[1]), self.bias, self.act, self.pool,
-              self.native, self.threads)
+        x = inputs[0].reshape(-1, self.k)
+        _gemm(x, self.wt, out.reshape(-1, self.n), self.bias, self.act, self.pool, self.native, self.threads)
         return out
 
     def bind(self, inputs, out, temps):
+        x, y = inputs[0].reshape(-1, self.k), out.reshape(-1, self.n)
+        if isinstance(self.wt, Packed):
+            return [("f32_gemm", self.wt.call(x, y, self.act))]
         if self.native is None or not native_gemm():
             return None
-        (k, n), x = self.wt.shape, inputs[0].reshape(-1, self.wt.shape[0])
-        return [("gemm", dict(a=x, b=self.wt, y=out.reshape(-1, n), m=x.shape[0], k=k, n=n, bias=self.bias,
+        return [("gemm", dict(a=x, b=self.wt, y=y, m=x.shape[0], k=self.k, n=self.n, bias=self.bias,
                               **bounds(self.act)))]
 
 
@@ -393,14 +463,19 @@ class _Im2col:
         self.pad = _Padded(shape, node.attrs, phases=False)
         self.native, self.threads = native, threads
         p = self.pad
-        self.groups = node.attrs.get("groups", 1)
-        self.wt = weight(lambda w: [np.ascontiguousarray(wg.T) for wg in
-                                    w.reshape(self.groups, w.shape[0] // self.groups, -1)])
-        cout = self.wt[0].shape[1] * self.groups
+        self.groups = g = node.attrs.get("groups", 1)
+        self.co = co = weight.shape[0] // g
+
+        def split(w):  # each group's (k, n) matrix and bias
+            return [(wg.T, None if bias is None else bias[i * co:(i + 1) * co])
+                    for i, wg in enumerate(w.reshape(g, co, -1))]
+        own = packed(weight, node, native, split)
+        self.wt = own or weight(lambda w: [np.ascontiguousarray(wg) for wg, _ in split(w)])
         self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.m = p.n * p.oh * p.ow
         self.cols = self.m * p.kh * p.kw * p.c
-        self.temps = (p.n * p.size(0, p.oh), self.cols, self.m * (cout // self.groups) if self.groups > 1 else 0)
+        # (the own GEMM writes each group's columns of the output in place)
+        self.temps = (p.n * p.size(0, p.oh), self.cols, self.m * co if g > 1 and not own else 0)
 
     def __call__(self, inputs, out, temps):
         p = self.pad
@@ -417,11 +492,15 @@ class _Im2col:
             _gemm(cols.reshape(self.m, -1), self.wt[0], y, self.bias, self.act, self.pool,
                   self.native, self.threads)
             return out
-        cin, co = p.c // self.groups, self.wt[0].shape[1]
+        cin, co = p.c // self.groups, self.co
         cols = temps[1][:self.cols // self.groups].reshape(p.n, p.oh, p.ow, p.kh, p.kw, cin)
-        part = temps[2][:self.m * co].reshape(self.m, co)
+        part = temps[2] if temps[2] is None else temps[2][:self.m * co].reshape(self.m, co)
         for g, wt in enumerate(self.wt):
             cols[...] = as_strided(xp[..., g * cin:], shape=cols.shape, strides=strides)
+            if isinstance(wt, Packed):
+                self.native.f32_gemm(**wt.call(cols.reshape(self.m, -1), out.reshape(-1)[g * co:], self.act,
+                                               ldc=y.shape[1]), threads=self.threads.n)
+                continue
             bias = None if self.bias is None else self.bias[g * co:(g + 1) * co]
             _gemm(cols.reshape(self.m, -1), wt, part, bias, self.act, self.pool, self.native, self.threads)
             y[:, g * co:(g + 1) * co] = part

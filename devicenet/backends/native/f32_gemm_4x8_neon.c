@@ -5,8 +5,11 @@
  * rounded as the scalar code rounds) runs on every NEON core.  Debian's
  * armhf target has no NEON (VFPv3-D16), so this file enables it for
  * itself; the registry runs it only where HWCAP_NEON says the CPU has it. */
-#if defined(__arm__)
+#include "gemm.h"
+#if DN_NEON && defined(__arm__)
+#if !defined(__ARM_NEON)
 #pragma GCC target("fpu=neon")
+#endif
 
 #define DN_NEON_MR 4
 #define DN_NEON_MLA_LANE vmlaq_lane_f32

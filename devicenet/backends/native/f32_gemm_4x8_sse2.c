@@ -1,11 +1,9 @@
 /* Float32 GEMM micro-kernel, 4 x 8 tile, SSE2 (gemm.h): the x86-64
  * baseline, for CPUs without AVX2.  8 accumulators, two weight vectors,
  * one broadcast value of A, and room for the products (no FMA). */
-#if defined(__x86_64__) || defined(__i386__)
-#include <emmintrin.h>
-#include <string.h>
-
 #include "gemm.h"
+#if DN_X86
+#include <emmintrin.h>
 
 #define NR 8
 #if defined(__i386__) && !defined(__SSE2__)

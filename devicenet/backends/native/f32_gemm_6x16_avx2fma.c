@@ -4,11 +4,9 @@
  * one broadcast value of A: 15 of the 16 ymm registers.  Compiled for
  * AVX2 by target attribute, so a baseline build contains it; the registry
  * runs it only on CPUs with AVX2 and FMA. */
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#include <string.h>
-
 #include "gemm.h"
+#if DN_X86
+#include <immintrin.h>
 
 #define NR 16
 #define TARGET __attribute__((target("avx2,fma")))

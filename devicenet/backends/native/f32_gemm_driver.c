@@ -4,7 +4,9 @@
 /* Bytes of packed weights kept in L2 while the row tiles pass: half of the
  * 512 KiB L2 of current x86 cores and of the Cortex-A72/A76, leaving room
  * for A and C; smaller L2s only cost some re-reads from L3. */
+#ifndef DN_GEMM_BLOCK_BYTES
 #define DN_GEMM_BLOCK_BYTES (256u << 10)
+#endif
 
 typedef struct {
     const dn_f32_gemm_variant *v;
@@ -39,16 +41,24 @@ void dn_f32_gemm_block(const dn_f32_gemm_variant *v, size_t k, size_t n,
 
 /* Best first: the registry takes the first whose features the CPU has. */
 const dn_f32_gemm_variant dn_f32_gemm_variants[] = {
-#if defined(__x86_64__) || defined(__i386__)
+#if DN_X86
     {"f32_gemm_6x16_avx2fma", 6, 16, DN_CPU_AVX2 | DN_CPU_FMA, dn_f32_gemm_6x16_avx2fma},
     {"f32_gemm_4x8_sse2", 4, 8, DN_CPU_SSE2, dn_f32_gemm_4x8_sse2},
 #endif
-#if defined(__aarch64__)
+#if DN_NEON && defined(__aarch64__)
     {"f32_gemm_8x8_neonfma", 8, 8, DN_CPU_NEON, dn_f32_gemm_8x8_neonfma},
 #endif
-#if defined(__arm__)
+#if DN_NEON && defined(__arm__)
     {"f32_gemm_4x8_neon", 4, 8, DN_CPU_NEON, dn_f32_gemm_4x8_neon},
 #endif
     {"f32_gemm_4x4_scalar", 4, 4, 0, dn_f32_gemm_4x4_scalar},
 };
 const int dn_f32_gemm_nvariants = (int)(sizeof dn_f32_gemm_variants / sizeof dn_f32_gemm_variants[0]);
+
+const dn_f32_gemm_variant *dn_f32_gemm_variant_of(dn_f32_gemm_ukernel ukernel)
+{
+    for (int i = 0; i < dn_f32_gemm_nvariants; i++)
+        if (dn_f32_gemm_variants[i].ukernel == ukernel)
+            return &dn_f32_gemm_variants[i];
+    return NULL;
+}

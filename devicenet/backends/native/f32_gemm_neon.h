@@ -9,7 +9,6 @@
 #define DEVICENET_F32_GEMM_NEON_H
 
 #include <arm_neon.h>
-#include <string.h>
 
 #include "gemm.h"
 

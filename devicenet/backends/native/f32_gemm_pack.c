@@ -1,6 +1,4 @@
 /* Packing of a GEMM's weights (gemm.h): once, when a model is loaded. */
-#include <string.h>
-
 #include "gemm.h"
 
 size_t dn_f32_gemm_packed_floats(size_t k, size_t n, int nr)
@@ -24,4 +22,37 @@ void dn_f32_gemm_pack(const float *w, const float *bias, size_t k, size_t n, int
         for (size_t r = 0; r < k; r++)
             memcpy(out + (r + 1) * (size_t)nr, w + r * n + c0, cols * sizeof(float));
     }
+}
+
+/* The header: a mark, the registry index, k and n (as 32-bit halves, so
+ * that the floats it is kept in are never read as floats). */
+enum { MARK = 0x474e4450 };  /* "PDNG" */
+
+static void header(uint32_t h[6], int registry_index, size_t k, size_t n)
+{
+    const uint64_t k64 = k, n64 = n;
+    h[0] = MARK;
+    h[1] = (uint32_t)registry_index;
+    h[2] = (uint32_t)k64, h[3] = (uint32_t)(k64 >> 32);
+    h[4] = (uint32_t)n64, h[5] = (uint32_t)(n64 >> 32);
+}
+
+void dn_f32_gemm_pack_tagged(const float *w, const float *bias, size_t k, size_t n, int registry_index,
+                             const dn_f32_gemm_variant *v, float *out)
+{
+    uint32_t h[6];
+    header(h, registry_index, k, n);
+    memset(out, 0, DN_GEMM_HEADER * sizeof(float));
+    memcpy(out, h, sizeof h);
+    dn_f32_gemm_pack(w, bias, k, n, v->nr, out + DN_GEMM_HEADER);
+}
+
+int dn_f32_gemm_tag(const float *packed, size_t floats, size_t k, size_t n)
+{
+    uint32_t h[6], want[6];
+    if (floats < DN_GEMM_HEADER)
+        return -1;
+    memcpy(h, packed, sizeof h);
+    header(want, (int)h[1], k, n);
+    return memcmp(h, want, sizeof h) ? -1 : (int)h[1];
 }

@@ -13,20 +13,14 @@
  * A is (m, k) row-major with row stride lda, C is (m, n) with row stride
  * ldc (both in elements).
  *
- * This header does not depend on Python.h: the kernels are plain C.
+ * The registry (registry.c) lists the micro-kernels as the variants of op
+ * "f32_gemm"; ops.c packs and calls them.  Like every kernel here, this
+ * is plain C without Python.h.
  */
 #ifndef DEVICENET_GEMM_H
 #define DEVICENET_GEMM_H
 
-#include <stddef.h>
-
-/* CPU features a variant needs (the registry's bit set: native/cpu.c). */
-#ifndef DN_CPU_SSE2
-#define DN_CPU_SSE2    (1u << 0)
-#define DN_CPU_AVX2    (1u << 1)
-#define DN_CPU_FMA     (1u << 2)
-#define DN_CPU_NEON    (1u << 3)   /* HWCAP_NEON on armv7; always on aarch64 */
-#endif
+#include "native.h"
 
 /* C[0:mr_, 0:nr_] = clamp(A[0:mr_, 0:kc] x panel + bias_panel, lo, hi) for
  * mr_ <= mr, nr_ <= nr.  panel: nr bias values, then kc rows of nr
@@ -40,6 +34,11 @@ typedef struct {
     unsigned features;      /* DN_CPU_* bits required */
     dn_f32_gemm_ukernel ukernel;
 } dn_f32_gemm_variant;
+
+/* The widest panel of any variant: a buffer of
+ * dn_f32_gemm_packed_floats(k, n, DN_GEMM_MAX_NR) floats holds the weights
+ * packed for any of them. */
+#define DN_GEMM_MAX_NR 16
 
 /* Floats of the packed weights of a (k, n) matrix for panels nr wide. */
 size_t dn_f32_gemm_packed_floats(size_t k, size_t n, int nr);
@@ -118,21 +117,56 @@ static inline void dn_gemm_walk_block(const dn_gemm_walk *w, size_t r0, size_t r
 extern const dn_f32_gemm_variant dn_f32_gemm_variants[];
 extern const int dn_f32_gemm_nvariants;
 
+/* The variant of this table whose micro-kernel is ``ukernel`` (a registry
+ * row's function), or NULL. */
+const dn_f32_gemm_variant *dn_f32_gemm_variant_of(dn_f32_gemm_ukernel ukernel);
+
+/* ---- packed weights as the Python side holds them ----------------------
+ *
+ * A header of DN_GEMM_HEADER floats, then the panels: the header records
+ * the registry variant the weights were packed for and (k, n), so that a
+ * call checks it runs the matching micro-kernel on a matching matrix. */
+#define DN_GEMM_HEADER 16
+void dn_f32_gemm_pack_tagged(const float *w, const float *bias, size_t k, size_t n, int registry_index,
+                             const dn_f32_gemm_variant *v, float *out);
+/* The registry index recorded in the header of a packed buffer of
+ * ``floats`` floats, or -1 when there is none or it was packed for
+ * another (k, n).  (The caller checks the size against the variant.) */
+int dn_f32_gemm_tag(const float *packed, size_t floats, size_t k, size_t n);
+
+/* C (m, n, row stride ldc) = clamp(A (m, k, row stride lda) x W + bias):
+ * the arguments of op "f32_gemm" (ops.c). */
+typedef struct {
+    const float *a, *packed;    /* packed: with its header */
+    float *y;
+    ptrdiff_t m, k, n, lda, ldc;
+    float lo, hi;
+    const dn_f32_gemm_variant *v;   /* the one the weights were packed for */
+} dn_f32_gemm_args;
+
+/* Pack w (k, n) and bias into packed (header included) for the selected
+ * variant: the arguments of op "f32_gemm_pack". */
+typedef struct {
+    const float *w, *bias;
+    float *packed;
+    ptrdiff_t k, n;
+} dn_f32_gemm_pack_args;
+
 /* The micro-kernels (one per file; those of other architectures are not
  * built). */
 void dn_f32_gemm_4x4_scalar(size_t, size_t, size_t, const float *, size_t, const float *, float *, size_t,
                             float, float);
-#if defined(__x86_64__) || defined(__i386__)
+#if DN_X86
 void dn_f32_gemm_4x8_sse2(size_t, size_t, size_t, const float *, size_t, const float *, float *, size_t,
                           float, float);
 void dn_f32_gemm_6x16_avx2fma(size_t, size_t, size_t, const float *, size_t, const float *, float *, size_t,
                               float, float);
 #endif
-#if defined(__arm__)
+#if DN_NEON && defined(__arm__)
 void dn_f32_gemm_4x8_neon(size_t, size_t, size_t, const float *, size_t, const float *, float *, size_t,
                           float, float);
 #endif
-#if defined(__aarch64__)
+#if DN_NEON && defined(__aarch64__)
 void dn_f32_gemm_8x8_neonfma(size_t, size_t, size_t, const float *, size_t, const float *, float *, size_t,
                              float, float);
 #endif

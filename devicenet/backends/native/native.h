@@ -174,7 +174,7 @@ int dn_have_blas(void);
 /* ---- the registry (registry.c) ------------------------------------------ */
 
 enum { DN_OP_DWCONV, DN_OP_CONV_DIRECT, DN_OP_DENSE_Q8, DN_OP_DENSE_Q16, DN_OP_ADD, DN_OP_MEANPOOL,
-       DN_OP_BIAS_ACT, DN_OP_GEMM, DN_NOPS };
+       DN_OP_BIAS_ACT, DN_OP_GEMM, DN_OP_F32_GEMM, DN_NOPS };
 
 typedef void (*dn_fn)(void);
 
@@ -196,6 +196,8 @@ const dn_variant *dn_selected(int op);
 /* dn_selected, counted as one call made with it (calls of the op, at the
  * time they are checked) */
 const dn_variant *dn_choose(int op);
+/* Count one call made with variant v of an op (chosen earlier); v. */
+const dn_variant *dn_count(int op, const dn_variant *v);
 long dn_variant_calls(int op, int i);
 /* Force the named variant of an op (NULL: back to the automatic choice);
  * -1 when it is not built or cannot run on this CPU. */

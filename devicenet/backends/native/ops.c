@@ -304,6 +304,128 @@ static int check_gemm(step_t *s)
     return 0;
 }
 
+/* ---- devicenet's own GEMM on packed weights (gemm.h) ------------------------ */
+
+#define PK(f) offsetof(dn_f32_gemm_pack_args, f)
+static const dn_arg f32_gemm_pack_args[] = {
+    {"w", ARG_IN, PK(w)}, {"bias", ARG_OPT, PK(bias), 1}, {"packed", ARG_OUT, PK(packed)},
+    {"k", ARG_SIZE, PK(k)}, {"n", ARG_SIZE, PK(n)}, {NULL},
+};
+
+static void f32_gemm_pack_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_f32_gemm_pack_args *a = j->args;
+    const dn_variant *rv = (const dn_variant *)j->fn;
+    (void)t;
+    dn_f32_gemm_pack_tagged(a->w, a->bias, (size_t)a->k, (size_t)a->n,
+                            (int)(rv - dn_op_variant(DN_OP_F32_GEMM, 0)),
+                            dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn), a->packed);
+}
+
+static void one_task(dn_job *j, ptrdiff_t threads)
+{
+    (void)threads;
+    dn_split(j, 1, 1, 1);
+}
+
+static int f32_gemm_sizes(ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const char *name)
+{
+    if (m < 0 || k < 1 || n < 1 || too_big(m, k, 1) || too_big(k + 1, n + DN_GEMM_MAX_NR, 1)
+            || too_big(m, n, 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: bad sizes", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Floats of weights (k, n) packed for v, header included. */
+static ptrdiff_t packed_floats(const dn_f32_gemm_variant *v, ptrdiff_t k, ptrdiff_t n)
+{
+    return DN_GEMM_HEADER + (ptrdiff_t)dn_f32_gemm_packed_floats((size_t)k, (size_t)n, v->nr);
+}
+
+static int check_f32_gemm_pack(step_t *s)
+{
+    dn_f32_gemm_pack_args *a = &s->args.f32_gemm_pack;
+    const dn_variant *rv = dn_selected(DN_OP_F32_GEMM);
+    if (f32_gemm_sizes(0, a->k, a->n, "f32_gemm_pack") < 0 || floats(s, "w", a->k * a->n) < 0
+            || floats(s, "bias", a->n) < 0
+            || floats(s, "packed", packed_floats(dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn), a->k, a->n)) < 0)
+        return -1;
+    s->job.task = f32_gemm_pack_task;
+    s->job.args = &s->args;
+    s->job.fn = (dn_fn)rv;  /* the registry row: the header records its index */
+    s->split = one_task;
+    s->worth = 0;
+    return 0;
+}
+
+#define FG(f) offsetof(dn_f32_gemm_args, f)
+static const dn_arg f32_gemm_args[] = {
+    {"a", ARG_IN, FG(a)}, {"packed", ARG_IN, FG(packed)}, {"y", ARG_OUT, FG(y)}, {"m", ARG_SIZE, FG(m)},
+    {"k", ARG_SIZE, FG(k)}, {"n", ARG_SIZE, FG(n)}, {"lda", ARG_SIZE, FG(lda)}, {"ldc", ARG_SIZE, FG(ldc)},
+    CLIP_ARGS(dn_f32_gemm_args), {NULL},
+};
+
+static void f32_gemm_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_f32_gemm_args *a = j->args;
+    const float *w = a->packed + DN_GEMM_HEADER;
+    ptrdiff_t lo, hi;
+    if (j->across) {
+        share(j, t, a->n, &lo, &hi);
+        dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
+                          0, (size_t)a->m, (size_t)lo, (size_t)hi, a->lo, a->hi);
+    } else {
+        share(j, t, a->m, &lo, &hi);
+        dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
+                          (size_t)lo, (size_t)hi, 0, (size_t)a->n, a->lo, a->hi);
+    }
+}
+
+/* As gemm_split, in whole register tiles: bands of mr rows, or of nr
+ * columns (a panel is never split). */
+static void f32_gemm_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_f32_gemm_args *a = j->args;
+    if ((j->across = threads > 1 && a->m < 64 * threads && a->n >= 64 * threads))
+        split_even(j, a->n, threads, 2, a->v->nr);
+    else
+        split_even(j, a->m, threads, 2, a->v->mr);
+}
+
+static int check_f32_gemm(step_t *s)
+{
+    dn_f32_gemm_args *a = &s->args.f32_gemm;
+    if (f32_gemm_sizes(a->m, a->k, a->n, "f32_gemm") < 0)
+        return -1;
+    if (a->lda < a->k || a->ldc < a->n || too_big(a->m, a->lda, 1) || too_big(a->m, a->ldc, 1)) {
+        PyErr_SetString(PyExc_ValueError, "f32_gemm: bad strides");
+        return -1;
+    }
+    /* rows of a and y: the last one need not be whole */
+    const ptrdiff_t a_len = a->m ? (a->m - 1) * a->lda + a->k : 0, y_len = a->m ? (a->m - 1) * a->ldc + a->n : 0;
+    if (floats(s, "a", a_len) < 0 || floats(s, "y", y_len) < 0 || floats(s, "packed", DN_GEMM_HEADER) < 0)
+        return -1;
+    const Py_buffer *p = dn_step_buffer(s, "packed");
+    const int index = dn_f32_gemm_tag(a->packed, (size_t)(p->len / 4), (size_t)a->k, (size_t)a->n);
+    const dn_variant *rv = dn_op_variant(DN_OP_F32_GEMM, index);
+    a->v = rv ? dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn) : NULL;
+    if (!a->v || !dn_variant_available(rv)) {
+        PyErr_SetString(PyExc_ValueError, "f32_gemm: packed holds no weights of this k and n packed "
+                        "for this module and CPU (f32_gemm_pack)");
+        return -1;
+    }
+    if (floats(s, "packed", packed_floats(a->v, a->k, a->n)) < 0)
+        return -1;
+    s->job.task = f32_gemm_task;
+    s->job.args = &s->args;
+    s->job.fn = dn_count(DN_OP_F32_GEMM, rv)->fn;
+    s->split = f32_gemm_split;
+    s->worth = a->m * a->n * a->k >= 64 * MIN_SHARED;
+    return 0;
+}
+
 /* ---- dense layers on their stored integers -------------------------------- */
 
 #define Q(f) offsetof(dn_dense_q_args, f)
@@ -378,6 +500,14 @@ const dn_opdef dn_opdefs[] = {
      "values) may be None.  Through numpy's BLAS (use_blas), single-threaded\n"
      "inside each task.",
      gemm_args, check_gemm},
+    {"f32_gemm_pack", "Pack w (k, n) and bias (n values, or None) into packed for the\n"
+     "selected f32_gemm variant: float32, at least 16 + (k + 1) * n16 values, n16\n"
+     "being n rounded up to a multiple of 16.",
+     f32_gemm_pack_args, check_f32_gemm_pack},
+    {"f32_gemm", "y (m, n, rows ldc apart) = a (m, k, rows lda apart) @ w + bias,\n"
+     "clipped to [lo, hi], with w and bias as f32_gemm_pack packed them (for\n"
+     "the variant selected then, which runs).",
+     f32_gemm_args, check_f32_gemm},
     {"dense_q", "y (m, n) = x (m, k) @ (q * scales[:, None]).T + bias, clipped to\n"
      "[lo, hi], for integer weights q (n, k) (int8 or int16) and their float32\n"
      "per-row scales, read as stored; bias (n) may be None.",

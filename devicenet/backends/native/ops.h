@@ -7,7 +7,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include "native.h"
+#include "gemm.h"
 
 /* What a keyword argument is. */
 enum {
@@ -40,6 +40,8 @@ typedef struct step {
         dn_meanpool_args meanpool;
         dn_bias_act_args bias_act;
         dn_gemm_args gemm;
+        dn_f32_gemm_args f32_gemm;
+        dn_f32_gemm_pack_args f32_gemm_pack;
     } args;
     Py_buffer buf[MAX_BUFFERS];
     dn_job job;

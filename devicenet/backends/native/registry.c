@@ -6,7 +6,7 @@
  * table ends with the portable variant, which every CPU can run.  Adding a
  * variant is one row here and one file f32_<op>_<isa>.c.
  */
-#include "native.h"
+#include "gemm.h"
 
 #include <stdlib.h>
 
@@ -52,6 +52,19 @@ static const dn_variant gemm[] = {
     {"f32_gemm_blas", 0, FN(dn_f32_gemm_blas), dn_have_blas},
 };
 
+/* devicenet's own GEMM (gemm.h): its micro-kernels, on weights packed for
+ * the one selected when they were packed */
+static const dn_variant f32_gemm[] = {
+    X86({"f32_gemm_6x16_avx2fma", AVX2FMA, FN(dn_f32_gemm_6x16_avx2fma), NULL})
+    X86({"f32_gemm_4x8_sse2", DN_CPU_SSE2, FN(dn_f32_gemm_4x8_sse2), NULL})
+#if DN_NEON && defined(__aarch64__)
+    {"f32_gemm_8x8_neonfma", DN_CPU_NEON, FN(dn_f32_gemm_8x8_neonfma), NULL},
+#elif DN_NEON
+    {"f32_gemm_4x8_neon", DN_CPU_NEON, FN(dn_f32_gemm_4x8_neon), NULL},
+#endif
+    {"f32_gemm_4x4_scalar", 0, FN(dn_f32_gemm_4x4_scalar), NULL},
+};
+
 #define TABLE(name, t) {name, t, (int)(sizeof t / sizeof t[0])}
 
 static const struct {
@@ -67,6 +80,7 @@ static const struct {
     [DN_OP_MEANPOOL] = TABLE("mean_pool", meanpool),
     [DN_OP_BIAS_ACT] = TABLE("bias_act", bias_act),
     [DN_OP_GEMM] = TABLE("gemm", gemm),
+    [DN_OP_F32_GEMM] = TABLE("f32_gemm", f32_gemm),
 };
 
 #define MAX_VARIANTS 8
@@ -117,7 +131,11 @@ const dn_variant *dn_selected(int op)
 
 const dn_variant *dn_choose(int op)
 {
-    const dn_variant *v = dn_selected(op);
+    return dn_count(op, dn_selected(op));
+}
+
+const dn_variant *dn_count(int op, const dn_variant *v)
+{
     chosen[op][v - OPS[op].variants]++;
     return v;
 }
