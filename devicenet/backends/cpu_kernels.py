@@ -34,8 +34,11 @@ from .base import is_depthwise, plan_buffers
 
 try:
     from . import _native as NATIVE
-except ImportError:  # built without a C compiler: numpy does all the work
+except ImportError as e:  # built without a C compiler: numpy does all the work
     NATIVE = None
+    if "DEVICENET_KERNEL_ISA" in str(e):  # built, but told to use an instruction set it does not know
+        from . import warn
+        warn(f"{e}; the CPU backend uses numpy alone")
 if os.environ.get("DEVICENET_NATIVE", "1") == "0":
     NATIVE = None
 
