@@ -10,7 +10,7 @@ clamp, with row strides wider than the rows, on one to three threads.
 import numpy as np
 import pytest
 
-from devicenet.backends import cpu_kernels
+from devicenet.backends import cpu_gemm, cpu_kernels
 from devicenet.backends.cpu import CPUBackend
 from devicenet.graph import Graph, Node, Tensor
 
@@ -38,7 +38,7 @@ def run_gemm(a, w, bias, lo, hi, threads, lda_pad=0, ldc_pad=0):
     n = w.shape[1]
     ab = np.full((m, k + lda_pad), np.nan, np.float32)
     ab[:, :k] = a
-    packed = cpu_kernels.Packed(w, bias)
+    packed = cpu_gemm.Packed(w, bias)
     y = np.full((m, n + ldc_pad), -7.0, np.float32)
     native.f32_gemm(**packed.call(ab, y, "none", ldc=n + ldc_pad) | dict(lda=k + lda_pad, lo=lo, hi=hi),
                     threads=threads)
@@ -121,7 +121,7 @@ def test_the_weights_run_on_the_variant_they_were_packed_for():
     w = rng.normal(size=(20, 30)).astype(np.float32)
     native.force("f32_gemm", names[-1])
     try:
-        packed = cpu_kernels.Packed(w, None)
+        packed = cpu_gemm.Packed(w, None)
     finally:
         native.force("f32_gemm", None)
     before = {v[0]: v[4] for v in native.variants("f32_gemm")}
@@ -134,7 +134,7 @@ def test_the_weights_run_on_the_variant_they_were_packed_for():
 
 def test_bad_packed_weights_raise_instead_of_reading_out_of_bounds():
     w = np.ones((8, 10), np.float32)
-    packed = cpu_kernels.Packed(w, None)
+    packed = cpu_gemm.Packed(w, None)
     a, y = np.ones((4, 8), np.float32), np.empty((4, 10), np.float32)
     good = packed.call(a, y, "none")
     for bad in (dict(k=7, lda=7), dict(n=11, ldc=11), dict(packed=packed.data[:40]),
@@ -177,7 +177,7 @@ def test_cpu_backend_runs_its_gemms_on_the_own_gemm():
     for name in [v[0] for v in native.variants("f32_gemm") if v[3]]:
         native.force("f32_gemm", name)
         try:
-            if not cpu_kernels.own_gemm():
+            if not cpu_gemm.own_gemm():
                 pytest.skip("numpy's BLAS runs the GEMMs here")
             before = next(v[4] for v in native.variants("f32_gemm") if v[0] == name)
             for threads in (1, 2):

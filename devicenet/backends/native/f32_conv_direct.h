@@ -89,10 +89,12 @@ INLINE void direct_rows(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1, con
 }
 
 /* An RGB image through a 3x3 kernel gets its own unrolled loops. */
-void CONV_DIRECT(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1)
+void CONV_DIRECT(const dn_window_args *args, ptrdiff_t r0, ptrdiff_t r1)
 {
-    if (a->g.kw == 3 && a->g.c == 3)
-        direct_rows(a, r0, r1, 3, 3);
+    /* a copy the outputs cannot alias: its fields stay in registers */
+    const dn_window_args a = *args;
+    if (a.g.kw == 3 && a.g.c == 3)
+        direct_rows(&a, r0, r1, 3, 3);
     else
-        direct_rows(a, r0, r1, a->g.kw, a->g.c);
+        direct_rows(&a, r0, r1, a.g.kw, a.g.c);
 }

@@ -100,17 +100,19 @@ INLINE void rows(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t 
 }
 
 /* The common kernel sizes and strides get their own unrolled loops. */
-void DWCONV(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t k1)
+void DWCONV(const dn_window_args *args, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t k1)
 {
-    const ptrdiff_t kw = a->g.kw, sw = a->g.sw;
+    /* a copy the outputs cannot alias: its fields stay in registers */
+    const dn_window_args a = *args;
+    const ptrdiff_t kw = a.g.kw, sw = a.g.sw;
     if (kw == 3 && sw == 1)
-        rows(a, r0, r1, k0, k1, 3, 1);
+        rows(&a, r0, r1, k0, k1, 3, 1);
     else if (kw == 3 && sw == 2)
-        rows(a, r0, r1, k0, k1, 3, 2);
+        rows(&a, r0, r1, k0, k1, 3, 2);
     else if (kw == 5 && sw == 1)
-        rows(a, r0, r1, k0, k1, 5, 1);
+        rows(&a, r0, r1, k0, k1, 5, 1);
     else if (kw == 5 && sw == 2)
-        rows(a, r0, r1, k0, k1, 5, 2);
+        rows(&a, r0, r1, k0, k1, 5, 2);
     else
-        rows(a, r0, r1, k0, k1, kw, sw);
+        rows(&a, r0, r1, k0, k1, kw, sw);
 }

@@ -40,8 +40,11 @@
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define DN_X86 1
 #endif
+/* NEON variants on every hard-float ARM build, ARMv6 ones included:
+ * Raspberry Pi OS's 32-bit userland is built for ARMv6 and runs on
+ * ARMv7 and ARMv8 boards with NEON as well as on ARMv6 ones without. */
 #if defined(__aarch64__) || (defined(__arm__) && defined(__GNUC__) && defined(__ARM_ARCH) \
-                             && __ARM_ARCH >= 7 && !defined(__SOFTFP__))
+                             && __ARM_ARCH >= 6 && !defined(__SOFTFP__))
 #define DN_NEON 1
 #endif
 

@@ -2,13 +2,16 @@
  * GCC puts ARMv7 float arithmetic on NEON only when told to, through
  * intrinsics or -funsafe-math-optimizations (NEON flushes denormals to
  * zero), and we want neither that flag nor a build that needs NEON to
- * load.  On ARMv7 the file enables NEON for itself, so a build with the
- * distribution's default flags (VFPv3 only) still holds these variants;
- * they run only where the CPU has NEON (cpu.c). */
+ * load.  On 32-bit ARM the file enables NEON for itself, so a build with
+ * the distribution's default flags (Debian: ARMv7 with VFPv3 only;
+ * Raspberry Pi OS: ARMv6) still holds these variants; they run only where
+ * the CPU has NEON (cpu.c). */
 #ifndef DEVICENET_VEC8_H
 #define DEVICENET_VEC8_H
 
-#if defined(__arm__) && !defined(__ARM_NEON)
+#if defined(__arm__) && !defined(__ARM_NEON) && __ARM_ARCH < 7
+#pragma GCC target("arch=armv7-a,fpu=neon")  /* NEON came with ARMv7 */
+#elif defined(__arm__) && !defined(__ARM_NEON)
 #pragma GCC target("fpu=neon")
 #endif
 #include <arm_neon.h>
