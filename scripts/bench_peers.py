@@ -500,12 +500,12 @@ def reference_sgemm():
 
 def gemm_worker(args):
     """Time the three GEMMs on Lite0's shapes (one BLAS thread); print JSON."""
-    from devicenet.backends import cpu_kernels
-    native = cpu_kernels.NATIVE
+    from devicenet.backends import cpu_gemm
+    native = cpu_gemm.NATIVE
     rng = np.random.default_rng(0)
     runs = {}
     if native is not None:
-        runs[cpu_kernels.own_gemm_variant()] = lambda a, p, w, y: native.f32_gemm(**p.call(a, y, "relu6"))
+        runs[cpu_gemm.own_gemm_variant()] = lambda a, p, w, y: native.f32_gemm(**p.call(a, y, "relu6"))
     runs["numpy"] = lambda a, p, w, y: np.matmul(a, w, out=y)
     ref = reference_sgemm()
     if ref:
@@ -515,7 +515,7 @@ def gemm_worker(args):
         a = rng.normal(size=(m, k)).astype(np.float32)
         w = rng.normal(size=(k, n)).astype(np.float32)
         bias = rng.normal(size=n).astype(np.float32)
-        data.append((a, cpu_kernels.Packed(w, bias) if native is not None else None, w,
+        data.append((a, cpu_gemm.Packed(w, bias) if native is not None else None, w,
                      np.empty((m, n), np.float32)))
     times = {name: [[] for _ in data] for name in runs}
     for _ in range(args.rounds):
@@ -532,7 +532,7 @@ def gemm_worker(args):
 def gemm(args):
     """Print per-shape and total GEMM times of a gemm_worker process."""
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--gemm-worker", "--rounds", str(args.rounds)],
-                         env=thread_env(1), check=True, capture_output=True, text=True).stdout
+                         env=thread_env(1), check=True, stdout=subprocess.PIPE, text=True).stdout
     doc = json.loads(out.strip().splitlines()[-1])
     names = list(doc["median_ms"])
     print("GEMM, 1 thread, ms (median of %d):" % args.rounds)
