@@ -28,6 +28,7 @@ static inline void rows(const size_t MR, const size_t NV, size_t nr_, size_t kc,
         ar[i] = a + i * lda;
     }
     w += NR;
+#pragma GCC unroll 4  /* (4% over Lite0's GEMMs: less loop overhead per 12 FMAs) */
     for (size_t p = 0; p < kc; p++, w += NR) {
         __m256 b0 = _mm256_loadu_ps(w), b1 = NV == 2 ? _mm256_loadu_ps(w + 8) : b0;
 #pragma GCC unroll 6
