@@ -132,6 +132,17 @@ def test_the_weights_run_on_the_variant_they_were_packed_for():
     np.testing.assert_allclose(y, a @ w, rtol=1e-4, atol=1e-4)
 
 
+def test_weights_pack_the_same_from_either_layout():
+    rng = np.random.default_rng(7)
+    for k, n in [(1, 1), (5, 17), (33, 40), (130, 9)]:
+        w = rng.normal(size=(k, n)).astype(np.float32)
+        bias = rng.normal(size=n).astype(np.float32)
+        a, b = cpu_gemm.Packed(w, bias), cpu_gemm.Packed(wt=np.ascontiguousarray(w.T), bias=bias)
+        np.testing.assert_array_equal(a.data, b.data)
+    with pytest.raises(TypeError):
+        native.f32_gemm_pack(w=w, wt=w.T.copy(), bias=None, packed=a.data, k=k, n=n)
+
+
 def test_bad_packed_weights_raise_instead_of_reading_out_of_bounds():
     w = np.ones((8, 10), np.float32)
     packed = cpu_gemm.Packed(w, None)

@@ -49,17 +49,20 @@ def own_gemm():
 
 
 class Packed:
-    """Weights w (k, n) and a bias (n values, or None) packed for the
-    selected f32_gemm variant (``f32_gemm_pack``)."""
+    """Weights (k, n) and a bias (n values, or None) packed for the selected
+    f32_gemm variant (``f32_gemm_pack``): given as w (k, n), or as wt
+    (n, k), the transpose, which is how layers store them."""
 
     #: the header's floats and the widest panel of any variant (native/gemm.h)
     HEADER, MAX_NR = 16, 16
 
-    def __init__(self, w, bias):
-        self.k, self.n = w.shape
-        self.data = np.empty(self.HEADER + (self.k + 1) * -(-self.n // self.MAX_NR) * self.MAX_NR, np.float32)
-        NATIVE.f32_gemm_pack(w=np.ascontiguousarray(w, np.float32), bias=bias, packed=self.data,
-                             k=self.k, n=self.n)
+    def __init__(self, w=None, bias=None, wt=None):
+        given = dict(w=w) if wt is None else dict(wt=wt)
+        (name, m), = given.items()
+        m = np.ascontiguousarray(m, np.float32)
+        self.k, self.n = m.shape if wt is None else m.shape[::-1]
+        self.data = np.zeros(self.HEADER + (self.k + 1) * -(-self.n // self.MAX_NR) * self.MAX_NR, np.float32)
+        NATIVE.f32_gemm_pack(**{name: m}, bias=bias, packed=self.data, k=self.k, n=self.n)
 
     def call(self, a, y, act, ldc=None):
         """f32_gemm's arguments for y = act(a @ w + bias): a (m, k)
@@ -71,9 +74,9 @@ class Packed:
 
 def packed(weight, node, split):
     """The node's GEMM weights as ``Packed`` (a list), made once per plan
-    cache: ``split(w)`` cuts the decoded weight into (k, n) matrices, each
-    with its bias."""
-    return weight(lambda w: [Packed(m, b) for m, b in split(w)], "packed", own_gemm_variant(),
+    cache: ``split(w)`` cuts the decoded weight into transposed (n, k)
+    matrices, each with its bias."""
+    return weight(lambda w: [Packed(wt=m, bias=b) for m, b in split(w)], "packed", own_gemm_variant(),
                   node.params.get("bias"))
 
 
@@ -84,7 +87,7 @@ class PackedGemm(Kernel):
     op = "f32_gemm"
 
     def __init__(self, node, shape, weight, bias, impl):
-        self.wt = packed(weight, node, lambda w: [(w.reshape(w.shape[0], -1).T, bias)])[0]
+        self.wt = packed(weight, node, lambda w: [(w.reshape(w.shape[0], -1), bias)])[0]
         self.act, self.impl = node.attrs.get("activation", "none"), impl
 
     @classmethod
@@ -113,7 +116,7 @@ class PackedIm2col(_Im2col):
 
     def weights(self, node, weight, bias):
         co = self.co
-        return packed(weight, node, lambda w: [(wg.T, None if bias is None else bias[g * co:(g + 1) * co])
+        return packed(weight, node, lambda w: [(wg, None if bias is None else bias[g * co:(g + 1) * co])
                                                for g, wg in enumerate(w.reshape(self.groups, co, -1))])
 
     def gemm(self, g, a, y, part):

@@ -46,6 +46,11 @@ size_t dn_f32_gemm_packed_floats(size_t k, size_t n, int nr);
 /* Pack w (k, n, row-major) and bias (n values, or NULL for zeros) into
  * dn_f32_gemm_packed_floats(k, n, nr) floats. */
 void dn_f32_gemm_pack(const float *w, const float *bias, size_t k, size_t n, int nr, float *packed);
+/* The same for W[r, c] at w[r * k_stride + c * n_stride]: (n, 1) is W
+ * row-major, (1, k) its transpose (n, k) row-major, the layout in which
+ * layers store their weights (no transposed copy needed). */
+void dn_f32_gemm_pack_strided(const float *w, size_t k_stride, size_t n_stride, const float *bias,
+                              size_t k, size_t n, int nr, float *packed);
 
 /* Rows [r0, r1) and columns [c0, c1) of C (c0 a multiple of v->nr): one
  * task's share of a GEMM whose weights were packed for v->nr. */
@@ -127,8 +132,8 @@ const dn_f32_gemm_variant *dn_f32_gemm_variant_of(dn_f32_gemm_ukernel ukernel);
  * the registry variant the weights were packed for and (k, n), so that a
  * call checks it runs the matching micro-kernel on a matching matrix. */
 #define DN_GEMM_HEADER 16
-void dn_f32_gemm_pack_tagged(const float *w, const float *bias, size_t k, size_t n, int registry_index,
-                             const dn_f32_gemm_variant *v, float *out);
+void dn_f32_gemm_pack_tagged(const float *w, size_t k_stride, size_t n_stride, const float *bias,
+                             size_t k, size_t n, int registry_index, const dn_f32_gemm_variant *v, float *out);
 /* The registry index recorded in the header of a packed buffer of
  * ``floats`` floats, or -1 when there is none or it was packed for
  * another (k, n).  (The caller checks the size against the variant.) */
@@ -144,10 +149,10 @@ typedef struct {
     const dn_f32_gemm_variant *v;   /* the one the weights were packed for */
 } dn_f32_gemm_args;
 
-/* Pack w (k, n) and bias into packed (header included) for the selected
- * variant: the arguments of op "f32_gemm_pack". */
+/* Pack w (k, n) or wt (n, k) and bias into packed (header included) for
+ * the selected variant: the arguments of op "f32_gemm_pack". */
 typedef struct {
-    const float *w, *bias;
+    const float *w, *wt, *bias;
     float *packed;
     ptrdiff_t k, n;
 } dn_f32_gemm_pack_args;

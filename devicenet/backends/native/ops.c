@@ -308,7 +308,8 @@ static int check_gemm(step_t *s)
 
 #define PK(f) offsetof(dn_f32_gemm_pack_args, f)
 static const dn_arg f32_gemm_pack_args[] = {
-    {"w", ARG_IN, PK(w)}, {"bias", ARG_OPT, PK(bias), 1}, {"packed", ARG_OUT, PK(packed)},
+    {"w", ARG_OPT, PK(w), 1}, {"wt", ARG_OPT, PK(wt), 1}, {"bias", ARG_OPT, PK(bias), 1},
+    {"packed", ARG_OUT, PK(packed)},
     {"k", ARG_SIZE, PK(k)}, {"n", ARG_SIZE, PK(n)}, {NULL},
 };
 
@@ -317,7 +318,8 @@ static void f32_gemm_pack_task(const dn_job *j, ptrdiff_t t)
     const dn_f32_gemm_pack_args *a = j->args;
     const dn_variant *rv = (const dn_variant *)j->fn;
     (void)t;
-    dn_f32_gemm_pack_tagged(a->w, a->bias, (size_t)a->k, (size_t)a->n,
+    const size_t k = (size_t)a->k, n = (size_t)a->n;
+    dn_f32_gemm_pack_tagged(a->w ? a->w : a->wt, a->w ? n : 1, a->w ? 1 : k, a->bias, k, n,
                             (int)(rv - dn_op_variant(DN_OP_F32_GEMM, 0)),
                             dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn), a->packed);
 }
@@ -348,8 +350,12 @@ static int check_f32_gemm_pack(step_t *s)
 {
     dn_f32_gemm_pack_args *a = &s->args.f32_gemm_pack;
     const dn_variant *rv = dn_selected(DN_OP_F32_GEMM);
+    if (!a->w == !a->wt) {
+        PyErr_SetString(PyExc_TypeError, "f32_gemm_pack: give w (k, n) or wt (n, k)");
+        return -1;
+    }
     if (f32_gemm_sizes(0, a->k, a->n, "f32_gemm_pack") < 0 || floats(s, "w", a->k * a->n) < 0
-            || floats(s, "bias", a->n) < 0
+            || floats(s, "wt", a->k * a->n) < 0 || floats(s, "bias", a->n) < 0
             || floats(s, "packed", packed_floats(dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn), a->k, a->n)) < 0)
         return -1;
     s->job.task = f32_gemm_pack_task;
@@ -500,9 +506,9 @@ const dn_opdef dn_opdefs[] = {
      "values) may be None.  Through numpy's BLAS (use_blas), single-threaded\n"
      "inside each task.",
      gemm_args, check_gemm},
-    {"f32_gemm_pack", "Pack w (k, n) and bias (n values, or None) into packed for the\n"
-     "selected f32_gemm variant: float32, at least 16 + (k + 1) * n16 values, n16\n"
-     "being n rounded up to a multiple of 16.",
+    {"f32_gemm_pack", "Pack w (k, n), or its transpose wt (n, k), and bias (n values, or\n"
+     "None) into packed for the selected f32_gemm variant: float32, at least\n"
+     "16 + (k + 1) * n16 values, n16 being n rounded up to a multiple of 16.",
      f32_gemm_pack_args, check_f32_gemm_pack},
     {"f32_gemm", "y (m, n, rows ldc apart) = a (m, k, rows lda apart) @ w + bias,\n"
      "clipped to [lo, hi], with w and bias as f32_gemm_pack packed them (for\n"
