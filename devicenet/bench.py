@@ -111,8 +111,9 @@ def _input(model, image):
     return preprocess(open_image(image, draft_size(spec)), spec)[None]
 
 
-def _layer_table(profiles):
-    """Per-node median ms over the timed runs, with % of the total."""
+def _layer_table(profiles, variant_of=None):
+    """Per-node median ms over the timed runs, with % of the total (and,
+    with ``variant_of(node name)``, which code ran the node)."""
     per_node = defaultdict(list)
     first = profiles[0]
     for prof in profiles:
@@ -120,8 +121,11 @@ def _layer_table(profiles):
             per_node[node.name].append(seconds * 1e3)
     medians = [float(np.median(per_node[node.name])) for node, _, _ in first]
     total = sum(medians) or 1.0
-    return [{"name": node.name, "op": node.op, "shape": list(shape), "ms": ms, "percent": 100.0 * ms / total}
+    rows = [{"name": node.name, "op": node.op, "shape": list(shape), "ms": ms, "percent": 100.0 * ms / total}
             for (node, shape, _), ms in zip(first, medians)]
+    for row in rows if variant_of else ():
+        row["variant"] = variant_of(row["name"])
+    return rows
 
 
 def standing(profiles_by_name, net, median_ms):
@@ -176,6 +180,8 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         "backend": m.backend,
         # the CPU backend's kernels: "native" (compiled) or "numpy"
         "kernels": getattr(m._backend, "kernels", m.backend),
+        # and which variant of each op ran: {op: variant}
+        "variants": m._backend.variants() if hasattr(m._backend, "variants") else {},
         "model": model_name,
         "threads": threads or profile.threads or default_threads(),
         "residency": residency or profile.residency,
@@ -193,7 +199,7 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         "note": detection.note,
     }
     if layers:
-        result["layers"] = _layer_table(profiles)
+        result["layers"] = _layer_table(profiles, getattr(m._backend, "variant_of", None))
     return result
 
 
@@ -206,6 +212,7 @@ def report(r):
              f"port       {r['port']}" + (f"  ({r['note']})" if r.get("note") else ""),
              f"backend    {r['backend']}" + (f" ({r['kernels']} kernels)" if r.get("kernels", r["backend"]) != r["backend"] else "")
              + f", {r['threads']} threads, weights {r.get('residency', '?')}",
+             *([f"kernels    " + ", ".join(f"{op} {v}" for op, v in r["variants"].items())] if r.get("variants") else []),
              f"model      {r['model']}" + (f" (built in {r['build_ms']:.0f} ms)" if r.get("build_ms") else ""),
              f"load       {r['load_ms']:.1f} ms",
              f"first      {r['first_ms']:.1f} ms",
@@ -235,12 +242,13 @@ def report(r):
 def layer_lines(r):
     """The per-layer table, then the time per op kind."""
     rows = r.get("layers") or []
-    lines = [f"{'layer':22s} {'op':8s} {'output':18s} {'ms':>9s} {'%':>6s}"]
+    ran = any(row.get("variant") for row in rows)  # which code ran each layer, where known
+    lines = [f"{'layer':22s} {'op':8s} {'output':18s} {'ms':>9s} {'%':>6s}" + ("  variant" if ran else "")]
     by_op = defaultdict(float)
     for row in rows:
         by_op[row["op"]] += row["percent"]
         lines.append(f"{row['name'][:22]:22s} {row['op']:8s} {'x'.join(map(str, row['shape'])):18s} "
-                     f"{row['ms']:9.3f} {row['percent']:6.1f}")
+                     f"{row['ms']:9.3f} {row['percent']:6.1f}" + (f"  {row.get('variant') or '-'}" if ran else ""))
     lines.append("by op: " + ", ".join(f"{op} {p:.1f}%" for op, p in sorted(by_op.items(), key=lambda kv: -kv[1])))
     gemm = by_op.get("conv", 0.0) + by_op.get("dense", 0.0)
     lines.append(f"conv + dense (GEMM): {gemm:.1f}% of the time")

@@ -20,6 +20,13 @@ inference): wall time and peak RSS.  Folder: ``classify_many`` images per
 second against one over the inference latency.  Streamed: peak RSS of the
 AlexNet-shaped network run with streamed weights.
 
+GEMM (``--only gemm``): devicenet's own packed GEMM (the variant this CPU
+selects, bias and ReLU6 included), numpy's matmul (its BLAS, no bias) and
+the reference BLAS's cblas_sgemm (Debian's libblas3, where installed) on
+the shapes of Lite0's 1x1 convolutions, single-threaded, in one process,
+taking turns shape by shape; the best of three calls in each round, the
+median over rounds per shape, and totals.
+
 This is a benchmark, never a test: the numbers depend on the machine and
 on whatever else it is doing.
 """
@@ -456,16 +463,104 @@ def streamed(paths, args):
               f"({(rss - base) / f32:.0%} of its {f32:.0f} MiB float32 weights)")
 
 
+# --- GEMM: devicenet's own, numpy's BLAS, the reference BLAS ------------------
+
+REFERENCE_BLAS = "/usr/lib/{}-linux-gnu{}/blas/libblas.so.3"
+
+
+def lite0_gemm_shapes():
+    """(m, k, n) of each 1x1 convolution of the shipped Lite0 at batch 1."""
+    import devicenet
+    graph = devicenet.load().graph
+    shapes = graph.shapes()
+    out = []
+    for node in graph.nodes:
+        if node.op == "conv" and node.attrs.get("kernel") == [1, 1] and node.attrs.get("groups", 1) == 1:
+            n, h, w, c = shapes[node.inputs[0]]
+            out.append((n * h * w, c, shapes[node.outputs[0]][3]))
+    return out
+
+
+def reference_sgemm():
+    """The reference BLAS's cblas_sgemm through ctypes, or None."""
+    import ctypes
+    import platform
+    arch = {"armv7l": "arm"}.get(platform.machine(), platform.machine())
+    path = REFERENCE_BLAS.format(arch, "eabihf" if arch == "arm" else "")
+    if not os.path.exists(path):
+        return None
+    f = ctypes.CDLL(path).cblas_sgemm
+    i, p = ctypes.c_int, ctypes.c_void_p
+    f.argtypes = [i, i, i, i, i, i, ctypes.c_float, p, i, p, i, ctypes.c_float, p, i]
+
+    def sgemm(a, w, y):
+        (m, k), n = a.shape, w.shape[1]
+        f(101, 111, 111, m, n, k, 1.0, a.ctypes.data, k, w.ctypes.data, n, 0.0, y.ctypes.data, n)
+    return sgemm
+
+
+def gemm_worker(args):
+    """Time the three GEMMs on Lite0's shapes (one BLAS thread); print JSON."""
+    from devicenet.backends import cpu_gemm
+    native = cpu_gemm.NATIVE
+    rng = np.random.default_rng(0)
+    runs = {}
+    if native is not None:
+        runs[cpu_gemm.own_gemm_variant()] = lambda a, p, w, y: native.f32_gemm(**p.call(a, y, "relu6"))
+    runs["numpy"] = lambda a, p, w, y: np.matmul(a, w, out=y)
+    ref = reference_sgemm()
+    if ref:
+        runs["reference BLAS"] = lambda a, p, w, y: ref(a, w, y)
+    data = []
+    for m, k, n in lite0_gemm_shapes():
+        a = rng.normal(size=(m, k)).astype(np.float32)
+        w = rng.normal(size=(k, n)).astype(np.float32)
+        bias = rng.normal(size=n).astype(np.float32)
+        data.append((a, cpu_gemm.Packed(w, bias) if native is not None else None, w,
+                     np.empty((m, n), np.float32)))
+    times = {name: [[] for _ in data] for name in runs}
+    for _ in range(args.rounds):
+        for i, d in enumerate(data):
+            for name, f in runs.items():
+                f(*d)  # (in cache, as a layer's weights are after the first run)
+                best = np.inf
+                for _ in range(3):  # the best of three: a shared machine's pauses fall out
+                    t0 = time.perf_counter()
+                    f(*d)
+                    best = min(best, time.perf_counter() - t0)
+                times[name][i].append(best)
+    print(json.dumps({"shapes": lite0_gemm_shapes(),
+                      "median_ms": {k: [statistics.median(t) * 1e3 for t in v] for k, v in times.items()}}))
+
+
+def gemm(args):
+    """Print per-shape and total GEMM times of a gemm_worker process."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--gemm-worker", "--rounds", str(args.rounds)],
+                         env=thread_env(1), check=True, stdout=subprocess.PIPE, text=True).stdout
+    doc = json.loads(out.strip().splitlines()[-1])
+    names = list(doc["median_ms"])
+    print("GEMM, 1 thread, ms (median over %d rounds of the best of 3):" % args.rounds)
+    print(f"{'m':>6} {'k':>5} {'n':>5}  " + "  ".join(f"{n:>22}" for n in names))
+    for i, (m, k, n) in enumerate(doc["shapes"]):
+        print(f"{m:6d} {k:5d} {n:5d}  " + "  ".join(f"{doc['median_ms'][x][i]:22.3f}" for x in names))
+    total = {x: sum(v) for x, v in doc["median_ms"].items()}
+    print(f"{'total':>18}  " + "  ".join(f"{total[x]:22.2f}" for x in names))
+    own = names[0]
+    for x in names[1:]:
+        print(f"{own} takes {total[own] / total[x]:.2f}x the time of {x} ({total[x] / total[own]:.2f}x its speed)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nets", default="lite0,alexnet")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=10, help="runs per runtime per round")
-    ap.add_argument("--only", choices=("latency", "cold", "folder", "streamed"))
+    ap.add_argument("--only", choices=("latency", "cold", "folder", "streamed", "gemm"))
     ap.add_argument("--layers", action="store_true", help="also print devicenet's per-layer profile")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "devicenet-bench"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--gemm-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--net", help=argparse.SUPPRESS)
     ap.add_argument("--dnet", help=argparse.SUPPRESS)
     ap.add_argument("--onnx", help=argparse.SUPPRESS)
@@ -473,6 +568,10 @@ def main():
     if args.worker:
         args.threads = int(args.threads)
         return worker(args)
+    if args.gemm_worker:
+        return gemm_worker(args)
+    if args.only == "gemm":
+        return gemm(args)
     args.threads = [int(t) for t in args.threads.split(",")]
     os.makedirs(args.workdir, exist_ok=True)
     nets = args.nets.split(",")

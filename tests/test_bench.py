@@ -188,5 +188,7 @@ def test_benchmark_alexnet_streamed_on_a_streaming_board(x86_env):
     assert s["residency"] == "streamed" and r["residency"] == "resident"
     assert s["model"] == "alexnet" and s["port"] == "beaglebone-black" and s["threads"] == 1
     assert s["prediction"]["label"] == r["prediction"]["label"]
-    assert math.isclose(s["prediction"]["probability"], r["prediction"]["probability"], rel_tol=1e-5)
+    # (streamed layers multiply through numpy's BLAS, resident ones through
+    # the compiled GEMM: float32 sums in two orders)
+    assert math.isclose(s["prediction"]["probability"], r["prediction"]["probability"], rel_tol=1e-4)
     assert {ref["port"] for ref in s["reference"]} >= {"raspberry-pi-2", "beaglebone-black", "jetson-tk1"}

@@ -5,7 +5,7 @@ import pytest
 
 from devicenet import format as dnet
 from devicenet.backends import cpu_kernels
-from devicenet.backends.base import Backend, is_depthwise
+from devicenet.backends.base import Backend, is_depthwise, last_uses, plan_buffers
 from devicenet.backends.cpu import CPUBackend
 from devicenet.convert.builder import Builder
 
@@ -56,6 +56,28 @@ def test_planned_run_matches_op_table(threads, batch, kernels):
     for _ in range(2):  # the second run reuses the arena
         got = be.run(x)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_backend_says_which_variant_ran_each_op(native):
+    if native and cpu_kernels.NATIVE is None:
+        pytest.skip("the compiled kernels are not built")
+    g = conv_net()
+    be = CPUBackend(g, threads=2, native=native)
+    assert be.variants() == {}  # no plan yet
+    be.run(np.ones((1,) + g.input_shape[1:], np.float32))
+    ran = be.variants()
+    # GEMMs: devicenet's own (f32_gemm) or through numpy's BLAS (gemm)
+    assert {"depthwise", "add"} <= set(ran) and {"gemm", "f32_gemm"} & set(ran)
+    if not native:
+        assert set(ran.values()) == {"numpy"}
+        return
+    lib = cpu_kernels.NATIVE
+    for op, name in ran.items():
+        if op != "gemm" or cpu_kernels.native_gemm():
+            assert [v[0] for v in lib.variants(op) if v[2]] == [name]
+    depthwise = next(n.name for n in g.nodes if n.attrs.get("groups", 1) > 2)
+    assert be.variant_of(depthwise) == ran["depthwise"] and be.variant_of("no such node") is None
 
 
 def test_plan_is_made_once_per_input_shape():
@@ -136,3 +158,33 @@ def test_alexnet_shape_planned_and_streamed_match():
 ])
 def test_is_depthwise(groups, channels, weight_shape, want):
     assert is_depthwise(groups, channels, weight_shape) is want
+
+
+@pytest.mark.parametrize("own_ends", [False, True])
+def test_shared_buffer_plan_never_gives_live_values_one_buffer(own_ends, shipped_model):
+    """The planner the CPU and OpenCL backends share: two values whose
+    lives overlap never share a buffer, views share their root's, and every
+    buffer is big enough."""
+    for g in (conv_net(), dnet.load(shipped_model)):
+        shapes = g.shapes(2)
+        aliased = {i for i, node in enumerate(g.nodes) if node.op == "flatten"}
+        plan = plan_buffers(g, shapes, lambda i: i in aliased, own_ends=own_ends)
+        born = {g.input_name: -1}
+        born.update((node.outputs[0], i) for i, node in enumerate(g.nodes))
+        root = {}
+        for i in sorted(aliased):
+            node = g.nodes[i]
+            root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
+        ends = last_uses(g.nodes)
+        for name, r in root.items():
+            ends[r] = max(ends.get(r, -1), ends.get(name, -1))
+        ends[root.get(g.output_name, g.output_name)] = len(g.nodes)  # kept by the caller
+        owners = [n for n in born if n not in root and n in plan.where]
+        assert (g.input_name in plan.where) == own_ends and (g.output_name in plan.where) == own_ends
+        for a in owners:
+            assert plan.sizes[plan.where[a]] >= np.prod(shapes[a])
+            for b in owners:
+                overlap = born[a] <= ends.get(b, born[b]) and born[b] <= ends.get(a, born[a])
+                assert a == b or not overlap or plan.where[a] != plan.where[b], (a, b)
+        for name, r in root.items():
+            assert plan.where.get(name) == plan.where.get(r)

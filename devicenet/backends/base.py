@@ -1,6 +1,9 @@
-"""The interface every backend implements."""
+"""The interface every backend implements, and the buffer planning the
+backends that run whole graphs share."""
 
+import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,6 +18,83 @@ def last_uses(nodes, start=0):
         for name in node.inputs:
             last[name] = i
     return last
+
+
+class Arena:
+    """Buffers handed out and taken back in plan order, by size (in
+    elements): a buffer is reused by a later value once every reader of its
+    value has run.  Only sizes are planned; the backend makes the buffers."""
+
+    def __init__(self):
+        self.sizes, self.free = [], []
+
+    def take(self, size):
+        fits = [i for i in self.free if self.sizes[i] >= size]
+        if fits:
+            i = min(fits, key=lambda k: self.sizes[k])
+            self.free.remove(i)
+        elif self.free:  # grow the largest free buffer rather than add one
+            i = max(self.free, key=lambda k: self.sizes[k])
+            self.free.remove(i)
+            self.sizes[i] = size
+        else:
+            i = len(self.sizes)
+            self.sizes.append(size)
+        return i
+
+    def give(self, i):
+        self.free.append(i)
+
+
+class BufferPlan(NamedTuple):
+    """Where a graph's values live (``plan_buffers``)."""
+
+    #: per node: (output slot or None, scratch slots, values to drop after it)
+    steps: list
+    #: value -> slot of the buffer it lives in (a view's: its root's)
+    where: dict
+    #: slot sizes, in elements
+    sizes: list
+
+
+def plan_buffers(graph, shapes, aliased, temps=lambda i: (), own_ends=False):
+    """One arena for a graph's values, each buffer reused once its value is
+    dead.  ``aliased(i)``: node i's output is a view of its first input, so
+    that input's buffer lives as long as the view.  ``temps(i)``: the sizes
+    of node i's scratch buffers (0 for none), free again after it.  With
+    ``own_ends`` the graph's input and output get buffers of the arena too
+    (a device uploads into and downloads from them); without, the caller
+    holds them."""
+    nodes = graph.nodes
+    last = last_uses(nodes)
+    root = {}  # value -> the value whose buffer it views
+    for i, node in enumerate(nodes):
+        if aliased(i) and node.inputs:
+            root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
+    live = dict(last)  # a buffer lives until the last use of any view of it
+    for name, r in root.items():
+        live[r] = max(live.get(r, -1), live.get(name, -1))
+    # The caller keeps the graph's output, and so whatever buffer it views.
+    kept = {graph.output_name, root.get(graph.output_name, graph.output_name)}
+    arena, where, steps = Arena(), {}, []
+    if own_ends:
+        where[graph.input_name] = arena.take(math.prod(shapes[graph.input_name]))
+    for i, node in enumerate(nodes):
+        name = node.outputs[0]
+        out = None
+        if not aliased(i) and (own_ends or name not in kept):
+            out = where[name] = arena.take(math.prod(shapes[name]))
+        scratch = [arena.take(t) if t else None for t in temps(i)]
+        for t in scratch:
+            if t is not None:
+                arena.give(t)
+        drop = [n for n in node.inputs if last.get(n) == i and n != graph.output_name]
+        for r in set(root.get(n, n) for n in drop):
+            if live.get(r) == i and r in where and r not in kept:
+                arena.give(where[r])
+        steps.append((out, scratch, drop))
+    where.update((name, where[r]) for name, r in root.items() if r in where)
+    return BufferPlan(steps, where, arena.sizes)
 
 
 def is_depthwise(groups, channels, weight_shape):

@@ -10,11 +10,13 @@ padded input.  No op loops in Python over pixels or channels.
 ``CPUBackend.run`` executes a plan made once per input shape instead
 (``cpu_kernels``): kernels prepared for each node (weights decoded once
 into the layout they are used in) write into the buffers of an arena
-planned from the graph's liveness.  Where the compiled kernels are built
-(``native/``) they run depthwise and direct convolutions, dense layers on
-the stored integers, and every GEMM through numpy's own BLAS, split among
-their thread team; without them, numpy does all of it in cache-sized row
-bands shared among a small thread pool (docs/PERFORMANCE.md).
+planned from the graph's liveness.  The kernels come from one of two
+implementations: where the compiled kernels are built (``native/``,
+``cpu_native``) they run depthwise and direct convolutions, dense layers
+on the stored integers, and every GEMM through numpy's own BLAS, split
+among their thread team, each op by the variant chosen for this CPU;
+without them, numpy does all of it in cache-sized row bands shared among a
+small thread pool (docs/PERFORMANCE.md).
 """
 
 import math
@@ -23,7 +25,6 @@ import time
 import numpy as np
 
 from ..graph import Tensor, window
-from ..threads import default_threads, set_blas_threads
 from . import cpu_kernels
 from .base import Backend, is_depthwise
 from .cpu_kernels import activate as _activate
@@ -228,27 +229,36 @@ class CPUBackend(Backend):
     def __init__(self, graph, threads=None, residency="resident", native=True, **_):
         super().__init__(graph, threads, residency)
         self._decoded, self._prepared, self._plans = {}, {}, {}
-        self._pool = None
-        self._native = cpu_kernels.NATIVE if native else None
-        self._threads = n = threads or default_threads()  # None: every core, as BLAS would take
-        self._team = cpu_kernels.Threads(n)
-        if self._native is not None:
-            # The compiled kernels' thread team splits every layer, GEMMs
-            # included, with BLAS single-threaded inside; where they cannot
-            # call the BLAS, BLAS threads its GEMMs itself.  Either waits
-            # for work spinning briefly, where handing work to a Python pool
-            # costs as much as a small layer takes.
-            set_blas_threads(1 if cpu_kernels.native_gemm() else n)
+        team = cpu_kernels.Threads(threads)  # None: every core, as BLAS would take
+        module = cpu_kernels.NATIVE if native else None
+        if module is not None:
+            from .cpu_native import Compiled
+            self._impl = Compiled(module, team)
         else:
-            set_blas_threads(1)
-            if n > 1:
-                from concurrent.futures import ThreadPoolExecutor
-                self._pool = ThreadPoolExecutor(n - 1, thread_name_prefix="devicenet-cpu")
+            self._impl = cpu_kernels.Numpy(team)
 
     @property
     def kernels(self):
-        """Which planned kernels run: "native" (compiled) or "numpy"."""
-        return "numpy" if self._native is None else "native"
+        """Which implementation's kernels run: "native" (compiled) or "numpy"."""
+        return self._impl.name
+
+    def variants(self):
+        """Which code runs each kind of op of the plans made so far: {op:
+        variant}, e.g. {"depthwise": "f32_dwconv_4x16_avx2fma"} ("numpy"
+        where numpy does)."""
+        ops = {s.kernel.op for steps, _, _ in self._plans.values() for s in steps
+               if s.kernel is not None and s.kernel.op != "?"}
+        return self._impl.variants(sorted(ops))
+
+    def variant_of(self, node_name):
+        """Which code ran a node in the last plan made (None: the plain op
+        function)."""
+        for steps, _, _ in reversed(list(self._plans.values())):
+            for s in steps:
+                if s.node.name == node_name:
+                    op = getattr(s.kernel, "op", "?")
+                    return None if op == "?" else self._impl.variant(op)
+        return None
 
     def _param(self, tname):
         if self.residency == "streamed":
@@ -292,12 +302,9 @@ class CPUBackend(Backend):
             weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
             bias = self._param(node.params["bias"]) if "bias" in node.params else None
             in_shape = shapes[node.inputs[0]]
-            k = None
-            if self.residency == "resident" or weight is None:
-                k = cpu_kernels.kernel(node, in_shape, weight, bias, self._pool, self._native, self._team)
-            else:  # streamed, unless a kernel reads the stored weights as they are
-                k = cpu_kernels.stored_kernel(node, in_shape, weight, bias, self._native, self._team)
-            kernels.append(k)
+            # streamed: only a kernel that reads the stored weights as they are
+            stored = self.residency == "streamed" and weight is not None
+            kernels.append(cpu_kernels.kernel(node, in_shape, weight, bias, self._impl, stored=stored))
         cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
         steps, sizes = cpu_kernels.plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]
@@ -307,7 +314,7 @@ class CPUBackend(Backend):
         # Runs of compiled steps become programs that go from layer to layer
         # without coming back to Python (and without re-checking arguments).
         input_buffer = np.empty(shape, np.float32)
-        programs = cpu_kernels.programs(self.graph, steps, input_buffer, self._native)
+        programs = cpu_kernels.programs(self.graph, steps, input_buffer, self._impl.module)
         if len(self._plans) >= self.PLANS:
             self._plans.pop(next(iter(self._plans)))
         plan = self._plans[shape] = (steps, programs, input_buffer)
@@ -335,7 +342,7 @@ class CPUBackend(Backend):
             if program is not None:
                 if program.reads_input:
                     np.copyto(input_buffer, x)
-                self._native.run_program(program.program, self._team.n)
+                self._impl.run_program(program.program)
                 for step in steps[i:program.last + 1]:
                     values[step.node.outputs[0]] = step.out
                     for n in step.drop:

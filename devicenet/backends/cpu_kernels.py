@@ -7,9 +7,15 @@ output in place.  ``temps`` lists the scratch sizes (float32 elements) it
 needs.  ``plan`` assigns every output and scratch buffer a slot of one
 arena, reused along the graph as values die (docs/PERFORMANCE.md).
 
-A kernel of the compiled path may also ``bind`` itself to fixed buffers:
+Kernels come from one of two implementations behind the same selection
+(``kernel``): ``Numpy`` here, numpy's work shared among a pool of threads,
+and ``cpu_native.Compiled``, the compiled kernels (``native/``) and their
+thread team.  Each maps kinds of kernel (``"gemm"``, ``"depthwise"``, ...)
+to classes; a kind it lacks falls through to the next candidate.
+
+A compiled kernel may also ``bind`` itself to fixed buffers:
 ``bind(inputs, out, temps)`` returns the compiled calls it makes, as
-``(name, args)`` pairs, or None.  ``programs`` turns runs of bound steps
+``(name, kwargs)`` pairs, or None.  ``programs`` turns runs of bound steps
 into compiled programs that go from layer to layer without returning to
 Python.
 """
@@ -23,13 +29,16 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, window
-from ..threads import busy_threads, cblas_address
-from .base import is_depthwise, last_uses
+from ..threads import busy_threads, cblas_address, default_threads, set_blas_threads
+from .base import is_depthwise, plan_buffers
 
 try:
     from . import _native as NATIVE
-except ImportError:  # built without a C compiler: numpy does all the work
+except ImportError as e:  # built without a C compiler: numpy does all the work
     NATIVE = None
+    if "DEVICENET_KERNEL_ISA" in str(e):  # built, but told to use an instruction set it does not know
+        from . import warn
+        warn(f"{e}; the CPU backend uses numpy alone")
 if os.environ.get("DEVICENET_NATIVE", "1") == "0":
     NATIVE = None
 
@@ -40,7 +49,7 @@ def native_gemm():
     own BLAS, single-threaded inside their thread team): the BLAS functions
     were found and give the right answers on small products."""
     # Passing the BLAS's integers as long relies on how Linux's calling
-    # conventions lay arguments out (native/dense.c); elsewhere numpy's
+    # conventions lay arguments out (native/f32_gemm_blas.c); elsewhere numpy's
     # matmul does the GEMMs.
     if NATIVE is None or not sys.platform.startswith("linux"):
         return False
@@ -53,7 +62,7 @@ def native_gemm():
     for m in (5, 1):  # sgemm, and sgemv for a single row
         a = np.sin(np.arange(7 * m, dtype=np.float32)).reshape(m, 7)
         y = np.empty((m, 3), np.float32)
-        NATIVE.gemm(a, b, y, m, 7, 3, None, -np.inf, np.inf)
+        NATIVE.gemm(a=a, b=b, y=y, m=m, k=7, n=3)
         if not np.allclose(y, a @ b, rtol=1e-5, atol=1e-5):
             NATIVE.use_blas(0, 0)
             return False
@@ -70,20 +79,17 @@ def activate(y, name):
     return y
 
 
-def _width(pool):
-    """How many bands run at once: the pool's threads and the caller's."""
-    return 1 if pool is None else pool._max_workers + 1
-
-
 class Threads:
-    """How many threads the compiled kernels use: the backend's count, less
-    the process's threads busy beside inference (``threads.working_alongside``:
-    a folder's photo decoder keeps a core for itself)."""
+    """How many threads a backend's kernels use: the count it was given
+    (every core by default), less, for the compiled kernels, the process's
+    threads busy beside inference (``threads.working_alongside``: a
+    folder's photo decoder keeps a core for itself).  The one place that
+    count lives."""
 
     __slots__ = ("wanted",)
 
-    def __init__(self, wanted=1):
-        self.wanted = wanted
+    def __init__(self, wanted=None):
+        self.wanted = wanted or default_threads()
 
     @property
     def n(self):
@@ -91,34 +97,65 @@ class Threads:
 
 
 def bounds(act):
-    """An activation's clipping bounds as two floats (infinite where open)."""
+    """An activation's clipping bounds as the compiled kernels' ``lo`` and
+    ``hi`` arguments (infinite where open)."""
     lo, hi = ACTIVATIONS[act]
-    return (-np.inf if lo is None else lo, np.inf if hi is None else hi)
+    return {"lo": -np.inf if lo is None else lo, "hi": np.inf if hi is None else hi}
 
 
-def _gemm(a, wt, y, bias, act, pool, native=None, threads=None):
-    """y = act(a @ wt + bias).  With the compiled kernels, they run the
-    GEMM in their thread team with bias and activation added by each
-    thread to its share (or, where they cannot reach the BLAS, BLAS
-    threads the GEMM and one compiled pass adds the rest).  Without them, in
-    bands of rows shared among the pool's threads; each band adds bias and
-    activation while it is still in cache."""
-    if native is not None:
-        if native_gemm():
-            native.gemm(a, wt, y, a.shape[0], a.shape[1], wt.shape[1], bias, *bounds(act), threads.n)
-            return
-        np.matmul(a, wt, out=y)
-        if bias is not None or act != "none":
-            native.bias_act(y, y.shape[1], bias, *bounds(act), threads.n)
-        return
+class Kernel:
+    """What every planned kernel has: the kind of op it computes (as the
+    implementations' tables and the compiled registry name it) and, by
+    default, no scratch buffers and no say in where it applies."""
 
-    def band(i, r0, r1):
-        yb = y[r0:r1]
-        np.matmul(a[r0:r1], wt, out=yb)
-        if bias is not None:
-            yb += bias
-        activate(yb, act)
-    _parallel(band, a.shape[0], pool, min_rows=16)
+    op = "?"
+    temps = ()
+
+    @classmethod
+    def suits(cls, node, shape, weight):
+        """Whether this kernel computes ``node`` (beyond its kind)."""
+        return True
+
+
+class Numpy:
+    """The numpy implementation: numpy does every kernel's work, layers
+    shared in bands of rows among a small pool of threads (BLAS kept to one
+    thread)."""
+
+    name = "numpy"
+    module = None  # no compiled programs
+
+    def __init__(self, threads):
+        self.threads = threads
+        set_blas_threads(1)
+        self.pool = None
+        if threads.wanted > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(threads.wanted - 1, thread_name_prefix="devicenet-cpu")
+
+    @property
+    def width(self):
+        """How many bands run at once: the pool's threads and the caller's."""
+        return self.threads.wanted
+
+    def gemm(self, a, wt, y, bias, act):
+        """y = act(a @ wt + bias), in bands of rows shared among the pool's
+        threads; each band adds bias and activation while it is still in
+        cache."""
+        def band(i, r0, r1):
+            yb = y[r0:r1]
+            np.matmul(a[r0:r1], wt, out=yb)
+            if bias is not None:
+                yb += bias
+            activate(yb, act)
+        _parallel(band, a.shape[0], self.pool, min_rows=16)
+
+    def variant(self, op):
+        """Which code runs an op's kernels."""
+        return "numpy"
+
+    def variants(self, ops):
+        return {op: self.variant(op) for op in ops}
 
 
 def _parallel(fn, rows, pool, min_rows=1):
@@ -128,7 +165,7 @@ def _parallel(fn, rows, pool, min_rows=1):
     # bands run in parallel.  The pool's threads sleep when idle instead of
     # spinning, which keeps a loaded machine from stalling as a spinning
     # BLAS pool does.
-    k = max(1, min(_width(pool), rows // min_rows))
+    k = max(1, min(1 if pool is None else pool._max_workers + 1, rows // min_rows))
     edges = [rows * i // k for i in range(k + 1)]
     futures = [pool.submit(fn, i, a, b) for i, (a, b) in enumerate(zip(edges[1:-1], edges[2:]), 1)]
     fn(0, edges[0], edges[1])
@@ -136,65 +173,20 @@ def _parallel(fn, rows, pool, min_rows=1):
         f.result()
 
 
-class _Gemm:
-    """A 1x1 stride-1 convolution or a dense layer: one GEMM into the output."""
+class _Gemm(Kernel):
+    """A 1x1 stride-1 convolution or a dense layer: one GEMM into the
+    output, by the implementation's GEMM."""
 
-    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=None):
+    op = "gemm"
+
+    def __init__(self, node, shape, weight, bias, impl):
         self.wt = weight.transposed()
-        self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
-        self.native, self.threads = native, threads
-        self.temps = ()
+        self.bias, self.act, self.impl = bias, node.attrs.get("activation", "none"), impl
 
     def __call__(self, inputs, out, temps):
         x = inputs[0].reshape(-1, self.wt.shape[0])
-        _gemm(x, self.wt, out.reshape(-1, self.wt.shape[1]), self.bias, self.act, self.pool,
-              self.native, self.threads)
+        self.impl.gemm(x, self.wt, out.reshape(-1, self.wt.shape[1]), self.bias, self.act)
         return out
-
-    def bind(self, inputs, out, temps):
-        if self.native is None or not native_gemm():
-            return None
-        (k, n), x = self.wt.shape, inputs[0].reshape(-1, self.wt.shape[0])
-        return [("gemm", (x, self.wt, out.reshape(-1, n), x.shape[0], k, n, self.bias, *bounds(self.act)))]
-
-
-class _DenseQ:
-    """A dense layer (or 1x1 convolution) over a few rows, batch 1 above
-    all, computed by the compiled kernel straight from its stored int8 or
-    int16 weights: a matrix-vector product streams every weight once, and
-    int8 streams a quarter of float32's bytes.  Nothing is decoded, so the
-    layer holds no float32 copy of its weights (resident or streamed)."""
-
-    #: most input rows (batch x pixels) for which this beats a float32 GEMM
-    MAX_ROWS = 8
-
-    def __init__(self, node, shape, weight, bias, native, threads):
-        t = weight.tensor
-        self.q = t.data.reshape(t.shape[0], -1)
-        self.scales = np.ascontiguousarray(t.scales, np.float32)
-        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
-        self.bounds = bounds(node.attrs.get("activation", "none"))
-        self.native, self.threads, self.temps = native, threads, ()
-
-    @classmethod
-    def suits(cls, node, shape, weight, native):
-        a = node.attrs
-        pointwise = node.op == "dense" or (
-            node.op == "conv" and a.get("kernel") == [1, 1] and a.get("groups", 1) == 1
-            and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)))
-        return (native is not None and pointwise and weight is not None
-                and weight.tensor.data.dtype in (np.int8, np.int16)
-                and math.prod(shape[:-1]) <= cls.MAX_ROWS)
-
-    def __call__(self, inputs, out, temps):
-        self.native.dense_q(*self.bind(inputs, out, temps)[0][1], self.threads.n)
-        return out
-
-    def bind(self, inputs, out, temps):
-        n, k = self.q.shape
-        x = inputs[0].reshape(-1, k)
-        return [("dense_q", (x, self.q, self.scales, self.bias, out.reshape(-1, n), x.shape[0], k, n,
-                             *self.bounds))]
 
 
 class _Padded:
@@ -217,6 +209,12 @@ class _Padded:
             q0 = max(0, -(-(pl - p) // self.phases))
             q1 = max(q0, (w - 1 + pl - p) // self.phases + 1)
             self.copies.append((p, q0, q1, q0 * self.phases + p - pl))
+
+    def geometry(self, w):
+        """The compiled window kernels' geometry arguments for a whole image
+        ``w`` pixels wide."""
+        return dict(h=self.h, w=w, c=self.c, row0=0, rows=self.h, oh=self.oh, ow=self.ow, kh=self.kh,
+                    kw=self.kw, sh=self.sh, sw=self.sw, pad_top=self.pads[0], pad_left=self.pads[1])
 
     def rows(self, r0, r1):
         """Padded input rows under output rows [r0, r1)."""
@@ -257,37 +255,29 @@ class _Padded:
                           strides=(rs, self.c * 4, rs * self.sh, 4), writeable=False)
 
 
-class _Depthwise:
-    """Depthwise convolution, by output rows shared among the threads.
+class _Depthwise(Kernel):
+    """Depthwise convolution with numpy, by output rows shared among the
+    threads, in cache-sized bands: a band's padded input is copied into
+    scratch, then one einsum per column phase sums every tap's product in a
+    single pass over long contiguous rows (the weights are tiled along the
+    row once, here).
 
-    With the compiled kernels (``NATIVE``) each output pixel sums every tap
-    in registers, reading the unpadded input.  Without them, the layer runs
-    in cache-sized bands of output rows: a band's padded input is copied
-    into scratch, then one einsum per column phase sums every tap's product
-    in a single pass over long contiguous rows (the weights are tiled along
-    the row once, here).
+    With ``expand`` (the 1x1 convolution that made this layer's input, see
+    ``fuse``), a band's input rows are computed from that convolution's
+    input instead of read, so the wide expanded tensor never goes to
+    memory."""
 
-    Without them, with ``expand`` (the 1x1 convolution that made this
-    layer's input, see ``fuse``), a band's input rows are computed from
-    that convolution's input instead of read, so the wide expanded tensor
-    never goes to memory."""
+    op = "depthwise"
 
     #: bytes of output per band: the band's input, output and weights stay in L2
     BAND_BYTES = 1 << 18
 
-    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=None):
+    def __init__(self, node, shape, weight, bias, impl):
         self.pad = _Padded(shape, node.attrs)
         p, ow = self.pad, self.pad.ow
         self.act = node.attrs.get("activation", "none")
-        self.pool, self.native, self.threads, self.expand = pool, native, threads, None
+        self.impl, self.expand = impl, None
         self.band = max(1, min(p.oh, self.BAND_BYTES // (ow * p.c * 4)))
-        if native is not None:
-            self.w = weight(lambda w: np.ascontiguousarray(w[:, :, :, 0].transpose(1, 2, 0)), "khwc")
-            self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
-            self.bounds = bounds(self.act)
-            (pt, pl), w = p.pads[:2], shape[2]
-            self.geometry = (p.h, w, p.c, 0, p.h, p.oh, ow, p.kh, p.kw, p.sh, p.sw, pt, pl)
-            return
 
         def tile(weight):
             w = weight[:, :, :, 0]  # (C, KH, KW)
@@ -300,7 +290,7 @@ class _Depthwise:
 
     @property
     def temps(self):
-        return () if self.native is not None else (_width(self.pool) * self.slot,)
+        return (self.impl.width * self.slot,)
 
     def _produce(self, src, dst):
         e = self.expand
@@ -308,14 +298,6 @@ class _Depthwise:
         if e.bias is not None:
             dst += e.bias
         activate(dst, e.act)
-
-    def bind(self, inputs, out, temps):
-        if self.native is None:
-            return None
-        p = self.pad
-        y = out.reshape(p.n, p.oh, p.ow, p.c)
-        return [("depthwise", (inputs[0][b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds))
-                for b in range(p.n)]
 
     def _bands(self, x, y, scratch, b, r0, r1):
         pad = self.pad
@@ -336,18 +318,14 @@ class _Depthwise:
     def __call__(self, inputs, out, temps):
         pad = self.pad
         x = inputs[0]
-        if self.native is not None:  # the compiled kernel shares the rows among its own threads
-            for _, args in self.bind(inputs, out, temps):
-                self.native.depthwise(*args, self.threads.n)
-            return out
         y = out.reshape(pad.n, pad.oh, -1)
         for b in range(pad.n):
             _parallel(lambda i, r0, r1: self._bands(x, y, temps[0][i * self.slot:], b, r0, r1),
-                      pad.oh, self.pool)
+                      pad.oh, self.impl.pool)
         return out
 
 
-class _Deferred:
+class _Deferred(Kernel):
     """The step of a 1x1 convolution fused into the depthwise layer after
     it: it passes its input on, and the depthwise layer does the work."""
 
@@ -360,37 +338,55 @@ class _Deferred:
 def fuse(graph, shapes, kernels, min_bytes):
     """Fuse each 1x1 convolution whose output (of at least min_bytes) only a
     numpy depthwise layer reads into that layer's bands (the compiled
-    depthwise kernel gains nothing from it)."""
+    depthwise kernel, another class, gains nothing from it)."""
     readers = {}
     for node in graph.nodes:
         for name in node.inputs:
             readers[name] = readers.get(name, 0) + 1
     made_by = {node.outputs[0]: i for i, node in enumerate(graph.nodes)}
     for node, k in zip(graph.nodes, kernels):
-        j = made_by.get(node.inputs[0]) if isinstance(k, _Depthwise) and k.native is None else None
+        j = made_by.get(node.inputs[0]) if isinstance(k, _Depthwise) else None
         if (j is not None and isinstance(kernels[j], _Gemm) and graph.nodes[j].op == "conv"
                 and readers[node.inputs[0]] == 1 and node.inputs[0] != graph.output_name
                 and 4 * math.prod(shapes[node.inputs[0]]) >= min_bytes):
             k.expand, kernels[j] = kernels[j], _Deferred()
 
 
-class _Im2col:
+class _Im2col(Kernel):
     """Any other convolution without dilation: patches gathered from the
     padded input into a column scratch buffer (one strided copy: each kernel
     row's KW*C values are contiguous), then one GEMM per group."""
 
-    def __init__(self, node, shape, weight, bias, pool=None, native=None, threads=None):
+    op = "gemm"
+    #: whether each group's GEMM writes its columns of the output itself
+    #: (else through a scratch buffer)
+    in_place = False
+
+    def __init__(self, node, shape, weight, bias, impl):
         self.pad = _Padded(shape, node.attrs, phases=False)
-        self.native, self.threads = native, threads
+        self.impl = impl
         p = self.pad
         self.groups = node.attrs.get("groups", 1)
-        self.wt = weight(lambda w: [np.ascontiguousarray(wg.T) for wg in
-                                    w.reshape(self.groups, w.shape[0] // self.groups, -1)])
-        cout = self.wt[0].shape[1] * self.groups
-        self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
+        self.co = weight.shape[0] // self.groups
+        self.wt = self.weights(node, weight, bias)
+        self.bias, self.act = bias, node.attrs.get("activation", "none")
         self.m = p.n * p.oh * p.ow
         self.cols = self.m * p.kh * p.kw * p.c
-        self.temps = (p.n * p.size(0, p.oh), self.cols, self.m * (cout // self.groups) if self.groups > 1 else 0)
+        self.temps = (p.n * p.size(0, p.oh), self.cols, self.m * self.co if self.groups > 1 and not self.in_place else 0)
+
+    def weights(self, node, weight, bias):
+        """The GEMMs' weights: one (k, co) matrix per group."""
+        return weight(lambda w: [np.ascontiguousarray(wg.T) for wg in w.reshape(self.groups, self.co, -1)])
+
+    def gemm(self, g, a, y, part):
+        """Group g's GEMM: a (m, k) into its columns of y (m, cout), through
+        ``part`` (m, co) where there are several groups."""
+        if self.groups == 1:
+            self.impl.gemm(a, self.wt[0], y, self.bias, self.act)
+            return
+        co = self.co
+        self.impl.gemm(a, self.wt[g], part, None if self.bias is None else self.bias[g * co:(g + 1) * co], self.act)
+        y[:, g * co:(g + 1) * co] = part
 
     def __call__(self, inputs, out, temps):
         p = self.pad
@@ -404,59 +400,22 @@ class _Im2col:
         if self.groups == 1:
             cols = temps[1][:self.cols].reshape(p.n, p.oh, p.ow, p.kh, p.kw, p.c)
             cols[...] = as_strided(xp, shape=cols.shape, strides=strides)
-            _gemm(cols.reshape(self.m, -1), self.wt[0], y, self.bias, self.act, self.pool,
-                  self.native, self.threads)
+            self.gemm(0, cols.reshape(self.m, -1), y, None)
             return out
-        cin, co = p.c // self.groups, self.wt[0].shape[1]
+        cin = p.c // self.groups
         cols = temps[1][:self.cols // self.groups].reshape(p.n, p.oh, p.ow, p.kh, p.kw, cin)
-        part = temps[2][:self.m * co].reshape(self.m, co)
-        for g, wt in enumerate(self.wt):
+        part = None if self.in_place else temps[2][:self.m * self.co].reshape(self.m, self.co)
+        for g in range(self.groups):
             cols[...] = as_strided(xp[..., g * cin:], shape=cols.shape, strides=strides)
-            bias = None if self.bias is None else self.bias[g * co:(g + 1) * co]
-            _gemm(cols.reshape(self.m, -1), wt, part, bias, self.act, self.pool, self.native, self.threads)
-            y[:, g * co:(g + 1) * co] = part
+            self.gemm(g, cols.reshape(self.m, -1), y, part)
         return out
 
 
-class _Direct:
-    """A convolution of few input channels (a network's first layer) with
-    the compiled kernel: no im2col copy, every output pixel summed in
-    registers."""
+class _GlobalAvgPool(Kernel):
+    op = "mean_pool"
 
-    #: im2col rows shorter than this (KH*KW*Cin values) make a poor GEMM
-    MAX_K = 64
-
-    def __init__(self, node, shape, weight, bias, native, threads):
-        p = self.pad = _Padded(shape, node.attrs, phases=False)
-        cout = weight.shape[0]
-        self.w = weight(lambda w: np.ascontiguousarray(w.transpose(1, 2, 3, 0)), "hwio")
-        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
-        self.bounds = bounds(node.attrs.get("activation", "none"))
-        self.native, self.threads, self.temps = native, threads, ()
-        self.geometry = (p.h, shape[2], p.c, 0, p.h, p.oh, p.ow, p.kh, p.kw, p.sh, p.sw,
-                         p.pads[0], p.pads[1], cout)
-
-    def __call__(self, inputs, out, temps):
-        for _, args in self.bind(inputs, out, temps):
-            self.native.direct(*args, self.threads.n)
-        return out
-
-    def bind(self, inputs, out, temps):
-        p, x = self.pad, inputs[0]
-        y = out.reshape(p.n, p.oh, p.ow, -1)
-        return [("direct", (x[b], self.w, self.bias, y[b], self.geometry, 0, p.oh, *self.bounds))
-                for b in range(p.n)]
-
-
-class _GlobalAvgPool:
-    def __init__(self, node, shape, native=None):
-        self.hw, self.temps, self.native = shape[1] * shape[2], (), native
-
-    def bind(self, inputs, out, temps):
-        if self.native is None:
-            return None
-        n, _, _, c = inputs[0].shape
-        return [("mean_pool", (inputs[0], out.reshape(n, c), n, self.hw, c))]
+    def __init__(self, node, shape, weight, bias, impl):
+        self.hw, self.impl = shape[1] * shape[2], impl
 
     def __call__(self, inputs, out, temps):
         x = inputs[0]
@@ -466,14 +425,11 @@ class _GlobalAvgPool:
         return out
 
 
-class _Add:
-    def __init__(self, node, shape, native=None):
-        self.act, self.temps, self.native = node.attrs.get("activation", "none"), (), native
+class _Add(Kernel):
+    op = "add"
 
-    def bind(self, inputs, out, temps):
-        if self.native is None:
-            return None
-        return [("add", (inputs[0], inputs[1], out, *bounds(self.act)))]
+    def __init__(self, node, shape, weight, bias, impl):
+        self.act, self.impl = node.attrs.get("activation", "none"), impl
 
     def __call__(self, inputs, out, temps):
         np.add(inputs[0], inputs[1], out=out)
@@ -481,42 +437,44 @@ class _Add:
         return out
 
 
-def stored_kernel(node, shape, weight, bias, native, threads):
-    """A kernel that reads the node's weights as stored, never decoding
-    them (so a streamed layer need not stream), or None."""
-    if _DenseQ.suits(node, shape, weight, native):
-        return _DenseQ(node, shape, weight, bias, native, threads)
-    return None
+#: the numpy implementation's kernels, by kind
+Numpy.KERNELS = {"gemm": _Gemm, "depthwise": _Depthwise, "im2col": _Im2col, "add": _Add,
+                 "global_avgpool": _GlobalAvgPool}
 
 
-def kernel(node, shape, weight, bias, pool, native=None, threads=None):
+def kinds(node, shape, weight):
+    """The kinds of kernel that may compute a node, best first (an
+    implementation uses the first it has that suits), or () when the plain
+    op function should run it."""
+    a = node.attrs
+    if node.op == "add":
+        return ("add",)
+    if node.op == "global_avgpool":
+        return ("global_avgpool",)
+    if node.op == "dense":
+        return ("dense_q", "f32_gemm", "gemm")
+    if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
+        return ()
+    if is_depthwise(a.get("groups", 1), shape[3], weight.shape):
+        return ("depthwise",)
+    if weight.shape[1:3] == (1, 1) and a.get("groups", 1) == 1 and a.get("stride", [1, 1]) == [1, 1] \
+            and not any(a.get("pads", [0] * 4)):
+        return ("dense_q", "f32_gemm", "gemm")
+    return ("direct", "f32_im2col", "im2col")
+
+
+def kernel(node, shape, weight, bias, impl, stored=False):
     """The planned kernel for a node with input shape ``shape``, or None when
     the plain op function should run it.  ``weight(prepare, *key)`` gives
     the weight as ``prepare`` lays it out (made once per node and key).
-    ``pool``: threads to share numpy work among, or None.  ``native``: the
-    compiled kernels (``NATIVE``), or None for numpy alone, and
-    ``threads`` (a ``Threads``), how many threads they use."""
-    a = node.attrs
-    stored = stored_kernel(node, shape, weight, bias, native, threads)
-    if stored is not None:
-        return stored
-    if node.op == "add":
-        return _Add(node, shape, native)
-    if node.op == "global_avgpool":
-        return _GlobalAvgPool(node, shape, native)
-    if node.op == "dense":
-        return _Gemm(node, shape, weight, bias, pool, native, threads)
-    if node.op != "conv" or a.get("dilation", [1, 1]) != [1, 1] or a.get("pad_value", 0.0) != 0.0:
-        return None
-    _, kh, kw, _ = weight.shape
-    groups = a.get("groups", 1)
-    if is_depthwise(groups, shape[3], weight.shape):
-        return _Depthwise(node, shape, weight, bias, pool, native, threads)
-    if (kh, kw) == (1, 1) and groups == 1 and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
-        return _Gemm(node, shape, weight, bias, pool, native, threads)
-    if native is not None and groups == 1 and kh * kw * shape[3] < _Direct.MAX_K:
-        return _Direct(node, shape, weight, bias, native, threads)
-    return _Im2col(node, shape, weight, bias, pool, native, threads)
+    ``impl``: the implementation (``Numpy`` or ``cpu_native.Compiled``).
+    With ``stored``, only a kernel that reads the node's weights as stored,
+    never decoding them (so a streamed layer need not stream)."""
+    for kind in kinds(node, shape, weight):
+        cls = impl.KERNELS.get(kind)
+        if cls is not None and (getattr(cls, "stored", False) or not stored) and cls.suits(node, shape, weight):
+            return cls(node, shape, weight, bias, impl)
+    return None
 
 
 class Weight:
@@ -562,7 +520,8 @@ class Program:
 def programs(graph, steps, input_buffer, native):
     """Compiled programs for the runs of steps (two or more) whose kernels
     bind to fixed buffers: the graph's input is read from ``input_buffer``
-    (the caller copies each batch into it).  Returns {first step: Program}."""
+    (the caller copies each batch into it).  ``native``: the compiled
+    module, or None (no programs).  Returns {first step: Program}."""
     if native is None:
         return {}
     where = {graph.input_name: input_buffer}  # value -> its fixed buffer
@@ -590,31 +549,6 @@ def programs(graph, steps, input_buffer, native):
     return found
 
 
-class _Arena:
-    """Float32 buffers handed out and taken back in plan order: a buffer is
-    reused by a later value once every reader of its value has run."""
-
-    def __init__(self):
-        self.sizes, self.free = [], []
-
-    def take(self, size):
-        fits = [i for i in self.free if self.sizes[i] >= size]
-        if fits:
-            i = min(fits, key=lambda k: self.sizes[k])
-            self.free.remove(i)
-        elif self.free:  # grow the largest free buffer rather than add one
-            i = max(self.free, key=lambda k: self.sizes[k])
-            self.free.remove(i)
-            self.sizes[i] = size
-        else:
-            i = len(self.sizes)
-            self.sizes.append(size)
-        return i
-
-    def give(self, i):
-        self.free.append(i)
-
-
 class _Step:
     """One node of a plan: kernel (or None), output slot and scratch slots."""
 
@@ -626,30 +560,11 @@ class _Step:
 def plan(graph, shapes, kernels):
     """Assign arena slots to every planned output and scratch buffer; list
     the values to drop after each step.  Returns (steps, slot sizes)."""
-    last = last_uses(graph.nodes)
     # The plain op functions may return a view of their input (flatten, a
-    # pad of zero): such an input's buffer lives as long as the output does.
-    root = {}
-    for node, kernel in zip(graph.nodes, kernels):
-        if (kernel is None or getattr(kernel, "alias", False)) and node.inputs:
-            root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
-    for name, r in root.items():
-        last[r] = max(last.get(r, -1), last.get(name, -1))
-    # The caller keeps the graph's output, and so whatever buffer it views.
-    kept = {graph.output_name, root.get(graph.output_name, graph.output_name)}
-    arena, owner, steps = _Arena(), {}, []
-    for i, node in enumerate(graph.nodes):
-        name, kernel = node.outputs[0], kernels[i]
-        out = None
-        if kernel is not None and not getattr(kernel, "alias", False) and name not in kept:
-            out = owner[name] = arena.take(math.prod(shapes[name]))
-        temps = [arena.take(t) if t else None for t in (kernel.temps if kernel else ())]
-        for t in temps:
-            if t is not None:
-                arena.give(t)
-        drop = [n for n in node.inputs if last.get(n) == i and n != graph.output_name]
-        for r in set(root.get(n, n) for n in drop):
-            if last.get(r) == i and r in owner:
-                arena.give(owner.pop(r))
-        steps.append(_Step(node, kernel, shapes[name], out, temps, drop))
-    return steps, arena.sizes
+    # pad of zero), and so does a fused step.
+    def aliased(i):
+        return kernels[i] is None or getattr(kernels[i], "alias", False)
+    buffers = plan_buffers(graph, shapes, aliased, lambda i: kernels[i].temps if kernels[i] else ())
+    steps = [_Step(node, kernel, shapes[node.outputs[0]], out, temps, drop)
+             for node, kernel, (out, temps, drop) in zip(graph.nodes, kernels, buffers.steps)]
+    return steps, buffers.sizes

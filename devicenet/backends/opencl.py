@@ -19,7 +19,7 @@ import pyopencl as cl
 
 from ..errors import DeviceNetError
 from ..graph import ACTIVATIONS, OPS as SPECS, window
-from .base import Backend, is_depthwise
+from .base import Backend, is_depthwise, plan_buffers
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 
@@ -345,43 +345,21 @@ class OpenCLBackend(Backend):
     def _plan(self, batch):
         g = self.graph
         shapes = g.shapes(batch)
-        root = {}  # activation -> the activation whose buffer it lives in
-        last = {}
-        for i, node in enumerate(g.nodes):
-            for name in node.inputs:
-                last[root.get(name, name)] = i
-            if node.op in ALIASES:
-                root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
-        last[root.get(g.output_name, g.output_name)] = len(g.nodes)
-        free, bufs = [], {}
-
-        def take(name):
-            size = math.prod(shapes[name]) * 4
-            fits = [b for b in free if b.size >= size]
-            buf = min(fits, key=lambda b: b.size) if fits else cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, size)
-            if fits:
-                free.remove(buf)
-            bufs[name] = buf
-
-        take(g.input_name)
+        buffers = plan_buffers(g, shapes, lambda i: g.nodes[i].op in ALIASES, own_ends=True)
+        bufs = [cl.Buffer(self.ctx, cl.mem_flags.READ_WRITE, 4 * max(1, size)) for size in buffers.sizes]
         steps = []
-        for i, node in enumerate(g.nodes):
-            out = node.outputs[0]
+        for node, (out, _, _) in zip(g.nodes, buffers.steps):
+            shape = shapes[node.outputs[0]]
             if node.op in ALIASES:
-                steps.append((node, shapes[out], []))
+                steps.append((node, shape, []))
                 continue
-            take(out)
-            ins = [bufs[root.get(n, n)] for n in node.inputs]
-            node_shapes = [shapes[n] for n in node.inputs] + [shapes[out]]
-            steps.append((node, shapes[out], OPS[node.op](self, node, ins, bufs[out], node_shapes)))
-            for name in set(root.get(n, n) for n in node.inputs):
-                if last.get(name) == i:
-                    free.append(bufs[name])
-        out_root = root.get(g.output_name, g.output_name)
+            ins = [bufs[buffers.where[n]] for n in node.inputs]
+            node_shapes = [shapes[n] for n in node.inputs] + [shape]
+            steps.append((node, shape, OPS[node.op](self, node, ins, bufs[out], node_shapes)))
         # The kernels hold the buffers only as OpenCL handles: keep the Python
         # objects alive with the plan.
-        return SimpleNamespace(input=bufs[g.input_name], output=bufs[out_root], buffers=list(bufs.values()),
-                               out_shape=shapes[g.output_name], steps=steps)
+        return SimpleNamespace(input=bufs[buffers.where[g.input_name]], output=bufs[buffers.where[g.output_name]],
+                               buffers=bufs, out_shape=shapes[g.output_name], steps=steps)
 
     # -- running ------------------------------------------------------------------
 

@@ -1,350 +1,152 @@
-/* The Python functions of devicenet.backends._native: arguments checked
- * (sizes, types, bounds) before any kernel reads a byte, then the work done
- * without the GIL. */
-#include "native.h"
+/* The Python module devicenet.backends._native: one function per op of
+ * ops.c (keyword arguments only, checked before any kernel reads a byte,
+ * the work done without the GIL), programs of calls, and the registry's
+ * variants. */
+#include "ops.h"
 
-/* One call of a kernel, its arguments checked: the job, the geometry it
- * points to, and the buffers it reads and writes (held until released). */
-typedef struct {
-    job_t job;
-    geometry g;
-    Py_buffer buf[5];
-    int worth;                              /* big enough to share among threads */
-    void (*split)(job_t *, Py_ssize_t);
-    int threads;
-} step_t;
-
-/* Parse a kernel's Python arguments into a step; -1 with an exception set
- * (and nothing held) when they do not check out. */
-typedef int (*parser)(PyObject *args, step_t *s);
+Py_buffer *dn_step_buffer(step_t *s, const char *name)
+{
+    int slot = 0;
+    for (const dn_arg *a = s->op->args; a->name; a++) {
+        if (a->kind == ARG_SIZE || a->kind == ARG_FLOAT)
+            continue;
+        if (!strcmp(a->name, name))
+            return &s->buf[slot];
+        slot++;
+    }
+    Py_UNREACHABLE();
+}
 
 static void release(step_t *s)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < MAX_BUFFERS; i++)
         if (s->buf[i].obj)
             PyBuffer_Release(&s->buf[i]);
 }
 
-static int optional_buffer(PyObject *obj, Py_buffer *b)
+static const dn_opdef *find_op(const char *name)
 {
-    return obj == Py_None ? 0 : PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT);
+    for (const dn_opdef *op = dn_opdefs; op->name; op++)
+        if (!strcmp(op->name, name))
+            return op;
+    PyErr_Format(PyExc_ValueError, "no kernel %s", name);
+    return NULL;
 }
 
-/* Whether a * b * c could overflow the index arithmetic. */
-static int too_big(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c)
+/* Fill one argument of the op's struct from its Python value. */
+static int fill(step_t *s, const dn_arg *a, PyObject *value, Py_buffer *buf)
 {
-    const Py_ssize_t limit = PY_SSIZE_T_MAX / 8;
-    return (b && a > limit / b) || (c && a * b > limit / c);
-}
-
-static int float_buffer(Py_buffer *b, const char *what, Py_ssize_t need)
-{
-    if (b->itemsize != 4 || (b->format && strcmp(b->format, "f") != 0)) {
-        PyErr_Format(PyExc_TypeError, "%s must be float32", what);
+    char *field = (char *)&s->args + a->offset;
+    if (a->kind == ARG_SIZE) {
+        Py_ssize_t v = PyLong_AsSsize_t(value);
+        ptrdiff_t p = (ptrdiff_t)v;
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        memcpy(field, &p, sizeof p);
+        return 0;
+    }
+    if (a->kind == ARG_FLOAT) {
+        float f = (float)(value ? PyFloat_AsDouble(value) : a->fallback);
+        if (f == -1.0f && PyErr_Occurred())
+            return -1;
+        memcpy(field, &f, sizeof f);
+        return 0;
+    }
+    void *p = NULL;
+    if (value && value != Py_None) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (a->kind == ARG_OUT ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(value, buf, flags) < 0)
+            return -1;
+        p = buf->buf;
+    } else if (a->kind != ARG_OPT) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a buffer", s->op->name, a->name);
         return -1;
     }
-    if (b->len < need * 4) {
-        PyErr_Format(PyExc_ValueError, "%s holds %zd values, %zd needed", what, b->len / 4, need);
-        return -1;
-    }
+    memcpy(field, &p, sizeof p);
     return 0;
 }
 
-PyDoc_STRVAR(depthwise_doc,
-"depthwise(x, weight, bias, out, geometry, r0, r1, lo, hi, threads=1)\n"
-"\n"
-"Depthwise convolution of one image, output rows [r0, r1) of out.\n"
-"\n"
-"x: C-contiguous float32 (rows, W, C), input rows [row0, row0 + rows) of\n"
-"the image; weight: float32 (KH, KW, C); bias: float32 (C) or None;\n"
-"out: writable float32 (OH, OW, C).  geometry: the tuple\n"
-"(H, W, C, row0, rows, OH, OW, KH, KW, SH, SW, pad_top, pad_left).\n"
-"Outputs are clipped to [lo, hi].  The input rows that rows r0..r1 read\n"
-"must be in x.  Runs without the GIL, on up to ``threads`` threads.");
-
-PyDoc_STRVAR(direct_doc,
-"direct(x, weight, bias, out, geometry, r0, r1, lo, hi, threads=1)\n"
-"\n"
-"Convolution of one image with few input channels, as depthwise() but\n"
-"with weight (KH, KW, C, Cout), bias (Cout), out (OH, OW, Cout) and\n"
-"geometry ending with Cout.");
-
-/* depthwise() and direct(): one window job over the rows of one image. */
-static int parse_window(PyObject *args, step_t *s, int kind)
+/* Raise TypeError naming an argument the op does not take. */
+static void unexpected(const dn_opdef *op, PyObject *kwargs)
 {
-    Py_buffer *x = &s->buf[0], *wt = &s->buf[1], *out = &s->buf[2], *bias = &s->buf[3];
-    PyObject *bias_obj;
-    geometry *g = &s->g;
-    Py_ssize_t r0, r1;
-    float lo, hi;
-    int ok;
-    const char *name = kind == JOB_DIRECT ? "direct" : "depthwise";
-    s->threads = 1;
-    if (kind == JOB_DIRECT)
-        ok = PyArg_ParseTuple(args, "y*y*Ow*(nnnnnnnnnnnnnn)nnff|i", x, wt, &bias_obj, out,
-                              &g->h, &g->w, &g->c, &g->row0, &g->rows, &g->oh, &g->ow, &g->kh, &g->kw,
-                              &g->sh, &g->sw, &g->pt, &g->pl, &g->cout, &r0, &r1, &lo, &hi, &s->threads);
-    else
-        ok = PyArg_ParseTuple(args, "y*y*Ow*(nnnnnnnnnnnnn)nnff|i", x, wt, &bias_obj, out,
-                              &g->h, &g->w, &g->c, &g->row0, &g->rows, &g->oh, &g->ow, &g->kh, &g->kw,
-                              &g->sh, &g->sw, &g->pt, &g->pl, &r0, &r1, &lo, &hi, &s->threads);
-    if (!ok)
-        return -1;
-    if (kind != JOB_DIRECT)
-        g->cout = g->c;
-    const Py_ssize_t wc = kind == JOB_DIRECT ? g->c * g->cout : g->c;  /* weights per tap */
-    if (optional_buffer(bias_obj, bias) < 0)
-        return -1;
-    if (g->h < 1 || g->w < 1 || g->c < 1 || g->cout < 1 || g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1
-            || g->oh < 0 || g->ow < 0 || g->rows < 0 || g->pt < 0 || g->pl < 0
-            || r0 < 0 || r1 > g->oh || r0 > r1
-            || too_big(g->rows, g->w, g->c) || too_big(g->oh, g->ow, g->cout) || too_big(g->c, g->cout, 1)
-            || too_big(g->kh, g->kw, wc) || too_big(g->oh, g->sh, 1) || too_big(g->ow, g->sw, 1)) {
-        PyErr_Format(PyExc_ValueError, "%s: inconsistent geometry", name);
-        return -1;
-    }
-    if (r0 < r1) {
-        /* Every input row the requested output rows can read must be held. */
-        Py_ssize_t first = max_z(0, r0 * g->sh - g->pt);
-        Py_ssize_t last = min_z(g->h, (r1 - 1) * g->sh - g->pt + g->kh);
-        if (first < g->row0 || last > g->row0 + g->rows) {
-            PyErr_Format(PyExc_ValueError, "%s: input rows out of range", name);
-            return -1;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(kwargs, &pos, &key, &value)) {
+        const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        int known = name && !strcmp(name, "threads");
+        for (const dn_arg *a = op->args; name && !known && a->name; a++)
+            known = !strcmp(a->name, name);
+        if (!known) {
+            PyErr_Format(PyExc_TypeError, "%s: unexpected argument %R", op->name, key);
+            return;
         }
     }
-    if (float_buffer(x, "x", g->rows * g->w * g->c) < 0
-            || float_buffer(wt, "weight", g->kh * g->kw * wc) < 0
-            || float_buffer(out, "out", g->oh * g->ow * g->cout) < 0
-            || (bias->buf && float_buffer(bias, "bias", g->cout) < 0))
-        return -1;
-    s->job = (job_t){.kind = kind, .g = g, .x = x->buf, .wt = wt->buf, .bias = bias->buf, .y = out->buf,
-                     .r0 = r0, .r1 = r1, .lo = lo, .hi = hi};
-    s->worth = r1 > r0;
-    s->split = dn_split_window;
+    PyErr_Format(PyExc_TypeError, "%s: unexpected arguments", op->name);
+}
+
+/* Parse an op's keyword arguments (``threads`` aside) into a checked step;
+ * -1 with an exception set, and nothing held, when they do not check out. */
+static int parse(const dn_opdef *op, PyObject *kwargs, step_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->op = op;
+    Py_ssize_t used = 0, slot = 0;
+    for (const dn_arg *a = op->args; a->name; a++) {
+        PyObject *value = kwargs ? PyDict_GetItemString(kwargs, a->name) : NULL;
+        Py_buffer *buf = NULL;
+        if (a->kind != ARG_SIZE && a->kind != ARG_FLOAT)
+            buf = &s->buf[slot++];
+        if (value)
+            used++;
+        else if (!a->optional) {
+            PyErr_Format(PyExc_TypeError, "%s: missing argument %s", op->name, a->name);
+            goto fail;
+        }
+        if (fill(s, a, value, buf) < 0)
+            goto fail;
+    }
+    if (kwargs && PyDict_GetItemString(kwargs, "threads"))
+        used++;
+    if (kwargs && used != PyDict_Size(kwargs)) {
+        unexpected(op, kwargs);
+        goto fail;
+    }
+    if (op->check(s) < 0)
+        goto fail;
     return 0;
+fail:
+    release(s);
+    return -1;
 }
-
-static int parse_depthwise(PyObject *args, step_t *s)
-{
-    return parse_window(args, s, JOB_DEPTHWISE);
-}
-
-static int parse_direct(PyObject *args, step_t *s)
-{
-    return parse_window(args, s, JOB_DIRECT);
-}
-
-PyDoc_STRVAR(bias_act_doc,
-"bias_act(y, n, bias, lo, hi, threads=1)\n"
-"\n"
-"In place: every row of n values of the C-contiguous float32 buffer y\n"
-"plus bias (float32, n values, or None), clipped to [lo, hi].  Runs\n"
-"without the GIL, on up to ``threads`` threads.");
-
-static int parse_bias_act(PyObject *args, step_t *s)
-{
-    Py_buffer *y = &s->buf[0], *bias = &s->buf[1];
-    PyObject *bias_obj;
-    Py_ssize_t n;
-    float lo, hi;
-    s->threads = 1;
-    if (!PyArg_ParseTuple(args, "w*nOff|i", y, &n, &bias_obj, &lo, &hi, &s->threads)
-            || optional_buffer(bias_obj, bias) < 0)
-        return -1;
-    if (n < 1 || y->len % (4 * n) != 0) {
-        PyErr_SetString(PyExc_ValueError, "bias_act: y is not whole rows of n values");
-        return -1;
-    }
-    if (float_buffer(y, "y", 0) < 0 || (bias->buf && float_buffer(bias, "bias", n) < 0))
-        return -1;
-    s->job = (job_t){.kind = JOB_EPILOGUE, .bias = bias->buf, .y = y->buf, .r1 = y->len / 4 / n, .n = n,
-                     .lo = lo, .hi = hi};
-    s->worth = y->len / 4 >= MIN_SHARED;
-    s->split = dn_split_epilogue;
-    return 0;
-}
-
-PyDoc_STRVAR(add_doc,
-"add(a, b, y, lo, hi, threads=1)\n"
-"\n"
-"y = a + b, clipped to [lo, hi]: float32 buffers of one size (y may be a\n"
-"or b).  Runs without the GIL, on up to ``threads`` threads.");
-
-static int parse_add(PyObject *args, step_t *s)
-{
-    Py_buffer *a = &s->buf[0], *b = &s->buf[1], *y = &s->buf[2];
-    float lo, hi;
-    s->threads = 1;
-    if (!PyArg_ParseTuple(args, "y*y*w*ff|i", a, b, y, &lo, &hi, &s->threads))
-        return -1;
-    const Py_ssize_t n = y->len / 4;
-    if (float_buffer(y, "y", 0) < 0 || float_buffer(a, "a", n) < 0 || float_buffer(b, "b", n) < 0)
-        return -1;
-    s->job = (job_t){.kind = JOB_ADD, .x = a->buf, .wt = b->buf, .y = y->buf, .r1 = n, .lo = lo, .hi = hi};
-    s->worth = n >= MIN_SHARED;
-    s->split = dn_split_epilogue;
-    return 0;
-}
-
-PyDoc_STRVAR(mean_pool_doc,
-"mean_pool(x, y, n, hw, c)\n"
-"\n"
-"y (n, c) = the mean over the hw pixels of x (n, hw, c), float32.");
-
-static int parse_mean_pool(PyObject *args, step_t *s)
-{
-    Py_buffer *x = &s->buf[0], *y = &s->buf[1];
-    Py_ssize_t n, hw, c;
-    s->threads = 1;
-    if (!PyArg_ParseTuple(args, "y*w*nnn|i", x, y, &n, &hw, &c, &s->threads))
-        return -1;
-    if (n < 0 || hw < 1 || c < 1 || too_big(n, hw, c)) {
-        PyErr_SetString(PyExc_ValueError, "mean_pool: bad sizes");
-        return -1;
-    }
-    if (float_buffer(x, "x", n * hw * c) < 0 || float_buffer(y, "y", n * c) < 0)
-        return -1;
-    s->job = (job_t){.kind = JOB_MEAN_POOL, .x = x->buf, .y = y->buf, .r1 = n, .k = hw, .n = c};
-    s->worth = 0;
-    s->split = dn_split_epilogue;
-    return 0;
-}
-
-PyDoc_STRVAR(use_blas_doc,
-"use_blas(sgemm, sgemv)\n"
-"\n"
-"Use the cblas_sgemm and cblas_sgemv functions at these addresses (ints;\n"
-"0 to forget one) for gemm().");
-
-static PyObject *use_blas(PyObject *self, PyObject *args)
-{
-    unsigned long long gemm_address, gemv_address;
-    if (!PyArg_ParseTuple(args, "KK", &gemm_address, &gemv_address))
-        return NULL;
-    dn_use_blas((void *)(uintptr_t)gemm_address, (void *)(uintptr_t)gemv_address);
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(gemm_doc,
-"gemm(a, b, y, m, k, n, bias, lo, hi, threads=1)\n"
-"\n"
-"y (m, n) = a (m, k) @ b (k, n) + bias, clipped to [lo, hi]; all\n"
-"C-contiguous float32, bias (n values) may be None.  Runs without the\n"
-"GIL, on up to ``threads`` threads, BLAS single-threaded in each.");
-
-static int parse_gemm(PyObject *args, step_t *s)
-{
-    Py_buffer *a = &s->buf[0], *b = &s->buf[1], *y = &s->buf[2], *bias = &s->buf[3];
-    PyObject *bias_obj;
-    Py_ssize_t m, k, n;
-    float lo, hi;
-    s->threads = 1;
-    if (!PyArg_ParseTuple(args, "y*y*w*nnnOff|i", a, b, y, &m, &k, &n, &bias_obj, &lo, &hi, &s->threads)
-            || optional_buffer(bias_obj, bias) < 0)
-        return -1;
-    if (!dn_have_blas()) {
-        PyErr_SetString(PyExc_RuntimeError, "gemm: no BLAS function given (use_blas)");
-        return -1;
-    }
-    if (m < 0 || k < 1 || n < 1 || too_big(m, k, 1) || too_big(k, n, 1) || too_big(m, n, 1)
-            || m > 0x7fffffff || k > 0x7fffffff || n > 0x7fffffff) {
-        PyErr_SetString(PyExc_ValueError, "gemm: bad sizes");
-        return -1;
-    }
-    if (float_buffer(a, "a", m * k) < 0 || float_buffer(b, "b", k * n) < 0
-            || float_buffer(y, "y", m * n) < 0 || (bias->buf && float_buffer(bias, "bias", n) < 0))
-        return -1;
-    s->job = (job_t){.kind = JOB_GEMM, .x = a->buf, .wt = b->buf, .bias = bias->buf, .y = y->buf, .r1 = m,
-                     .k = k, .n = n, .lo = lo, .hi = hi, .clip = lo > -HUGE_VALF || hi < HUGE_VALF};
-    s->worth = m * n * k >= 64 * MIN_SHARED;
-    s->split = dn_split_gemm;
-    return 0;
-}
-
-PyDoc_STRVAR(dense_q_doc,
-"dense_q(x, q, scales, bias, y, m, k, n, lo, hi, threads=1)\n"
-"\n"
-"y (m, n) = x (m, k) @ (q * scales[:, None]).T + bias, clipped to\n"
-"[lo, hi], for integer weights q (n, k) (int8 or int16) and their float32\n"
-"per-row scales, read as stored.  x, y float32; bias (n) may be None.\n"
-"All C-contiguous.  Runs without the GIL, on up to ``threads`` threads.");
-
-static int parse_dense_q(PyObject *args, step_t *s)
-{
-    Py_buffer *x = &s->buf[0], *q = &s->buf[1], *scales = &s->buf[2], *y = &s->buf[3], *bias = &s->buf[4];
-    PyObject *bias_obj;
-    Py_ssize_t m, k, n;
-    float lo, hi;
-    s->threads = 1;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ow*nnnff|i", x, q, scales, &bias_obj, y, &m, &k, &n,
-                          &lo, &hi, &s->threads)
-            || optional_buffer(bias_obj, bias) < 0)
-        return -1;
-    if (m < 0 || k < 1 || n < 1 || too_big(m, k, 1) || too_big(n, k, 1) || too_big(m, n, 1)) {
-        PyErr_SetString(PyExc_ValueError, "dense_q: bad sizes");
-        return -1;
-    }
-    if (q->itemsize != 1 && q->itemsize != 2) {
-        PyErr_SetString(PyExc_TypeError, "dense_q: weights must be int8 or int16");
-        return -1;
-    }
-    if (q->len < n * k * q->itemsize) {
-        PyErr_Format(PyExc_ValueError, "q holds %zd values, %zd needed", q->len / q->itemsize, n * k);
-        return -1;
-    }
-    if (float_buffer(x, "x", m * k) < 0 || float_buffer(scales, "scales", n) < 0
-            || float_buffer(y, "y", m * n) < 0 || (bias->buf && float_buffer(bias, "bias", n) < 0))
-        return -1;
-    s->job = (job_t){.kind = JOB_DENSE_Q, .x = x->buf, .bias = bias->buf, .y = y->buf, .r1 = m, .k = k,
-                     .n = n, .lo = lo, .hi = hi, .q = q->buf, .scales = scales->buf,
-                     .q_bytes = (int)q->itemsize};
-    s->worth = n * k >= MIN_SHARED;
-    s->split = dn_split_dense;
-    return 0;
-}
-
-/* ---- the Python functions: one call, or a program of calls ------------- */
 
 static void run_step(step_t *s, int threads)
 {
     dn_run(&s->job, threads, s->worth, s->split);
 }
 
-static PyObject *call(PyObject *args, parser parse)
+/* Every op's Python function: self is its index in dn_opdefs. */
+static PyObject *call_op(PyObject *self, PyObject *args, PyObject *kwargs)
 {
+    const dn_opdef *op = &dn_opdefs[PyLong_AsLong(self)];
+    int threads = 1;
     step_t s;
-    memset(&s, 0, sizeof s);
-    if (parse(args, &s) < 0) {
-        release(&s);
+    if (PyTuple_GET_SIZE(args)) {
+        PyErr_Format(PyExc_TypeError, "%s takes keyword arguments only", op->name);
         return NULL;
     }
+    PyObject *t = kwargs ? PyDict_GetItemString(kwargs, "threads") : NULL;
+    if (t && (threads = PyLong_AsLong(t)) == -1 && PyErr_Occurred())
+        return NULL;
+    if (parse(op, kwargs, &s) < 0)
+        return NULL;
     Py_BEGIN_ALLOW_THREADS
-    run_step(&s, s.threads);
+    run_step(&s, threads);
     Py_END_ALLOW_THREADS
     release(&s);
     Py_RETURN_NONE;
 }
 
-#define KERNEL(NAME)                                                  \
-    static PyObject *NAME(PyObject *self, PyObject *args)             \
-    {                                                                 \
-        return call(args, parse_##NAME);                              \
-    }
-KERNEL(depthwise)
-KERNEL(direct)
-KERNEL(bias_act)
-KERNEL(add)
-KERNEL(mean_pool)
-KERNEL(gemm)
-KERNEL(dense_q)
-
-static const struct {
-    const char *name;
-    parser parse;
-} PARSERS[] = {
-    {"depthwise", parse_depthwise}, {"direct", parse_direct}, {"bias_act", parse_bias_act},
-    {"add", parse_add}, {"mean_pool", parse_mean_pool}, {"gemm", parse_gemm}, {"dense_q", parse_dense_q},
-};
+/* ---- programs: runs of calls without returning to Python ---------------- */
 
 typedef struct {
     Py_ssize_t count;
@@ -364,9 +166,9 @@ static void free_program(PyObject *capsule)
 PyDoc_STRVAR(program_doc,
 "program(calls)\n"
 "\n"
-"A program: calls, a sequence of (name, args) where name is one of this\n"
-"module's kernels and args its arguments, each checked now and its\n"
-"buffers held.  run_program() then runs them all in order without\n"
+"A program: calls, a sequence of (name, kwargs) where name is one of this\n"
+"module's kernels and kwargs (a dict) its arguments, each checked now and\n"
+"its buffers held.  run_program() then runs them all in order without\n"
 "returning to Python between them.");
 
 static PyObject *program(PyObject *self, PyObject *args)
@@ -387,23 +189,12 @@ static PyObject *program(PyObject *self, PyObject *args)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *call_args;
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *kwargs;
         const char *name;
-        if (!PyArg_ParseTuple(item, "sO!", &name, &PyTuple_Type, &call_args))
+        const dn_opdef *op;
+        if (!PyArg_ParseTuple(item, "sO!", &name, &PyDict_Type, &kwargs) || !(op = find_op(name))
+                || parse(op, kwargs, &p->steps[p->count]) < 0)
             goto fail;
-        parser parse = NULL;
-        for (size_t k = 0; k < sizeof PARSERS / sizeof PARSERS[0]; k++)
-            if (!strcmp(PARSERS[k].name, name))
-                parse = PARSERS[k].parse;
-        if (!parse) {
-            PyErr_Format(PyExc_ValueError, "program: no kernel %s", name);
-            goto fail;
-        }
-        step_t *s = &p->steps[p->count];
-        if (parse(call_args, s) < 0) {
-            release(s);
-            goto fail;
-        }
         p->count++;
     }
     Py_DECREF(seq);
@@ -436,17 +227,141 @@ static PyObject *run_program(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- the registry, seen from Python --------------------------------------- */
+
+static int registry_op(const char *name)
+{
+    for (int op = 0; op < DN_NOPS; op++)
+        if (!strcmp(dn_op_name(op), name))
+            return op;
+    PyErr_Format(PyExc_ValueError, "no op %s", name);
+    return -1;
+}
+
+static PyObject *feature_names(unsigned features)
+{
+    PyObject *names = PyList_New(0);
+    for (int bit = 0; names && bit < DN_CPU_NFEATURES; bit++)
+        if (features & (1u << bit)) {
+            PyObject *s = PyUnicode_FromString(dn_cpu_feature_name(bit));
+            if (!s || PyList_Append(names, s) < 0) {
+                Py_XDECREF(s);
+                Py_CLEAR(names);
+            }
+            Py_XDECREF(s);
+        }
+    if (!names)
+        return NULL;
+    PyObject *t = PyList_AsTuple(names);
+    Py_DECREF(names);
+    return t;
+}
+
+PyDoc_STRVAR(ops_doc, "ops()\n\nThe names of the ops that have variants.");
+
+static PyObject *ops(PyObject *self, PyObject *unused)
+{
+    PyObject *t = PyTuple_New(DN_NOPS);
+    for (int op = 0; t && op < DN_NOPS; op++)
+        PyTuple_SET_ITEM(t, op, PyUnicode_FromString(dn_op_name(op)));
+    return t;
+}
+
+PyDoc_STRVAR(variants_doc,
+"variants(op)\n"
+"\n"
+"The variants of an op, best first: (name, features it needs, selected,\n"
+"available on this CPU, calls made with it so far) for each.");
+
+static PyObject *variants(PyObject *self, PyObject *args)
+{
+    const char *name;
+    int op;
+    if (!PyArg_ParseTuple(args, "s", &name) || (op = registry_op(name)) < 0)
+        return NULL;
+    const dn_variant *chosen = dn_selected(op);
+    PyObject *list = PyList_New(dn_op_count(op));
+    for (int i = 0; list && i < dn_op_count(op); i++) {
+        const dn_variant *v = dn_op_variant(op, i);
+        PyObject *item = Py_BuildValue("(sNOOl)", v->name, feature_names(v->features),
+                                       v == chosen ? Py_True : Py_False,
+                                       dn_variant_available(v) ? Py_True : Py_False, dn_variant_calls(op, i));
+        if (!item)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(force_doc,
+"force(op, name=None)\n"
+"\n"
+"Run the named variant of an op from the next call on (None: the best one\n"
+"this CPU has).  Programs keep the variants they were made with.");
+
+static PyObject *force(PyObject *self, PyObject *args)
+{
+    const char *op_name, *name = NULL;
+    int op;
+    if (!PyArg_ParseTuple(args, "s|z", &op_name, &name) || (op = registry_op(op_name)) < 0)
+        return NULL;
+    if (dn_force(op, name) < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: no variant %s that this CPU can run", op_name, name);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(limit_isa_doc,
+"limit_isa(isa)\n"
+"\n"
+"Let every op use instruction sets up to isa only (scalar, sse2, avx2,\n"
+"neon; \"\" for all), as DEVICENET_KERNEL_ISA does when the module loads.");
+
+static PyObject *limit_isa(PyObject *self, PyObject *args)
+{
+    const char *isa;
+    if (!PyArg_ParseTuple(args, "s", &isa))
+        return NULL;
+    if (dn_limit_isa(isa) < 0) {
+        PyErr_Format(PyExc_ValueError, "unknown instruction set %s", isa);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(cpu_features_doc, "cpu_features()\n\nThe instruction sets this CPU has, as the variants name them.");
+
+static PyObject *cpu_features(PyObject *self, PyObject *unused)
+{
+    return feature_names(dn_cpu_features());
+}
+
+PyDoc_STRVAR(use_blas_doc,
+"use_blas(sgemm, sgemv)\n"
+"\n"
+"Use the cblas_sgemm and cblas_sgemv functions at these addresses (ints;\n"
+"0 to forget one) for gemm().");
+
+static PyObject *use_blas(PyObject *self, PyObject *args)
+{
+    unsigned long long gemm_address, gemv_address;
+    if (!PyArg_ParseTuple(args, "KK", &gemm_address, &gemv_address))
+        return NULL;
+    dn_use_blas((void *)(uintptr_t)gemm_address, (void *)(uintptr_t)gemv_address);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
-    {"depthwise", depthwise, METH_VARARGS, depthwise_doc},
-    {"direct", direct, METH_VARARGS, direct_doc},
-    {"bias_act", bias_act, METH_VARARGS, bias_act_doc},
-    {"add", add, METH_VARARGS, add_doc},
-    {"mean_pool", mean_pool, METH_VARARGS, mean_pool_doc},
-    {"gemm", gemm, METH_VARARGS, gemm_doc},
-    {"dense_q", dense_q, METH_VARARGS, dense_q_doc},
-    {"use_blas", use_blas, METH_VARARGS, use_blas_doc},
     {"program", program, METH_VARARGS, program_doc},
     {"run_program", run_program, METH_VARARGS, run_program_doc},
+    {"ops", ops, METH_NOARGS, ops_doc},
+    {"variants", variants, METH_VARARGS, variants_doc},
+    {"force", force, METH_VARARGS, force_doc},
+    {"limit_isa", limit_isa, METH_VARARGS, limit_isa_doc},
+    {"cpu_features", cpu_features, METH_NOARGS, cpu_features_doc},
+    {"use_blas", use_blas, METH_VARARGS, use_blas_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -455,7 +370,27 @@ static struct PyModuleDef module = {
     .m_size = -1, .m_methods = methods,
 };
 
+/* the ops' functions: one method definition each (they live as long as the module) */
+static PyMethodDef op_methods[16];
+
 PyMODINIT_FUNC PyInit__native(void)
 {
-    return PyModule_Create(&module);
+    dn_registry_init();
+    const char *isa = getenv("DEVICENET_KERNEL_ISA");
+    if (isa && dn_limit_isa(isa) < 0) {
+        PyErr_Format(PyExc_ImportError, "DEVICENET_KERNEL_ISA: unknown instruction set %s", isa);
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module);
+    for (int i = 0; m && dn_opdefs[i].name; i++) {
+        op_methods[i] = (PyMethodDef){dn_opdefs[i].name, (PyCFunction)(void (*)(void))call_op,
+                                      METH_VARARGS | METH_KEYWORDS, dn_opdefs[i].doc};
+        PyObject *index = PyLong_FromLong(i), *fn = index ? PyCFunction_NewEx(&op_methods[i], index, NULL) : NULL;
+        Py_XDECREF(index);
+        if (!fn || PyModule_AddObject(m, dn_opdefs[i].name, fn) < 0) {
+            Py_XDECREF(fn);
+            Py_CLEAR(m);
+        }
+    }
+    return m;
 }

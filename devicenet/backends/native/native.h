@@ -1,14 +1,19 @@
 /* The compiled kernels of the CPU backend: what they share.
  *
- * numpy cannot do these in a few fast calls:
- *   window.c  depthwise convolution, and direct convolution for layers of
- *             few input channels (a network's first), summing every output
- *             pixel in registers;
- *   dense.c   GEMMs through the BLAS numpy itself uses, with bias and
- *             activation added while the output is in cache, and dense
- *             layers computed straight from their stored int8/int16 weights;
- *   team.c    a team of threads that splits each call into tasks;
- *   module.c  the Python functions (module devicenet.backends._native).
+ * The layer is laid out the way XNNPACK and ruy lay theirs out:
+ *   cpu.c        which instruction sets this CPU has, found once at start-up;
+ *   registry.c   for every op, its variants (best first) and the one chosen;
+ *   f32_<op>_<isa>.c   one variant per file: data type, op, tile,
+ *                instruction set (the algorithm of an op is written once,
+ *                in f32_<op>.h, over the 8-float vectors of vec8_<isa>.h);
+ *   team.c       a team of threads that splits each call into tasks;
+ *   ops.c        each op's Python arguments (a typed struct per op), their
+ *                checks, and how a call is cut into tasks;
+ *   module.c     the Python module devicenet.backends._native.
+ *
+ * Only ops.c and module.c include Python.h: the kernels, the CPU detection,
+ * the registry and the team are plain C, which can be compiled (and their
+ * instructions counted) for any target without Python's headers.
  *
  * The module is optional: setup.py builds it where a C compiler exists and
  * the backend uses numpy where it does not (cpu_kernels.py).  It reads
@@ -18,45 +23,10 @@
 #ifndef DEVICENET_NATIVE_H
 #define DEVICENET_NATIVE_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-#if defined(__unix__) && !defined(__STDC_NO_ATOMICS__)
-#define TEAM 1
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
-#include <time.h>
-#endif
-
-/* Channels summed together in registers: 16 floats are two AVX or four
- * NEON vectors, which leaves registers for the inputs and weights. */
-#define CB 16
-
-/* GCC on x86-64 builds the loop twice, for AVX2 + FMA and for the baseline
- * (SSE2), and picks one when the module loads: the same build runs fast on
- * new machines and correctly on old ones.  ARM builds use the compiler's
- * target (NEON on aarch64; armhf as the distribution configures it). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define MULTIVERSION
-#endif
-
-typedef struct {
-    Py_ssize_t h, w, c;        /* the whole input image */
-    Py_ssize_t row0, rows;     /* input rows held in the buffer: [row0, row0 + rows) */
-    Py_ssize_t oh, ow;         /* output */
-    Py_ssize_t kh, kw, sh, sw, pt, pl;
-    Py_ssize_t cout;           /* output channels (direct convolution; depthwise: c) */
-} geometry;
-
-static inline Py_ssize_t max_z(Py_ssize_t a, Py_ssize_t b) { return a > b ? a : b; }
-static inline Py_ssize_t min_z(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : b; }
 
 #if defined(__GNUC__)
 #define INLINE static inline __attribute__((always_inline))
@@ -64,69 +34,204 @@ static inline Py_ssize_t min_z(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : 
 #define INLINE static inline
 #endif
 
-/* Eight floats, loaded and stored at any 4-byte alignment.  GCC and Clang
- * map it onto whatever the target has: one AVX register, two SSE or NEON
- * registers. */
-typedef float vf8 __attribute__((vector_size(32), aligned(4)));
-#define V(p) (*(const vf8 *)(p))
+/* The instruction sets a variant may be built for.  Each is enabled per
+ * file (a target pragma), so the module is built with the distribution's
+ * default flags and still holds every variant. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define DN_X86 1
+#endif
+/* NEON variants on every hard-float ARM build, ARMv6 ones included:
+ * Raspberry Pi OS's 32-bit userland is built for ARMv6 and runs on
+ * ARMv7 and ARMv8 boards with NEON as well as on ARMv6 ones without. */
+#if defined(__aarch64__) || (defined(__arm__) && defined(__GNUC__) && defined(__ARM_ARCH) \
+                             && __ARM_ARCH >= 6 && !defined(__SOFTFP__))
+#define DN_NEON 1
+#endif
 
-/* Values below which a job is not worth handing to other threads. */
-#define MIN_SHARED 32768
+static inline ptrdiff_t max_z(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
+static inline ptrdiff_t min_z(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
 
-/* ---- kernels (window.c, dense.c) --------------------------------------- */
+/* v clipped to [lo, hi] (a NaN stays a NaN) */
+static inline float clamp(float v, float lo, float hi)
+{
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
 
-void dn_depthwise_rows(const geometry *g, const float *restrict x, const float *restrict wt,
-                       const float *restrict bias, float *restrict y,
-                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t k0, Py_ssize_t k1, float lo, float hi);
-void dn_direct_rows(const geometry *g, const float *restrict x, const float *restrict wt,
-                    const float *restrict bias, float *restrict y,
-                    Py_ssize_t r0, Py_ssize_t r1, float lo, float hi);
-void dn_epilogue(float *restrict y, Py_ssize_t ld, const float *restrict bias,
-                 Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize_t c1, float lo, float hi);
-void dn_dense_q8(const float *restrict x, Py_ssize_t m, Py_ssize_t k, const signed char *restrict q,
-                 const float *restrict scales, const float *restrict bias, float *restrict y,
-                 Py_ssize_t n, Py_ssize_t o0, Py_ssize_t o1, float lo, float hi);
-void dn_dense_q16(const float *restrict x, Py_ssize_t m, Py_ssize_t k, const short *restrict q,
-                  const float *restrict scales, const float *restrict bias, float *restrict y,
-                  Py_ssize_t n, Py_ssize_t o0, Py_ssize_t o1, float lo, float hi);
-void dn_add(const float *a, const float *b, float *y, Py_ssize_t i0, Py_ssize_t i1,
-            float lo, float hi);
-void dn_mean_pool(const float *restrict x, float *restrict y, Py_ssize_t images, Py_ssize_t hw, Py_ssize_t c);
+/* ---- CPU features (cpu.c) --------------------------------------------- */
+
+enum {
+    DN_CPU_SSE2 = 1 << 0,
+    DN_CPU_AVX2 = 1 << 1,
+    DN_CPU_FMA = 1 << 2,
+    DN_CPU_AVX512F = 1 << 3,
+    DN_CPU_NEON = 1 << 4,      /* armv7 NEON, or aarch64's Advanced SIMD */
+    DN_CPU_NEON_FMA = 1 << 5,  /* vfma (VFPv4 on armv7; always on aarch64) */
+    DN_CPU_ASIMDDP = 1 << 6,   /* aarch64 dot product */
+    DN_CPU_FPHP = 1 << 7,      /* aarch64 half-precision arithmetic */
+    DN_CPU_NFEATURES = 8
+};
+
+void dn_cpu_detect(void);
+unsigned dn_cpu_features(void);                 /* what the CPU has */
+const char *dn_cpu_feature_name(int bit);       /* "avx2", ...; bit is the index */
+int dn_cpu_has(const char *feature);
+
+/* ---- each op's arguments ---------------------------------------------- */
+
+/* The geometry of a window op (depthwise, direct convolution) on one image. */
+typedef struct {
+    ptrdiff_t h, w, c;         /* the whole input image */
+    ptrdiff_t row0, rows;      /* input rows held in the buffer: [row0, row0 + rows) */
+    ptrdiff_t oh, ow;          /* output */
+    ptrdiff_t kh, kw, sh, sw, pt, pl;
+    ptrdiff_t cout;            /* output channels (direct convolution; depthwise: c) */
+} dn_geometry;
+
+/* depthwise and direct: output rows [r0, r1) of y from x; weights (KH, KW, C)
+ * (depthwise) or (KH, KW, C, Cout) (direct); bias or NULL; clipped to [lo, hi]. */
+typedef struct {
+    dn_geometry g;
+    const float *x, *w, *bias;
+    float *y;
+    ptrdiff_t r0, r1;
+    float lo, hi;
+} dn_window_args;
+
+/* y (m, n) = x (m, k) @ (q * scales[:, None]).T + bias, q int8 or int16 (n, k). */
+typedef struct {
+    const float *x;
+    const void *q;
+    const float *scales, *bias;
+    float *y;
+    ptrdiff_t m, k, n;
+    float lo, hi;
+} dn_dense_q_args;
+
+/* y = clip(a + b): n values */
+typedef struct {
+    const float *a, *b;
+    float *y;
+    ptrdiff_t n;
+    float lo, hi;
+} dn_add_args;
+
+/* y (images, c) = the mean over hw pixels of x (images, hw, c) */
+typedef struct {
+    const float *x;
+    float *y;
+    ptrdiff_t images, hw, c;
+} dn_meanpool_args;
+
+/* In place: every row of n values of y (rows of them) plus bias, clipped. */
+typedef struct {
+    float *y;
+    const float *bias;
+    ptrdiff_t rows, n;
+    float lo, hi;
+} dn_bias_act_args;
+
+/* y (m, n) = clip(a (m, k) @ b (k, n) + bias) */
+typedef struct {
+    const float *a, *b, *bias;
+    float *y;
+    ptrdiff_t m, k, n;
+    float lo, hi;
+} dn_gemm_args;
+
+/* ---- one signature per op: the variants' functions ---------------------- */
+
+/* rows [r0, r1), channels [k0, k1) */
+typedef void (*dn_dwconv_fn)(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t k1);
+/* rows [r0, r1) */
+typedef void (*dn_conv_direct_fn)(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1);
+/* output channels [o0, o1) */
+typedef void (*dn_dense_q_fn)(const dn_dense_q_args *a, ptrdiff_t o0, ptrdiff_t o1);
+/* values [i0, i1) */
+typedef void (*dn_add_fn)(const dn_add_args *a, ptrdiff_t i0, ptrdiff_t i1);
+/* images [i0, i1) */
+typedef void (*dn_meanpool_fn)(const dn_meanpool_args *a, ptrdiff_t i0, ptrdiff_t i1);
+/* rows [r0, r1), columns [c0, c1) of y (row length ld) */
+typedef void (*dn_bias_act_fn)(float *y, ptrdiff_t ld, const float *bias, ptrdiff_t r0, ptrdiff_t r1,
+                               ptrdiff_t c0, ptrdiff_t c1, float lo, float hi);
+/* rows [r0, r1), columns [c0, c1) */
+typedef void (*dn_gemm_fn)(const dn_gemm_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1);
+
+/* Declares the variants of an op, one per instruction set: dn_f32_<op>_<isa>. */
+#define DN_DECLARE(OP, RET, ARGS)                                              \
+    RET dn_f32_##OP##_scalar ARGS; RET dn_f32_##OP##_sse2 ARGS;                \
+    RET dn_f32_##OP##_avx2fma ARGS; RET dn_f32_##OP##_neon ARGS;
+
+DN_DECLARE(dwconv, void, (const dn_window_args *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t))
+DN_DECLARE(conv_direct, void, (const dn_window_args *, ptrdiff_t, ptrdiff_t))
+DN_DECLARE(dense_q8, void, (const dn_dense_q_args *, ptrdiff_t, ptrdiff_t))
+DN_DECLARE(dense_q16, void, (const dn_dense_q_args *, ptrdiff_t, ptrdiff_t))
+DN_DECLARE(add, void, (const dn_add_args *, ptrdiff_t, ptrdiff_t))
+DN_DECLARE(meanpool, void, (const dn_meanpool_args *, ptrdiff_t, ptrdiff_t))
+DN_DECLARE(bias_act, void, (float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                            float, float))
+void dn_f32_gemm_blas(const dn_gemm_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1);
 void dn_use_blas(void *sgemm, void *sgemv);
 int dn_have_blas(void);
-void dn_gemm_block(const float *a, const float *b, float *y, Py_ssize_t k, Py_ssize_t n,
-                   Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0, Py_ssize_t c1,
-                   const float *bias, float lo, float hi, int clip);
+
+/* ---- the registry (registry.c) ------------------------------------------ */
+
+enum { DN_OP_DWCONV, DN_OP_CONV_DIRECT, DN_OP_DENSE_Q8, DN_OP_DENSE_Q16, DN_OP_ADD, DN_OP_MEANPOOL,
+       DN_OP_BIAS_ACT, DN_OP_GEMM, DN_OP_F32_GEMM, DN_NOPS };
+
+typedef void (*dn_fn)(void);
+
+typedef struct {
+    const char *name;        /* "f32_dwconv_4x16_avx2" */
+    unsigned features;       /* DN_CPU_* bits it needs */
+    dn_fn fn;                /* of the op's signature (dn_<op>_fn) */
+    int (*usable)(void);     /* NULL, or whether it can run now (the BLAS was found) */
+} dn_variant;
+
+void dn_registry_init(void);
+const char *dn_op_name(int op);
+int dn_op_count(int op);
+const dn_variant *dn_op_variant(int op, int i);
+int dn_variant_available(const dn_variant *v);
+/* The op's selected variant: the first available one in table order,
+ * unless one was forced. */
+const dn_variant *dn_selected(int op);
+/* dn_selected, counted as one call made with it (calls of the op, at the
+ * time they are checked) */
+const dn_variant *dn_choose(int op);
+/* Count one call made with variant v of an op (chosen earlier); v. */
+const dn_variant *dn_count(int op, const dn_variant *v);
+long dn_variant_calls(int op, int i);
+/* Force the named variant of an op (NULL: back to the automatic choice);
+ * -1 when it is not built or cannot run on this CPU. */
+int dn_force(int op, const char *name);
+/* Limit every op to instruction sets up to ``isa`` (scalar, sse2, avx2,
+ * neon); -1 for an unknown name. */
+int dn_limit_isa(const char *isa);
+
+#define DN_KERNEL(op, type) ((type)dn_selected(op)->fn)
 
 /* ---- jobs for the team (team.c) ---------------------------------------- */
 
-enum { JOB_DEPTHWISE, JOB_DIRECT, JOB_EPILOGUE, JOB_GEMM, JOB_DENSE_Q, JOB_ADD, JOB_MEAN_POOL };
-
-/* A job is split into tasks: bands of rows, or (``across``) bands of
- * channels.  A small image with many channels is split across channels:
- * bands of rows would each read kernel-height extra input rows, and a
- * GEMM with few rows is better split by output columns. */
-typedef struct {
-    int kind, across;
-    const geometry *g;          /* depthwise */
-    const float *x, *wt, *bias; /* gemm: x is a (m, k), wt is b (k, n) */
-    float *y;
-    Py_ssize_t r0, r1, tasks, per;
-    Py_ssize_t k, n;            /* gemm and epilogue: y has rows of n values */
-    float lo, hi;
-    int clip;
-    const void *q;              /* dense_q: int8 or int16 weights (n, k) and their scales */
-    const float *scales;
-    int q_bytes;
-} job_t;
+/* A job is one call cut into tasks: ``task(j, t)`` runs the t-th of
+ * ``tasks``, each ``per`` units (rows, or ``across``: channels). */
+typedef struct dn_job {
+    void (*task)(const struct dn_job *j, ptrdiff_t t);
+    const void *args;        /* the op's argument struct */
+    dn_fn fn;                /* the op's variant */
+    ptrdiff_t tasks, per;
+    int across;
+} dn_job;
 
 /* Run a job's tasks: on the team where it is free and the job is ``worth``
- * sharing, else on the calling thread.  ``split_for(j, threads)`` cuts the
- * job into tasks for that many threads. */
-void dn_run(job_t *j, int threads, int worth, void (*split_for)(job_t *, Py_ssize_t));
-void dn_split_window(job_t *j, Py_ssize_t threads);
-void dn_split_epilogue(job_t *j, Py_ssize_t threads);
-void dn_split_gemm(job_t *j, Py_ssize_t threads);
-void dn_split_dense(job_t *j, Py_ssize_t threads);
+ * sharing, else on the calling thread.  ``split(j, threads)`` cuts the job
+ * into tasks for that many threads. */
+void dn_run(dn_job *j, int threads, int worth, void (*split)(dn_job *, ptrdiff_t));
+/* Cut a job into about ``tasks`` tasks of ``units`` units (in multiples of
+ * ``align``). */
+void dn_split(dn_job *j, ptrdiff_t units, ptrdiff_t tasks, ptrdiff_t align);
+
+/* Values below which a job is not worth handing to other threads. */
+#define MIN_SHARED 32768
 
 #endif

@@ -2,6 +2,14 @@
  * and the team's threads together. */
 #include "native.h"
 
+#if defined(__unix__) && !defined(__STDC_NO_ATOMICS__)
+#define TEAM 1
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+#endif
+
 /* ---- a team of threads for one call ------------------------------------
  *
  * Handing work to a Python thread pool costs tens of microseconds (a
@@ -14,55 +22,11 @@
  * One call uses the team at a time; a concurrent caller works alone.
  */
 
-static void run_task(const job_t *j, Py_ssize_t t)
-{
-    Py_ssize_t lo = t * j->per, hi = (t + 1) * j->per;
-    switch (j->kind) {
-    case JOB_DEPTHWISE:
-        if (j->across)
-            dn_depthwise_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0, j->r1,
-                              lo, min_z(j->g->c, hi), j->lo, j->hi);
-        else
-            dn_depthwise_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi),
-                              0, j->g->c, j->lo, j->hi);
-        break;
-    case JOB_DIRECT:
-        dn_direct_rows(j->g, j->x, j->wt, j->bias, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi), j->lo, j->hi);
-        break;
-    case JOB_ADD:
-        dn_add(j->x, j->wt, j->y, j->r0 + lo, min_z(j->r1, j->r0 + hi), j->lo, j->hi);
-        break;
-    case JOB_MEAN_POOL: {  /* images [lo, hi) */
-        Py_ssize_t i0 = j->r0 + lo, i1 = min_z(j->r1, j->r0 + hi);
-        if (i1 > i0)
-            dn_mean_pool(j->x + i0 * j->k * j->n, j->y + i0 * j->n, i1 - i0, j->k, j->n);
-        break;
-    }
-    case JOB_EPILOGUE:
-        dn_epilogue(j->y, j->n, j->bias, j->r0 + lo, min_z(j->r1, j->r0 + hi), 0, j->n, j->lo, j->hi);
-        break;
-    case JOB_DENSE_Q:
-        if (j->q_bytes == 1)
-            dn_dense_q8(j->x, j->r1, j->k, j->q, j->scales, j->bias, j->y, j->n, lo, min_z(j->n, hi), j->lo, j->hi);
-        else
-            dn_dense_q16(j->x, j->r1, j->k, j->q, j->scales, j->bias, j->y, j->n, lo, min_z(j->n, hi), j->lo, j->hi);
-        break;
-    case JOB_GEMM:
-        if (j->across)
-            dn_gemm_block(j->x, j->wt, j->y, j->k, j->n, j->r0, j->r1, lo, min_z(j->n, hi),
-                          j->bias, j->lo, j->hi, j->clip);
-        else
-            dn_gemm_block(j->x, j->wt, j->y, j->k, j->n, j->r0 + lo, min_z(j->r1, j->r0 + hi), 0, j->n,
-                          j->bias, j->lo, j->hi, j->clip);
-        break;
-    }
-}
-
 /* Cut a job into about ``tasks`` tasks of ``units`` units (rows, or
  * channels in multiples of ``align``). */
-static void split(job_t *j, Py_ssize_t units, Py_ssize_t tasks, Py_ssize_t align)
+void dn_split(dn_job *j, ptrdiff_t units, ptrdiff_t tasks, ptrdiff_t align)
 {
-    Py_ssize_t blocks = (units + align - 1) / align;
+    ptrdiff_t blocks = (units + align - 1) / align;
     tasks = max_z(1, min_z(tasks, blocks));
     j->per = (blocks + tasks - 1) / tasks * align;
     j->tasks = (units + j->per - 1) / j->per;
@@ -78,7 +42,7 @@ static struct {
     pthread_mutex_t mu, busy_mu;  /* busy_mu: held by the call using the team */
     pthread_cond_t cv;
     int workers;
-    job_t job;
+    dn_job job;
     atomic_uint gen, closed;      /* job number; last job whose caller is done */
     atomic_long next_task;        /* next task of the job to take */
     atomic_int busy, sleepers;    /* threads inside a job; threads asleep */
@@ -100,13 +64,13 @@ static long long now_ns(void)
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-static void take_tasks(const job_t *j)
+static void take_tasks(const dn_job *j)
 {
     for (;;) {
-        Py_ssize_t t = (Py_ssize_t)atomic_fetch_add(&team.next_task, 1);
+        ptrdiff_t t = (ptrdiff_t)atomic_fetch_add(&team.next_task, 1);
         if (t >= j->tasks)
             return;
-        run_task(j, t);
+        j->task(j, t);
     }
 }
 
@@ -190,7 +154,7 @@ static int team_take(int threads)
 
 /* Run a job's tasks on the team (the caller included), then give the
  * team back. */
-static void team_run(job_t *j)
+static void team_run(dn_job *j)
 {
     team.job = *j;
     atomic_store(&team.next_task, 0);
@@ -212,60 +176,21 @@ static void team_run(job_t *j)
 #else
 
 static int team_take(int threads) { (void)threads; return 0; }
-static void team_run(job_t *j) { (void)j; }
+static void team_run(dn_job *j) { (void)j; }
 
 #endif
 
 /* Run a job's tasks, on the team where it is free and the job is worth
- * sharing, else on the calling thread.  ``split_for(j, threads)`` cuts
- * the job for that many threads. */
-void dn_run(job_t *j, int threads, int worth, void (*split_for)(job_t *, Py_ssize_t))
+ * sharing, else on the calling thread.  ``split(j, threads)`` cuts the
+ * job for that many threads. */
+void dn_run(dn_job *j, int threads, int worth, void (*split)(dn_job *, ptrdiff_t))
 {
     int n = worth ? team_take(threads) : 0;
-    split_for(j, n > 1 ? n : 1);
+    split(j, n > 1 ? n : 1);
     if (n > 1) {
         team_run(j);
         return;
     }
-    for (Py_ssize_t t = 0; t < j->tasks; t++)
-        run_task(j, t);
-}
-
-void dn_split_window(job_t *j, Py_ssize_t threads)
-{
-    const Py_ssize_t blocks = (j->g->c + CB - 1) / CB;
-    if (threads == 1) {
-        j->across = 0;
-        split(j, j->r1 - j->r0, 1, 1);
-    } else if (j->kind == JOB_DIRECT) {
-        j->across = 0;
-        split(j, j->r1 - j->r0, 2 * threads, 1);
-    } else if ((j->across = blocks >= 8 * threads))
-        split(j, j->g->c, 2 * threads, CB);
-    else
-        split(j, j->r1 - j->r0, 2 * threads, 1);
-}
-
-void dn_split_epilogue(job_t *j, Py_ssize_t threads)
-{
-    split(j, j->r1 - j->r0, threads, 1);
-}
-
-/* GEMM tasks, by rows, or by output columns when the rows are few: two
- * per thread, so that a thread whose core is taken away mid-layer holds up
- * half as much.  (Each BLAS call packs its share of the weights again;
- * Lite0 measured the same with one, two or four per thread.) */
-void dn_split_gemm(job_t *j, Py_ssize_t threads)
-{
-    Py_ssize_t m = j->r1 - j->r0, tasks = threads > 1 ? 2 * threads : 1;
-    if ((j->across = threads > 1 && m < 64 * threads && j->n >= 64 * threads))
-        split(j, j->n, tasks, 16);
-    else
-        split(j, m, tasks, 1);
-}
-
-/* Dense tasks: bands of output channels, several per thread. */
-void dn_split_dense(job_t *j, Py_ssize_t threads)
-{
-    split(j, j->n, 2 * threads, 16);
+    for (ptrdiff_t t = 0; t < j->tasks; t++)
+        j->task(j, t);
 }

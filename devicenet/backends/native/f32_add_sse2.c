@@ -1,0 +1,8 @@
+/* Residual add: sse2; SSE2 (x86-64's baseline). */
+#include "native.h"
+#if DN_X86
+#pragma GCC target("sse2")
+#include "vec8_x86.h"
+#define ADD dn_f32_add_sse2
+#include "f32_add.h"
+#endif

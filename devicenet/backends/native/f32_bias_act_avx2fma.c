@@ -1,0 +1,8 @@
+/* Bias and activation in place: avx2fma; AVX2 + FMA (x86-64). */
+#include "native.h"
+#if DN_X86
+#pragma GCC target("avx2,fma")
+#include "vec8_x86.h"
+#define BIAS_ACT dn_f32_bias_act_avx2fma
+#include "f32_bias_act.h"
+#endif

@@ -1,0 +1,8 @@
+/* Depthwise convolution: avx2fma, 4 pixels x 16 channels in registers; AVX2 + FMA (x86-64). */
+#include "native.h"
+#if DN_X86
+#pragma GCC target("avx2,fma")
+#include "vec8_x86.h"
+#define DWCONV dn_f32_dwconv_avx2fma
+#include "f32_dwconv.h"
+#endif

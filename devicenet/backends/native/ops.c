@@ -1,0 +1,522 @@
+/* Every op the Python side calls: its keyword arguments (the fields of its
+ * struct, native.h), the checks they pass before any kernel reads a byte,
+ * and how a call is cut into tasks for the team.  Adding an op is one
+ * block here and one row in dn_opdefs. */
+#include "ops.h"
+
+/* Whether a * b * c could overflow the index arithmetic. */
+static int too_big(ptrdiff_t a, ptrdiff_t b, ptrdiff_t c)
+{
+    const ptrdiff_t limit = PTRDIFF_MAX / 8;
+    return (b && a > limit / b) || (c && a * b > limit / c);
+}
+
+/* Whether an argument's buffer is float32 and holds ``need`` values. */
+static int floats(step_t *s, const char *name, ptrdiff_t need)
+{
+    Py_buffer *b = dn_step_buffer(s, name);
+    if (!b->obj)  /* an optional argument left out */
+        return 0;
+    if (b->itemsize != 4 || (b->format && strcmp(b->format, "f") != 0)) {
+        PyErr_Format(PyExc_TypeError, "%s must be float32", name);
+        return -1;
+    }
+    if (b->len < need * 4) {
+        PyErr_Format(PyExc_ValueError, "%s holds %zd values, %zd needed", name, b->len / 4, (Py_ssize_t)need);
+        return -1;
+    }
+    return 0;
+}
+
+static void set_job(step_t *s, int op, void (*task)(const dn_job *, ptrdiff_t),
+                    void (*split)(dn_job *, ptrdiff_t), int worth)
+{
+    s->job.task = task;
+    s->job.args = &s->args;
+    s->job.fn = dn_choose(op)->fn;
+    s->split = split;
+    s->worth = worth;
+}
+
+/* the task's share of ``units``: [*lo, *hi) */
+static void share(const dn_job *j, ptrdiff_t t, ptrdiff_t units, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    *lo = t * j->per;
+    *hi = min_z(units, *lo + j->per);
+}
+
+/* One task per thread, or ``per_thread`` where threads may lose their core
+ * mid-job (a late thread then holds up a smaller share). */
+static void split_even(dn_job *j, ptrdiff_t units, ptrdiff_t threads, ptrdiff_t per_thread, ptrdiff_t align)
+{
+    dn_split(j, units, threads > 1 ? per_thread * threads : 1, align);
+}
+
+#define CLIP_ARGS(T) \
+    {"lo", ARG_FLOAT, offsetof(T, lo), 1, -HUGE_VAL}, {"hi", ARG_FLOAT, offsetof(T, hi), 1, HUGE_VAL}
+
+/* ---- depthwise and direct convolution ---------------------------------- */
+
+#define W(f) offsetof(dn_window_args, f)
+#define WINDOW_ARGS                                                                                \
+    {"x", ARG_IN, W(x)}, {"weight", ARG_IN, W(w)}, {"bias", ARG_OPT, W(bias), 1},                  \
+    {"out", ARG_OUT, W(y)}, {"h", ARG_SIZE, W(g.h)}, {"w", ARG_SIZE, W(g.w)},                      \
+    {"c", ARG_SIZE, W(g.c)}, {"row0", ARG_SIZE, W(g.row0)}, {"rows", ARG_SIZE, W(g.rows)},         \
+    {"oh", ARG_SIZE, W(g.oh)}, {"ow", ARG_SIZE, W(g.ow)}, {"kh", ARG_SIZE, W(g.kh)},               \
+    {"kw", ARG_SIZE, W(g.kw)}, {"sh", ARG_SIZE, W(g.sh)}, {"sw", ARG_SIZE, W(g.sw)},               \
+    {"pad_top", ARG_SIZE, W(g.pt)}, {"pad_left", ARG_SIZE, W(g.pl)},                               \
+    {"r0", ARG_SIZE, W(r0)}, {"r1", ARG_SIZE, W(r1)}, CLIP_ARGS(dn_window_args)
+
+static const dn_arg depthwise_args[] = {WINDOW_ARGS, {NULL}};
+static const dn_arg direct_args[] = {WINDOW_ARGS, {"cout", ARG_SIZE, W(g.cout)}, {NULL}};
+
+static void depthwise_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_window_args *a = j->args;
+    const dn_dwconv_fn f = (dn_dwconv_fn)j->fn;
+    ptrdiff_t lo, hi;
+    if (j->across) {
+        share(j, t, a->g.c, &lo, &hi);
+        f(a, a->r0, a->r1, lo, hi);
+    } else {
+        share(j, t, a->r1 - a->r0, &lo, &hi);
+        f(a, a->r0 + lo, a->r0 + hi, 0, a->g.c);
+    }
+}
+
+/* Bands of rows; a small image with many channels is split across
+ * channels instead: bands of rows would each read KH extra input rows. */
+static void depthwise_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_window_args *a = j->args;
+    const ptrdiff_t blocks = (a->g.c + 15) / 16;
+    if ((j->across = threads > 1 && blocks >= 8 * threads))
+        split_even(j, a->g.c, threads, 2, 16);
+    else
+        split_even(j, a->r1 - a->r0, threads, 2, 1);
+}
+
+static void direct_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_window_args *a = j->args;
+    ptrdiff_t lo, hi;
+    share(j, t, a->r1 - a->r0, &lo, &hi);
+    ((dn_conv_direct_fn)j->fn)(a, a->r0 + lo, a->r0 + hi);
+}
+
+static void direct_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_window_args *a = j->args;
+    j->across = 0;
+    split_even(j, a->r1 - a->r0, threads, 2, 1);
+}
+
+static int check_window(step_t *s, int direct)
+{
+    dn_window_args *a = &s->args.window;
+    dn_geometry *g = &a->g;
+    const char *name = s->op->name;
+    if (!direct)
+        g->cout = g->c;
+    const ptrdiff_t wc = direct ? g->c * g->cout : g->c;  /* weights per tap */
+    if (g->h < 1 || g->w < 1 || g->c < 1 || g->cout < 1 || g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1
+            || g->oh < 0 || g->ow < 0 || g->rows < 0 || g->row0 < 0 || g->pt < 0 || g->pl < 0
+            || a->r0 < 0 || a->r1 > g->oh || a->r0 > a->r1
+            || too_big(g->rows, g->w, g->c) || too_big(g->oh, g->ow, g->cout) || too_big(g->c, g->cout, 1)
+            || too_big(g->kh, g->kw, wc) || too_big(g->oh, g->sh, 1) || too_big(g->ow, g->sw, 1)
+            || too_big(g->h, 1, 1) || too_big(g->row0, 1, 1) || too_big(g->pt, 1, 1) || too_big(g->pl, 1, 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: inconsistent geometry", name);
+        return -1;
+    }
+    if (a->r0 < a->r1) {
+        /* Every input row the requested output rows can read must be held. */
+        ptrdiff_t first = max_z(0, a->r0 * g->sh - g->pt);
+        ptrdiff_t last = min_z(g->h, (a->r1 - 1) * g->sh - g->pt + g->kh);
+        if (first < g->row0 || last > g->row0 + g->rows) {
+            PyErr_Format(PyExc_ValueError, "%s: input rows out of range", name);
+            return -1;
+        }
+    }
+    if (floats(s, "x", g->rows * g->w * g->c) < 0 || floats(s, "weight", g->kh * g->kw * wc) < 0
+            || floats(s, "out", g->oh * g->ow * g->cout) < 0 || floats(s, "bias", g->cout) < 0)
+        return -1;
+    if (direct)
+        set_job(s, DN_OP_CONV_DIRECT, direct_task, direct_split, a->r1 > a->r0);
+    else
+        set_job(s, DN_OP_DWCONV, depthwise_task, depthwise_split, a->r1 > a->r0);
+    return 0;
+}
+
+static int check_depthwise(step_t *s) { return check_window(s, 0); }
+static int check_direct(step_t *s) { return check_window(s, 1); }
+
+/* ---- bias and activation in place --------------------------------------- */
+
+static const dn_arg bias_act_args[] = {
+    {"y", ARG_OUT, offsetof(dn_bias_act_args, y)}, {"n", ARG_SIZE, offsetof(dn_bias_act_args, n)},
+    {"bias", ARG_OPT, offsetof(dn_bias_act_args, bias), 1}, CLIP_ARGS(dn_bias_act_args), {NULL},
+};
+
+static void bias_act_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_bias_act_args *a = j->args;
+    ptrdiff_t lo, hi;
+    share(j, t, a->rows, &lo, &hi);
+    ((dn_bias_act_fn)j->fn)(a->y, a->n, a->bias, lo, hi, 0, a->n, a->lo, a->hi);
+}
+
+static void bias_act_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_bias_act_args *)j->args)->rows, threads, 1);
+}
+
+static int check_bias_act(step_t *s)
+{
+    dn_bias_act_args *a = &s->args.bias_act;
+    Py_buffer *y = dn_step_buffer(s, "y");
+    if (a->n < 1 || y->len % (4 * a->n) != 0) {
+        PyErr_SetString(PyExc_ValueError, "bias_act: y is not whole rows of n values");
+        return -1;
+    }
+    if (floats(s, "y", 0) < 0 || floats(s, "bias", a->n) < 0)
+        return -1;
+    a->rows = y->len / 4 / a->n;
+    set_job(s, DN_OP_BIAS_ACT, bias_act_task, bias_act_split, y->len / 4 >= MIN_SHARED);
+    return 0;
+}
+
+/* ---- residual add -------------------------------------------------------- */
+
+static const dn_arg add_args[] = {
+    {"a", ARG_IN, offsetof(dn_add_args, a)}, {"b", ARG_IN, offsetof(dn_add_args, b)},
+    {"y", ARG_OUT, offsetof(dn_add_args, y)}, CLIP_ARGS(dn_add_args), {NULL},
+};
+
+static void add_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_add_args *a = j->args;
+    ptrdiff_t lo, hi;
+    share(j, t, a->n, &lo, &hi);
+    ((dn_add_fn)j->fn)(a, lo, hi);
+}
+
+static void add_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_add_args *)j->args)->n, threads, 8);
+}
+
+static int check_add(step_t *s)
+{
+    dn_add_args *a = &s->args.add;
+    a->n = dn_step_buffer(s, "y")->len / 4;
+    if (floats(s, "y", 0) < 0 || floats(s, "a", a->n) < 0 || floats(s, "b", a->n) < 0)
+        return -1;
+    set_job(s, DN_OP_ADD, add_task, add_split, a->n >= MIN_SHARED);
+    return 0;
+}
+
+/* ---- global mean pool ---------------------------------------------------- */
+
+static const dn_arg mean_pool_args[] = {
+    {"x", ARG_IN, offsetof(dn_meanpool_args, x)}, {"y", ARG_OUT, offsetof(dn_meanpool_args, y)},
+    {"images", ARG_SIZE, offsetof(dn_meanpool_args, images)}, {"hw", ARG_SIZE, offsetof(dn_meanpool_args, hw)},
+    {"c", ARG_SIZE, offsetof(dn_meanpool_args, c)}, {NULL},
+};
+
+static void mean_pool_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_meanpool_args *a = j->args;
+    ptrdiff_t lo, hi;
+    share(j, t, a->images, &lo, &hi);
+    ((dn_meanpool_fn)j->fn)(a, lo, hi);
+}
+
+static void mean_pool_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_meanpool_args *)j->args)->images, threads, 1);
+}
+
+static int check_mean_pool(step_t *s)
+{
+    dn_meanpool_args *a = &s->args.meanpool;
+    if (a->images < 0 || a->hw < 1 || a->c < 1 || too_big(a->images, a->hw, a->c)) {
+        PyErr_SetString(PyExc_ValueError, "mean_pool: bad sizes");
+        return -1;
+    }
+    if (floats(s, "x", a->images * a->hw * a->c) < 0 || floats(s, "y", a->images * a->c) < 0)
+        return -1;
+    set_job(s, DN_OP_MEANPOOL, mean_pool_task, mean_pool_split, 0);
+    return 0;
+}
+
+/* ---- GEMM ---------------------------------------------------------------- */
+
+#define G(f) offsetof(dn_gemm_args, f)
+static const dn_arg gemm_args[] = {
+    {"a", ARG_IN, G(a)}, {"b", ARG_IN, G(b)}, {"y", ARG_OUT, G(y)}, {"m", ARG_SIZE, G(m)},
+    {"k", ARG_SIZE, G(k)}, {"n", ARG_SIZE, G(n)}, {"bias", ARG_OPT, G(bias), 1}, CLIP_ARGS(dn_gemm_args),
+    {NULL},
+};
+
+static void gemm_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_gemm_args *a = j->args;
+    const dn_gemm_fn f = (dn_gemm_fn)j->fn;
+    ptrdiff_t lo, hi;
+    if (j->across) {
+        share(j, t, a->n, &lo, &hi);
+        f(a, 0, a->m, lo, hi);
+    } else {
+        share(j, t, a->m, &lo, &hi);
+        f(a, lo, hi, 0, a->n);
+    }
+}
+
+/* By rows, or by output columns when the rows are few: two tasks per
+ * thread, so that a thread whose core is taken away mid-layer holds up
+ * half as much.  (Each BLAS call packs its share of the weights again;
+ * Lite0 measured the same with one, two or four per thread.) */
+static void gemm_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_gemm_args *a = j->args;
+    if ((j->across = threads > 1 && a->m < 64 * threads && a->n >= 64 * threads))
+        split_even(j, a->n, threads, 2, 16);
+    else
+        split_even(j, a->m, threads, 2, 1);
+}
+
+static int check_gemm(step_t *s)
+{
+    dn_gemm_args *a = &s->args.gemm;
+    if (!dn_have_blas()) {
+        PyErr_SetString(PyExc_RuntimeError, "gemm: no BLAS function given (use_blas)");
+        return -1;
+    }
+    if (a->m < 0 || a->k < 1 || a->n < 1 || too_big(a->m, a->k, 1) || too_big(a->k, a->n, 1)
+            || too_big(a->m, a->n, 1) || a->m > 0x7fffffff || a->k > 0x7fffffff || a->n > 0x7fffffff) {
+        PyErr_SetString(PyExc_ValueError, "gemm: bad sizes");
+        return -1;
+    }
+    if (floats(s, "a", a->m * a->k) < 0 || floats(s, "b", a->k * a->n) < 0
+            || floats(s, "y", a->m * a->n) < 0 || floats(s, "bias", a->n) < 0)
+        return -1;
+    set_job(s, DN_OP_GEMM, gemm_task, gemm_split, a->m * a->n * a->k >= 64 * MIN_SHARED);
+    return 0;
+}
+
+/* ---- devicenet's own GEMM on packed weights (gemm.h) ------------------------ */
+
+#define PK(f) offsetof(dn_f32_gemm_pack_args, f)
+static const dn_arg f32_gemm_pack_args[] = {
+    {"w", ARG_OPT, PK(w), 1}, {"wt", ARG_OPT, PK(wt), 1}, {"bias", ARG_OPT, PK(bias), 1},
+    {"packed", ARG_OUT, PK(packed)},
+    {"k", ARG_SIZE, PK(k)}, {"n", ARG_SIZE, PK(n)}, {NULL},
+};
+
+static void f32_gemm_pack_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_f32_gemm_pack_args *a = j->args;
+    const dn_variant *rv = (const dn_variant *)j->fn;
+    (void)t;
+    const size_t k = (size_t)a->k, n = (size_t)a->n;
+    dn_f32_gemm_pack_tagged(a->w ? a->w : a->wt, a->w ? n : 1, a->w ? 1 : k, a->bias, k, n,
+                            (int)(rv - dn_op_variant(DN_OP_F32_GEMM, 0)),
+                            dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn), a->packed);
+}
+
+static void one_task(dn_job *j, ptrdiff_t threads)
+{
+    (void)threads;
+    dn_split(j, 1, 1, 1);
+}
+
+static int f32_gemm_sizes(ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const char *name)
+{
+    if (m < 0 || k < 1 || n < 1 || too_big(m, k, 1) || too_big(k + 1, n + DN_GEMM_MAX_NR, 1)
+            || too_big(m, n, 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: bad sizes", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Floats of weights (k, n) packed for v, header included. */
+static ptrdiff_t packed_floats(const dn_f32_gemm_variant *v, ptrdiff_t k, ptrdiff_t n)
+{
+    return DN_GEMM_HEADER + (ptrdiff_t)dn_f32_gemm_packed_floats((size_t)k, (size_t)n, v->nr);
+}
+
+static int check_f32_gemm_pack(step_t *s)
+{
+    dn_f32_gemm_pack_args *a = &s->args.f32_gemm_pack;
+    const dn_variant *rv = dn_selected(DN_OP_F32_GEMM);
+    if (!a->w == !a->wt) {
+        PyErr_SetString(PyExc_TypeError, "f32_gemm_pack: give w (k, n) or wt (n, k)");
+        return -1;
+    }
+    if (f32_gemm_sizes(0, a->k, a->n, "f32_gemm_pack") < 0 || floats(s, "w", a->k * a->n) < 0
+            || floats(s, "wt", a->k * a->n) < 0 || floats(s, "bias", a->n) < 0
+            || floats(s, "packed", packed_floats(dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn), a->k, a->n)) < 0)
+        return -1;
+    s->job.task = f32_gemm_pack_task;
+    s->job.args = &s->args;
+    s->job.fn = (dn_fn)rv;  /* the registry row: the header records its index */
+    s->split = one_task;
+    s->worth = 0;
+    return 0;
+}
+
+#define FG(f) offsetof(dn_f32_gemm_args, f)
+static const dn_arg f32_gemm_args[] = {
+    {"a", ARG_IN, FG(a)}, {"packed", ARG_IN, FG(packed)}, {"y", ARG_OUT, FG(y)}, {"m", ARG_SIZE, FG(m)},
+    {"k", ARG_SIZE, FG(k)}, {"n", ARG_SIZE, FG(n)}, {"lda", ARG_SIZE, FG(lda)}, {"ldc", ARG_SIZE, FG(ldc)},
+    CLIP_ARGS(dn_f32_gemm_args), {NULL},
+};
+
+static void f32_gemm_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_f32_gemm_args *a = j->args;
+    const float *w = a->packed + DN_GEMM_HEADER;
+    ptrdiff_t lo, hi;
+    if (j->across) {
+        share(j, t, a->n, &lo, &hi);
+        dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
+                          0, (size_t)a->m, (size_t)lo, (size_t)hi, a->lo, a->hi);
+    } else {
+        share(j, t, a->m, &lo, &hi);
+        dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
+                          (size_t)lo, (size_t)hi, 0, (size_t)a->n, a->lo, a->hi);
+    }
+}
+
+/* As gemm_split, in whole register tiles: bands of mr rows, or of nr
+ * columns (a panel is never split). */
+static void f32_gemm_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_f32_gemm_args *a = j->args;
+    if ((j->across = threads > 1 && a->m < 64 * threads && a->n >= 64 * threads))
+        split_even(j, a->n, threads, 2, a->v->nr);
+    else
+        split_even(j, a->m, threads, 2, a->v->mr);
+}
+
+static int check_f32_gemm(step_t *s)
+{
+    dn_f32_gemm_args *a = &s->args.f32_gemm;
+    if (f32_gemm_sizes(a->m, a->k, a->n, "f32_gemm") < 0)
+        return -1;
+    if (a->lda < a->k || a->ldc < a->n || too_big(a->m, a->lda, 1) || too_big(a->m, a->ldc, 1)) {
+        PyErr_SetString(PyExc_ValueError, "f32_gemm: bad strides");
+        return -1;
+    }
+    /* rows of a and y: the last one need not be whole */
+    const ptrdiff_t a_len = a->m ? (a->m - 1) * a->lda + a->k : 0, y_len = a->m ? (a->m - 1) * a->ldc + a->n : 0;
+    if (floats(s, "a", a_len) < 0 || floats(s, "y", y_len) < 0 || floats(s, "packed", DN_GEMM_HEADER) < 0)
+        return -1;
+    const Py_buffer *p = dn_step_buffer(s, "packed");
+    const int index = dn_f32_gemm_tag(a->packed, (size_t)(p->len / 4), (size_t)a->k, (size_t)a->n);
+    const dn_variant *rv = dn_op_variant(DN_OP_F32_GEMM, index);
+    a->v = rv ? dn_f32_gemm_variant_of((dn_f32_gemm_ukernel)rv->fn) : NULL;
+    if (!a->v || !dn_variant_available(rv)) {
+        PyErr_SetString(PyExc_ValueError, "f32_gemm: packed holds no weights of this k and n packed "
+                        "for this module and CPU (f32_gemm_pack)");
+        return -1;
+    }
+    if (floats(s, "packed", packed_floats(a->v, a->k, a->n)) < 0)
+        return -1;
+    s->job.task = f32_gemm_task;
+    s->job.args = &s->args;
+    s->job.fn = dn_count(DN_OP_F32_GEMM, rv)->fn;
+    s->split = f32_gemm_split;
+    s->worth = a->m * a->n * a->k >= 64 * MIN_SHARED;
+    return 0;
+}
+
+/* ---- dense layers on their stored integers -------------------------------- */
+
+#define Q(f) offsetof(dn_dense_q_args, f)
+static const dn_arg dense_q_args[] = {
+    {"x", ARG_IN, Q(x)}, {"q", ARG_INTS, Q(q)}, {"scales", ARG_IN, Q(scales)},
+    {"bias", ARG_OPT, Q(bias), 1}, {"y", ARG_OUT, Q(y)}, {"m", ARG_SIZE, Q(m)}, {"k", ARG_SIZE, Q(k)},
+    {"n", ARG_SIZE, Q(n)}, CLIP_ARGS(dn_dense_q_args), {NULL},
+};
+
+static void dense_q_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_dense_q_args *a = j->args;
+    ptrdiff_t lo, hi;
+    share(j, t, a->n, &lo, &hi);
+    ((dn_dense_q_fn)j->fn)(a, lo, hi);
+}
+
+/* bands of output channels, several per thread */
+static void dense_q_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_dense_q_args *)j->args)->n, 2 * threads, 16);
+}
+
+static int check_dense_q(step_t *s)
+{
+    dn_dense_q_args *a = &s->args.dense_q;
+    Py_buffer *q = dn_step_buffer(s, "q");
+    if (a->m < 0 || a->k < 1 || a->n < 1 || too_big(a->m, a->k, 1) || too_big(a->n, a->k, 1)
+            || too_big(a->m, a->n, 1)) {
+        PyErr_SetString(PyExc_ValueError, "dense_q: bad sizes");
+        return -1;
+    }
+    if ((q->itemsize != 1 && q->itemsize != 2) || (q->format && !strchr("bh", q->format[strlen(q->format) - 1]))) {
+        PyErr_SetString(PyExc_TypeError, "dense_q: weights must be int8 or int16");
+        return -1;
+    }
+    if (q->len < a->n * a->k * q->itemsize) {
+        PyErr_Format(PyExc_ValueError, "q holds %zd values, %zd needed", q->len / q->itemsize,
+                     (Py_ssize_t)(a->n * a->k));
+        return -1;
+    }
+    if (floats(s, "x", a->m * a->k) < 0 || floats(s, "scales", a->n) < 0
+            || floats(s, "y", a->m * a->n) < 0 || floats(s, "bias", a->n) < 0)
+        return -1;
+    set_job(s, q->itemsize == 1 ? DN_OP_DENSE_Q8 : DN_OP_DENSE_Q16, dense_q_task, dense_q_split,
+            a->n * a->k >= MIN_SHARED);
+    return 0;
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+const dn_opdef dn_opdefs[] = {
+    {"depthwise", "Depthwise convolution of one image, output rows [r0, r1) of out.\n\n"
+     "x: float32 (rows, w, c), input rows [row0, row0 + rows) of an image of\n"
+     "h x w pixels and c channels; weight: float32 (kh, kw, c); bias: float32\n"
+     "(c) or None; out: float32 (oh, ow, c).  Stride sh x sw, padding pad_top\n"
+     "and pad_left (the rest follows).  Outputs are clipped to [lo, hi].  The\n"
+     "input rows that rows r0..r1 read must be in x.",
+     depthwise_args, check_depthwise},
+    {"direct", "Convolution of one image with few input channels, as depthwise() but\n"
+     "with weight (kh, kw, c, cout), bias (cout) and out (oh, ow, cout).",
+     direct_args, check_direct},
+    {"bias_act", "In place: every row of n values of y plus bias (n values, or None),\n"
+     "clipped to [lo, hi].",
+     bias_act_args, check_bias_act},
+    {"add", "y = a + b, clipped to [lo, hi]: float32 buffers of one size (y may be\n"
+     "a or b).",
+     add_args, check_add},
+    {"mean_pool", "y (images, c) = the mean over the hw pixels of x (images, hw, c).",
+     mean_pool_args, check_mean_pool},
+    {"gemm", "y (m, n) = a (m, k) @ b (k, n) + bias, clipped to [lo, hi]; bias (n\n"
+     "values) may be None.  Through numpy's BLAS (use_blas), single-threaded\n"
+     "inside each task.",
+     gemm_args, check_gemm},
+    {"f32_gemm_pack", "Pack w (k, n), or its transpose wt (n, k), and bias (n values, or\n"
+     "None) into packed for the selected f32_gemm variant: float32, at least\n"
+     "16 + (k + 1) * n16 values, n16 being n rounded up to a multiple of 16.",
+     f32_gemm_pack_args, check_f32_gemm_pack},
+    {"f32_gemm", "y (m, n, rows ldc apart) = a (m, k, rows lda apart) @ w + bias,\n"
+     "clipped to [lo, hi], with w and bias as f32_gemm_pack packed them (for\n"
+     "the variant selected then, which runs).",
+     f32_gemm_args, check_f32_gemm},
+    {"dense_q", "y (m, n) = x (m, k) @ (q * scales[:, None]).T + bias, clipped to\n"
+     "[lo, hi], for integer weights q (n, k) (int8 or int16) and their float32\n"
+     "per-row scales, read as stored; bias (n) may be None.",
+     dense_q_args, check_dense_q},
+    {NULL},
+};
