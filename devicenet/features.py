@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 
 from .errors import DeviceNetError
+from .files import open_regular
 from .graph import Graph
 
 #: views of a photo that have features: the centre crop, or the ten crops
@@ -59,7 +60,7 @@ def file_digest(path, chunk=1 << 20):
     """SHA-256 of a file's content, in hex."""
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             for block in iter(lambda: f.read(chunk), b""):
                 h.update(block)
     except OSError as e:

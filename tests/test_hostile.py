@@ -3,11 +3,15 @@ written as a valid .dnet, and must give the reference answer or a one-line
 DeviceNetError (docs/RELIABILITY.md, "Models that pass the checksums")."""
 
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import devicenet
 from devicenet import DeviceNetError, format as dnet
@@ -15,9 +19,12 @@ from devicenet.backends import cpu_kernels
 from devicenet.backends.cpu import CPUBackend
 from devicenet.cli import main
 from devicenet.convert.builder import Builder, weight_encodings
+from devicenet.image import open_image
+from devicenet.learn import learn
 from conftest import cli_runner, data
 
 rng = np.random.default_rng(13)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: every CPU path: compiled kernels (where built) or numpy, resident or streamed
 PATHS = [(native, residency) for native in ([True] if cpu_kernels.NATIVE is not None else []) + [False]
@@ -312,3 +319,135 @@ def test_misuse_of_the_api_raises_devicenet_error(tmp_path, call, match):
     model = devicenet.load(write(tmp_path, b, meta), backend="cpu")
     with pytest.raises(DeviceNetError, match=match):
         call(model)
+
+
+# --- 7: what is not a regular file is refused before it is read ---------------------
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+
+
+def run_cli(*args, timeout=120):
+    """The command in a subprocess, so that a hang is a failed test, not a stuck suite."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "devicenet", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@needs_fifo
+def test_a_named_pipe_is_refused_as_photo_model_and_dataset_photo(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    r = run_cli("classify", data("coffee.png"), fifo, data("coffee.png"))
+    assert r.returncode == 1 and r.stdout.count("espresso") == 2, r.stderr
+    assert r.stderr == f"Error: {fifo}: is a named pipe, not an image file\n"
+    r = run_cli("classify", "--model", fifo, data("coffee.png"))
+    assert r.returncode == 1 and r.stderr == f"Error: {fifo}: is a named pipe, not a model file\n"
+    r = run_cli("info", fifo)
+    assert r.returncode == 1 and "is a named pipe" in r.stderr and r.stderr.count("\n") == 1
+    with pytest.raises(DeviceNetError, match="is a named pipe"):
+        devicenet.load(fifo)
+
+
+def test_a_device_is_refused_without_being_read(tmp_path):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    with pytest.raises(DeviceNetError, match="is a character device, not an image file"):
+        open_image("/dev/zero")
+    with pytest.raises(DeviceNetError, match="is a character device, not a model file"):
+        dnet.load("/dev/zero")
+    with pytest.raises(DeviceNetError, match="is a directory, not a model file"):
+        dnet.load(tmp_path)
+
+
+@needs_fifo
+def test_learn_skips_a_named_pipe_among_the_photos(tmp_path):
+    for k, cls in enumerate("ab"):
+        (tmp_path / "set" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(tmp_path / "set" / cls / f"{i}.png")
+    os.mkfifo(tmp_path / "set" / "a" / "pipe.jpg")
+    b, meta = classifier()
+    model = devicenet.load(write(tmp_path, b, meta), backend="cpu")
+    warned = []
+    report = learn(tmp_path / "set", tmp_path / "out.dnet", model, holdout=0, layer="flatten_2", warn=warned.append)
+    assert report["photos"] == 4 and report["skipped"] == 1
+    assert any("pipe.jpg" in w and "named pipe" in w for w in warned)
+
+
+# --- 8: fork() while another thread is inside forward -------------------------------
+
+FORK_CHILD = r"""
+import os, sys, threading, time
+import numpy as np
+import devicenet
+
+model = devicenet.load(sys.argv[1], backend="cpu", residency=sys.argv[2])
+img = np.full((4, 4, 3), 77, np.uint8)
+before = model.classify(img).to_json()["predictions"]
+inside, leave = threading.Event(), threading.Event()
+run = model._backend.run
+
+def held(x, profile=None):  # holds the model's lock until told to leave
+    inside.set()
+    leave.wait()
+    return run(x, profile)
+model._backend.run = held
+worker = threading.Thread(target=model.forward, args=(np.zeros((1, 4, 4, 3), np.float32),))
+worker.start()
+inside.wait()
+pid = os.fork()
+if pid == 0:
+    ok = model.classify(img).to_json()["predictions"] == before
+    os._exit(0 if ok else 3)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    sys.exit("the child hung")
+leave.set()
+worker.join()
+sys.exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+@pytest.mark.parametrize("native", ["1", "0"])
+@pytest.mark.parametrize("residency", ["resident", "streamed"])
+def test_a_child_forked_while_another_thread_is_inside_forward_classifies(tmp_path, native, residency):
+    b, meta = classifier()
+    path = write(tmp_path, b, meta)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DEVICENET_NATIVE=native)
+    r = subprocess.run([sys.executable, "-c", FORK_CHILD, str(path), residency], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+# --- 11: convert --force replaces a model by renaming, never in place ---------------
+
+def test_convert_force_replaces_a_mapped_model_by_rename_and_a_failure_changes_nothing(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx_graphs import CASES
+    for name in ("conv3x3", "global_pool_flatten_gemm_softmax"):
+        onnx.save(CASES[name](), tmp_path / f"{name}.onnx")
+    out = tmp_path / "m.dnet"
+    assert run_cli("convert", tmp_path / "conv3x3.onnx", out).returncode == 0
+    old = devicenet.load(out, backend="cpu")  # maps the file
+    x = rng.normal(size=(1, 9, 9, 4)).astype(np.float32)
+    want = old.forward(x)
+    inode = out.stat().st_ino
+    r = run_cli("convert", "--force", tmp_path / "global_pool_flatten_gemm_softmax.onnx", out)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_ino != inode  # a new file renamed over the old one ...
+    np.testing.assert_array_equal(old.forward(x), want)  # ... which the old mapping still reads whole
+    assert devicenet.load(out).input_shape == (1, 5, 5, 6)
+    before = out.read_bytes()
+    labels = tmp_path / "labels.txt"
+    labels.write_text("only\ntwo\n")
+    r = run_cli("convert", "--force", "--labels", labels, tmp_path / "conv3x3.onnx", out)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
