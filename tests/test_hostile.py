@@ -21,7 +21,7 @@ from devicenet.cli import main
 from devicenet.convert.builder import Builder, weight_encodings
 from devicenet.image import open_image
 from devicenet.learn import learn
-from conftest import cli_runner, data
+from conftest import available_backends, cli_runner, data, run_graph
 
 rng = np.random.default_rng(13)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +53,8 @@ def run_paths(path, x):
     for (native, residency), label in zip(PATHS, PATH_IDS):
         outs[label] = CPUBackend(graph, residency=residency, native=native).run(x)
     outs["model"] = devicenet.load(path, backend="cpu").forward(x)
+    if "opencl" in available_backends():
+        outs["opencl"] = run_graph(graph, x, "opencl")
     return outs
 
 
@@ -243,7 +245,7 @@ def test_preprocessing_sizes_are_limited_before_anything_is_allocated(tmp_path, 
     assert path.stat().st_size < 16 << 10
     tracemalloc.start()
     try:
-        with pytest.raises(DeviceNetError, match=r"preprocessing \(resize \d+\) needs \d+ MiB per image, over"):
+        with pytest.raises(DeviceNetError, match=r"\(resize \d+, crop \d+\) needs \d+ MiB per image, over"):
             devicenet.load(path, backend="cpu")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
