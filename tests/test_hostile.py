@@ -453,3 +453,12 @@ def test_convert_force_replaces_a_mapped_model_by_rename_and_a_failure_changes_n
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_the_default_feature_layer_is_on_the_way_to_the_output(tmp_path):
+    # a dead dense layer after the output must not be taken for the classifier
+    b, meta = classifier(output="logits", extra=lambda b, x: b.add("dense", x, {}, {"weight": np.eye(3)}))
+    model = devicenet.load(write(tmp_path, b, meta), backend="cpu")
+    img = rng.integers(0, 256, (4, 4, 3), np.uint8)
+    h = np.maximum(ref_conv(img[None].astype(np.float32) / 255, b.params["c.weight"]), 0).mean(axis=(1, 2))
+    np.testing.assert_allclose(model.features(img), h, rtol=1e-4, atol=1e-6)
