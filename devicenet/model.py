@@ -121,6 +121,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _check_top(top):
+    if not isinstance(top, (int, np.integer)) or isinstance(top, bool):
+        raise DeviceNetError(f"top must be an integer, got {top!r}")
+
+
 def _same_backend(graph, be):
     """A new backend for ``graph`` where ``be`` runs: same backend, threads,
     residency and device."""
@@ -230,6 +235,7 @@ class Model:
         and mirrors); the latency then counts all ten.
         """
         self._need_classes()
+        _check_top(top)
         x, decode_ms, pre_ms = self.prepare(image, oversample)
         return self._finish(image, x, decode_ms, pre_ms, top)
 
@@ -262,6 +268,7 @@ class Model:
         """
         self._spec()
         self._need_classes()
+        _check_top(top)
         for image, future in prefetched(lambda image: self.prepare(image, oversample), images):
             try:
                 yield self._finish(image, *future.result(), top)
@@ -292,8 +299,7 @@ class Model:
         return cut.forward(self.prepare(image, oversample)[0])
 
     def top(self, probs, top=5):
-        if not isinstance(top, (int, np.integer)) or isinstance(top, bool):
-            raise DeviceNetError(f"top must be an integer, got {top!r}")
+        _check_top(top)
         k = max(1, min(int(top), probs.shape[-1]))
         order = np.argsort(-probs, kind="stable")[:k]
         return Classification([Prediction(self.label(int(i)), int(i), float(probs[i])) for i in order])
@@ -314,13 +320,13 @@ def load(model=None, *, backend=None, threads=None, port=None, device=None, resi
 
     if model is not None and not isinstance(model, (str, os.PathLike)):
         raise DeviceNetError(f"model must be a path to a .dnet file, not {type(model).__name__}")
+    profile = select(port)
+    threads = threads if threads is not None else profile.threads
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or not 1 <= threads <= MAX_THREADS):
         raise DeviceNetError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
-    profile = select(port)
     path = os.fspath(model) if model is not None else default_model_path()
     graph = dnet.load(path, verify=verify)
-    threads = threads if threads is not None else profile.threads
     set_blas_threads(threads)
     explicit = backend is not None
     name = backend or profile.backends[0]
