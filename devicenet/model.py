@@ -5,6 +5,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 import numpy as np
@@ -102,6 +103,12 @@ def softmax(x):
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
+
+# A hostile model's arithmetic may overflow; forward checks its output and
+# raises one error for it.  np.errstate (there) quiets numpy only in the
+# calling thread, so the warnings of the backends' worker threads would
+# still repeat it on stderr: they are ignored, for the backends' code alone.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"devicenet\.backends\.")
 
 #: every live Model, so that a forked child can make each usable again
 _MODELS = weakref.WeakSet()
@@ -246,14 +253,20 @@ class Model:
         # that the first image reports the network's real latency.
         did_setup = self._run(lambda be: be.prepare(x.shape))
         t1 = time.perf_counter()
-        probs = self.probabilities(self.forward(x)).mean(axis=0)
-        if not np.all(np.isfinite(probs)):
-            raise DeviceNetError(f"model {self.name}: its class probabilities are not finite for this input")
+        path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        try:
+            probs = self.probabilities(self.forward(x)).mean(axis=0)
+            if not np.all(np.isfinite(probs)):
+                raise DeviceNetError(f"model {self.name}: its class probabilities are not finite for this input")
+        except DeviceNetError as e:
+            if path is None:
+                raise
+            raise DeviceNetError(f"{path}: {e}") from None  # which photo, in a batch
         t2 = time.perf_counter()
         setup_ms = (t1 - t0) * 1e3 if did_setup else 0.0
         infer_ms = (t2 - (t1 if did_setup else t0)) * 1e3
         result = self.top(probs, top)
-        result.image = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        result.image = path
         result.latency_ms = {"decode": decode_ms, "preprocess": pre_ms, "setup": setup_ms, "inference": infer_ms,
                              "total": decode_ms + pre_ms + setup_ms + infer_ms}
         return result

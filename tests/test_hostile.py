@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
@@ -212,26 +211,42 @@ def test_lrn_whose_denominator_can_reach_zero_is_refused(tmp_path, alpha, bias):
 
 def overflowing(tmp_path):
     """A classifier whose first layer overflows float32 on bright images and
-    not on dark ones (weights 1e36, finite in the file)."""
-    b, meta = classifier(weight=np.full((4, 1, 1, 3), 1e36), size=2)
+    not on dark ones (weights 1e36, finite in the file); 8x8 pixels, so that
+    its GEMM is shared among threads."""
+    b, meta = classifier(weight=np.full((4, 1, 1, 3), 1e36), size=8)
     meta["preprocess"]["std"] = [1, 1, 1]
     return write(tmp_path, b, meta)
 
 
 @pytest.mark.parametrize("native", [n for n, _ in PATHS[::2]])
 def test_an_overflowing_result_is_an_error_not_a_number(tmp_path, native):
-    path = overflowing(tmp_path)
-    model = devicenet.load(path, backend="cpu")
+    model = devicenet.load(overflowing(tmp_path), backend="cpu")
     model._backend = CPUBackend(model.graph, threads=2, native=native)
-    dark, bright = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        assert model.classify(dark).predictions[0].probability > 0
-        with pytest.raises(DeviceNetError, match="NaN or infinity"):
-            model.classify(bright)
-        with pytest.raises(DeviceNetError, match="NaN or infinity"):
-            model.forward(np.full((1, 2, 2, 3), 255.0, np.float32))
-    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)]
+    assert model.classify(np.zeros((8, 8, 3), np.uint8)).predictions[0].probability > 0
+    with pytest.raises(DeviceNetError, match="NaN or infinity"):
+        model.classify(np.full((8, 8, 3), 255, np.uint8))
+    with pytest.raises(DeviceNetError, match="NaN or infinity"):
+        model.forward(np.full((1, 8, 8, 3), 255.0, np.float32))
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_classify_reports_an_overflowing_image_in_one_line_without_warnings(tmp_path, native):
+    path = overflowing(tmp_path)
+    dark, bright = tmp_path / "dark.png", tmp_path / "bright.png"
+    Image.new("RGB", (8, 8)).save(dark)
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(bright)
+    for args in ([], ["--json"]):
+        r = run_cli("classify", "--threads", "2", "--model", path, *args, dark, bright, dark,
+                    env={"DEVICENET_NATIVE": native})
+        assert r.returncode == 1
+        # one line for the bad image, and no numpy RuntimeWarning from any thread
+        assert r.stderr.splitlines() == [f"Error: {bright}: model hostile: the output holds NaN or infinity "
+                                         "for this input (the model's arithmetic overflows)"]
+        if args:
+            doc = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} in --json"))
+            assert ["error" in res for res in doc["results"]] == [False, True, False]
+        else:
+            assert r.stdout.count("%") == 6 and "nan" not in r.stdout
 
 
 # --- 5: sizes a file asks for are checked against memory first ----------------------
@@ -328,9 +343,9 @@ def test_misuse_of_the_api_raises_devicenet_error(tmp_path, call, match):
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
 
 
-def run_cli(*args, timeout=120):
+def run_cli(*args, timeout=120, env=None):
     """The command in a subprocess, so that a hang is a failed test, not a stuck suite."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
     return subprocess.run([sys.executable, "-m", "devicenet", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
