@@ -159,6 +159,10 @@ class Model:
         self._outputs_probabilities = out is not None and out.op == "softmax"
         #: class scores per image, or None when the output is a feature map
         self.classes = graph.classes()
+        # Images run at once: the working memory a file may ask for is
+        # limited per image, so a batch (ten crops, a user's array) is run
+        # in parts that stay within the same limit.
+        self._max_batch = max(1, dnet.MAX_ACTIVATION_BYTES // dnet.activation_bytes(graph, graph.shapes()))
         self._cuts = {}  # feature layer -> Model of the graph cut there
         _MODELS.add(self)
 
@@ -201,9 +205,11 @@ class Model:
         if not np.all(np.isfinite(x)):
             raise DeviceNetError("input batch holds NaN or infinity")
         # Overflow is found by the check below, not reported as numpy warnings.
+        parts = [x[i:i + self._max_batch] for i in range(0, x.shape[0], self._max_batch)]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            out = self._run(lambda be: be.run(x, profile=profile))
-        out = np.asarray(out, dtype=np.float32).reshape(x.shape[0], -1)
+            outs = [np.asarray(self._run(lambda be: be.run(part, profile=profile)), np.float32)
+                    .reshape(len(part), -1) for part in parts]
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         if not np.all(np.isfinite(out)):
             raise DeviceNetError(f"model {self.name}: the output holds NaN or infinity for this input "
                                  "(the model's arithmetic overflows)")
@@ -251,7 +257,7 @@ class Model:
         # One-time work (the first image of a batch size): weights laid out
         # for the kernels, buffers planned.  Timed apart from inference so
         # that the first image reports the network's real latency.
-        did_setup = self._run(lambda be: be.prepare(x.shape))
+        did_setup = self._run(lambda be: be.prepare((min(len(x), self._max_batch),) + x.shape[1:]))
         t1 = time.perf_counter()
         path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         try:

@@ -477,3 +477,19 @@ def test_the_default_feature_layer_is_on_the_way_to_the_output(tmp_path):
     img = rng.integers(0, 256, (4, 4, 3), np.uint8)
     h = np.maximum(ref_conv(img[None].astype(np.float32) / 255, b.params["c.weight"]), 0).mean(axis=(1, 2))
     np.testing.assert_allclose(model.features(img), h, rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_runs_in_parts_within_the_per_image_memory_limit(tmp_path, monkeypatch):
+    # A model allowed 3 images' working memory at once runs ten crops in parts of 3, 3, 3, 1.
+    b, meta = classifier()
+    path = write(tmp_path, b, meta)
+    graph = dnet.load(path)
+    monkeypatch.setattr(dnet, "MAX_ACTIVATION_BYTES", 3 * dnet.activation_bytes(graph, graph.shapes()) + 1)
+    model = devicenet.load(path, backend="cpu")
+    seen = []
+    run = model._backend.run
+    model._backend.run = lambda x, profile=None: seen.append(len(x)) or run(x, profile)
+    x = rng.normal(size=(10, 4, 4, 3)).astype(np.float32)
+    want = logits_of(b, x)
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-4, atol=1e-5)
+    assert seen == [3, 3, 3, 1]
