@@ -51,10 +51,17 @@ def compute_features(model, paths, views, layer, cache, progress=None, warn=None
     ``paths[i]`` (None for a photo that could not be read, after ``warn``
     was told) and ``computed`` counts the (photo, view) network passes run.
     """
-    digests = [file_digest(p) for p in paths]
+    digests = []
+    for p in paths:
+        try:
+            digests.append(file_digest(p))
+        except DeviceNetError as e:  # unreadable, or not a file (a pipe named .jpg)
+            if warn:
+                warn(f"skipping {p}: {e}")
+            digests.append(None)
     todo, seen = [], set()
     for i, digest in enumerate(digests):
-        for view in views:
+        for view in views if digest is not None else ():
             if cache.get(digest, view) is None and (digest, view) not in seen:
                 seen.add((digest, view))
                 todo.append((i, view))
@@ -64,20 +71,22 @@ def compute_features(model, paths, views, layer, cache, progress=None, warn=None
         return model.prepare(paths[i], oversample=view == "ten")[0]
 
     computed, failed = 0, set()
-    for n, ((i, view), future) in enumerate(prefetched(prepare, todo)):
-        try:
-            if digests[i] not in failed:
-                cache.put(digests[i], view, model.features(future.result(), layer))
-                computed += 1
-        except DeviceNetError as e:
-            if warn:
-                warn(f"skipping {paths[i]}: {e}")
-            failed.add(digests[i])
-        if progress:
-            progress(n + 1, len(todo), paths[i])
-        if (n + 1) % 50 == 0:
-            cache.save()  # an interrupted run keeps most of its work
-    cache.save()
+    try:
+        for n, ((i, view), future) in enumerate(prefetched(prepare, todo)):
+            try:
+                if digests[i] not in failed:
+                    cache.put(digests[i], view, model.features(future.result(), layer))
+                    computed += 1
+            except DeviceNetError as e:
+                if warn:
+                    warn(f"skipping {paths[i]}: {e}")
+                failed.add(digests[i])
+            if progress:
+                progress(n + 1, len(todo), paths[i])
+            if (n + 1) % 50 == 0:
+                cache.save()  # a run that is killed keeps most of its work
+    finally:
+        cache.save()  # ... and one that is interrupted (Ctrl-C) or fails keeps all of it
     return [None if d in failed else d for d in digests], computed
 
 

@@ -75,9 +75,10 @@ class Packed:
 def packed(weight, node, split):
     """The node's GEMM weights as ``Packed`` (a list), made once per plan
     cache: ``split(w)`` cuts the decoded weight into transposed (n, k)
-    matrices, each with its bias."""
+    matrices, each with its bias (so the key names the groups and the bias
+    as well as the packing variant)."""
     return weight(lambda w: [Packed(wt=m, bias=b) for m, b in split(w)], "packed", own_gemm_variant(),
-                  node.params.get("bias"))
+                  node.attrs.get("groups", 1), node.params.get("bias"))
 
 
 class PackedGemm(Kernel):

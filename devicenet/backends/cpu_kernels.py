@@ -284,7 +284,7 @@ class _Depthwise(Kernel):
             return [np.ascontiguousarray(np.tile(w[:, :, q::p.sw].transpose(1, 2, 0)[:, :, None, :],
                                                  (1, 1, ow, 1)).reshape(p.kh, -1, ow * p.c))
                     for q in range(p.sw)]
-        self.w = weight(tile, ow)
+        self.w = weight(tile, "tiles", p.sw, ow)
         self.bias = None if bias is None else np.tile(bias, ow)
         self.slot = p.size(0, self.band) + (self.band * ow * p.c if p.sw > 1 else 0)
 
@@ -376,7 +376,8 @@ class _Im2col(Kernel):
 
     def weights(self, node, weight, bias):
         """The GEMMs' weights: one (k, co) matrix per group."""
-        return weight(lambda w: [np.ascontiguousarray(wg.T) for wg in w.reshape(self.groups, self.co, -1)])
+        return weight(lambda w: [np.ascontiguousarray(wg.T) for wg in w.reshape(self.groups, self.co, -1)],
+                      "groups", self.groups)
 
     def gemm(self, g, a, y, part):
         """Group g's GEMM: a (m, k) into its columns of y (m, cout), through
@@ -491,7 +492,9 @@ class Weight:
         return self.cache[k]
 
     def __call__(self, prepare, *key):
-        """``prepare(decoded weight)``, made once per node and key."""
+        """``prepare(decoded weight)``, made once per key.  Nodes may share a
+        weight tensor, so the key names everything besides the weight that
+        the layout depends on (groups, strides, widths)."""
         return self._cached(key, lambda: prepare(self.tensor.decode()))
 
     def transposed(self):
