@@ -46,6 +46,10 @@ def seed_model(name):
         return f.read()
 
 
+def batch_for(name):
+    return 1 if name == "lite0" else 2
+
+
 def kinds_for(name):
     import mutate
     import test_fuzz
@@ -60,12 +64,13 @@ def worker(model, start, stop, seed):
     base = mutate.Dnet.parse(seed_model(model))
     kinds = kinds_for(model)
     for i in range(start, stop):
-        kind, what, blob = mutate.mutate(base, seed, model, i, kinds)
-        print(json.dumps({"i": i, "kind": kind, "what": what, "started": True}), flush=True)
+        case = mutate.mutate(base, seed, model, i, kinds)
+        rec = {"i": i, "kind": case.kind, "kinds": case.kinds, "what": case.what}
+        print(json.dumps({**rec, "started": True}), flush=True)
         t0 = time.perf_counter()
-        r = differential.check(blob)
-        print(json.dumps({"i": i, "kind": kind, "what": what, "outcome": r.outcome, "symptom": r.symptom,
-                          "detail": r.detail, "seconds": round(time.perf_counter() - t0, 3)}), flush=True)
+        r = differential.check(case.blob, batch=batch_for(model))
+        print(json.dumps({**rec, "outcome": r.outcome, "symptom": r.symptom, "detail": r.detail,
+                          "seconds": round(time.perf_counter() - t0, 3)}), flush=True)
 
 
 def run_range(model, start, stop, seed, results, lock):
@@ -107,7 +112,7 @@ def run(models, cases, seed, jobs):
     ranges = []
     for m in models:
         n = cases[m]
-        step = -(-n // jobs)
+        step = max(1, -(-n // jobs))
         ranges += [(m, a, min(n, a + step)) for a in range(0, n, step)]
     running = []
     for m, a, b in ranges:
@@ -124,22 +129,24 @@ def run(models, cases, seed, jobs):
 
 def report(results, seed, markdown=False):
     _tests_path()
-    from test_fuzz import KNOWN_BY_ISSUE_13
+    from test_fuzz import FOUND_BY_STRUCTURED_FUZZING, KNOWN_BY_ISSUE_13, known
     findings = []
     for model, recs in results.items():
         table = collections.defaultdict(collections.Counter)
         for r in sorted(recs, key=lambda r: r["i"]):
             table[r["kind"]][r["outcome"]] += 1
             if r["outcome"] == "finding":
-                known = KNOWN_BY_ISSUE_13.get((r["kind"], r["symptom"]))
+                key = known(r["kinds"], r["symptom"])
                 findings.append(f"seed {seed} {model!r} case {r['i']} [{r['kind']}] {r['what']}: "
                                 f"{r['symptom']}: {r['detail'][:300]}"
-                                + (f"  (issue 13, item {known})" if known else "  (NEW)"))
+                                + (f"  (issue 13, item {KNOWN_BY_ISSUE_13[key]})" if key in KNOWN_BY_ISSUE_13
+                                   else "  (found here, listed)" if key else "  (NEW)"))
         total = collections.Counter()
         for c in table.values():
             total.update(c)
-        slowest = max((r.get("seconds", 0) for r in recs), default=0)
-        print(f"\n{model}: {len(recs)} cases, slowest {slowest:.2f} s")
+        slow = sorted(recs, key=lambda r: -r.get("seconds", 0))[:3]
+        print(f"\n{model}: {len(recs)} cases; slowest: "
+              + "; ".join(f"case {r['i']} [{r['kind']}] {r.get('seconds', 0):.2f} s" for r in slow))
         if markdown:
             print("\n| mutation kind | " + " | ".join(COLUMNS) + " |")
             print("|---|" + "---:|" * len(COLUMNS))
@@ -162,9 +169,9 @@ def one_case(spec, seed):
     import mutate
     model, index = spec.rsplit(":", 1)
     base = mutate.Dnet.parse(seed_model(model))
-    kind, what, blob = mutate.mutate(base, seed, model, int(index), kinds_for(model))
-    print(f"seed {seed} {model!r} case {index} [{kind}] {what}")
-    r = differential.check(blob)
+    case = mutate.mutate(base, seed, model, int(index), kinds_for(model))
+    print(f"seed {seed} {model!r} case {index} [{case.kind}] {case.what}")
+    r = differential.check(case.blob, batch=batch_for(model))
     print(f"  -> {r.outcome} {r.symptom or ''}: {r.detail}")
 
 

@@ -14,7 +14,8 @@ A case ends in one of these outcomes:
 - ``agreed``: every path gave a finite result within tolerance of the reference;
 - ``over work limit``: the model loaded but would take more multiply-adds
   than ``WORK_LIMIT`` to run on every path (not run; counted apart);
-- a finding, named by its symptom (``SYMPTOMS``).
+- a finding, named by its symptom (``SYMPTOMS``); ``state`` is a run that
+  changed the caller's input, or a result that the next run overwrote.
 
 Time is bounded by work, not by the clock: the multiply-adds and the memory
 a model needs are computed from its shapes before anything runs.  A model
@@ -44,9 +45,9 @@ from devicenet.model import Model, softmax
 #: the loader refuses more than this of activations (format.MAX_ACTIVATION_BYTES);
 #: a model that loads and then needs more than twice it at run time is a finding
 MEMORY_LIMIT = 2 * dnet.MAX_ACTIVATION_BYTES
-#: multiply-adds per path beyond which a case is counted but not run
-#: (EfficientNet-Lite0: 0.4 G)
-WORK_LIMIT = 3 * 10**9
+#: multiply-adds of one run (all images of the batch) beyond which a case
+#: is counted but not run (EfficientNet-Lite0: 0.4 G per image)
+WORK_LIMIT = 10**9
 #: the slowest rate a path is assumed to manage, for the hang timeout: well
 #: under an emulated ARM core running numpy's reference BLAS
 SLOW_RATE = 2 * 10**6
@@ -55,7 +56,7 @@ HANG_FLOOR = 300
 RTOL = 1e-4
 #: findings, by symptom
 SYMPTOMS = ("crash", "multi-line error", "non-finite", "disagree", "warning", "memory", "classes",
-            "probabilities", "inconsistent", "hang")
+            "probabilities", "inconsistent", "state", "hang")
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,19 @@ def _one_line(e, name):
 
 
 def _run(model, x):
-    """Model.forward on x: ('ran', output) or ('refused', message) or a Result finding."""
+    """Model.forward on x, then on another input: ('ran', output of x) or
+    ('refused', message) or a Result finding."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            before = x.copy()
             out = model.forward(x)
+            kept = out.copy()
+            model.forward(-x)  # the same plan and buffers again
+            if not np.array_equal(x, before):
+                return _finding("state", "forward changed its input")
+            if not np.array_equal(out, kept, equal_nan=True):
+                return _finding("state", "a result was overwritten by the next run")
         except DeviceNetError as e:
             if not _one_line(e, None):
                 return _finding("multi-line error", repr(str(e)))
@@ -186,8 +195,9 @@ def _agrees(out, ref):
     return bool(np.all(np.abs(out - ref) <= RTOL * (np.abs(ref) + scale) + 1e-6))
 
 
-def check(blob, name="fuzz.dnet", runs=None, classify=True):
-    """Load ``blob`` and run it on every path: a Result."""
+def check(blob, name="fuzz.dnet", runs=None, classify=True, batch=2, work_limit=WORK_LIMIT):
+    """Load ``blob`` and run it on every path (on ``batch`` images): a Result.
+    A model of more than ``work_limit`` multiply-adds per run is not run."""
     from devicenet.backends.cpu import CPUBackend
     try:
         graph = dnet.from_buffer(blob, name)
@@ -205,16 +215,17 @@ def check(blob, name="fuzz.dnet", runs=None, classify=True):
     macs, need = cost(graph, shapes)
     if need > MEMORY_LIMIT:
         return _finding("memory", f"loaded, then needs {need / 2**20:.0f} MiB to run")
-    if macs > WORK_LIMIT:
-        return Result("over work limit", detail=f"{macs / 1e9:.1f} G multiply-adds")
-    x = np.random.default_rng(1).normal(size=(1,) + graph.input_shape[1:]).astype(np.float32)
+    macs *= batch
+    if macs > work_limit:
+        return Result("over work limit", detail=f"{macs / 1e9:.2f} G multiply-adds")
+    x = np.random.default_rng(1).normal(size=(batch,) + graph.input_shape[1:]).astype(np.float32)
     try:
-        ref = reference(graph, x).reshape(1, -1)
+        ref = reference(graph, x).reshape(batch, -1)
     except Exception as e:  # the plain ops cannot run what the loader accepted
         ref = e
     results = {}
     runs = runs or paths()
-    with watchdog(hang_seconds(macs, len(runs) + 1)):
+    with watchdog(hang_seconds(macs, 2 * len(runs) + 1)):
         for path in runs:
             model = Model(graph, CPUBackend(graph, threads=path.threads, residency=path.residency,
                                             native=path.native), path=name)

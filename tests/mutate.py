@@ -22,6 +22,7 @@ import json
 import math
 import random
 import struct
+from typing import NamedTuple
 import zlib
 
 import numpy as np
@@ -202,7 +203,7 @@ def every_op_model():
     planned convolution (direct, grouped, depthwise at two strides, 1x1,
     dilated), weights in all four encodings.  Pairs of weights have the same
     shape on purpose, so that sharing one between two nodes is a legal edit:
-    g1 and g2 (groups 2 and 1), dw1 and dw2 (strides 2x2 and 1x2, the same
+    g1 and g2 (groups 2 and 1), dw1 and dw2 (strides 2 and 1, the same
     output width), fc2 and fc3."""
     rng = np.random.default_rng(14)
     w = _weights
@@ -214,11 +215,11 @@ def every_op_model():
                {"weight": w(rng, (8, 3, 3, 4)), "bias": w(rng, (8,))}, name="g1")
     dw1 = b.add("conv", g1, {"kernel": [3, 3], "stride": [2, 2], "pads": [1, 1, 1, 1], "groups": 8,
                              "activation": "relu6"}, {"weight": w(rng, (8, 3, 3, 1))}, name="dw1")
-    dw2 = b.add("conv", g1, {"kernel": [3, 3], "stride": [1, 2], "pads": [1, 1, 1, 1], "groups": 8},
+    dw2 = b.add("conv", dw1, {"kernel": [3, 3], "pads": [1, 1, 1, 1], "groups": 8},
                 {"weight": w(rng, (8, 3, 3, 1)), "bias": w(rng, (8,))}, name="dw2")
     dil = b.add("conv", dw2, {"kernel": [3, 3], "dilation": [2, 2], "pads": [2, 2, 2, 2]},
                 {"weight": w(rng, (8, 3, 3, 8))}, name="dil")
-    mp = b.add("maxpool", dil, {"kernel": [3, 3], "stride": [2, 1], "pads": [1, 1, 1, 1]}, name="mp")
+    mp = b.add("maxpool", dil, {"kernel": [3, 3], "pads": [1, 1, 1, 1]}, name="mp")
     ap = b.add("avgpool", dw1, {"kernel": [2, 2], "pads": [0, 0, 1, 1]}, name="ap")
     q = b.add("conv", p0, {"kernel": [1, 1], "stride": [2, 2]}, {"weight": w(rng, (4, 1, 1, 3))}, name="q")
     g2 = b.add("conv", q, {"kernel": [3, 3], "pads": [1, 0, 0, 1]}, {"weight": w(rng, (8, 3, 3, 4))}, name="g2")
@@ -495,6 +496,23 @@ def m_window(rng, d):
     return f"node {node['name']} {key} = {old}"
 
 
+def m_window_extremes(rng, d):
+    """Several window fields of one node pushed to the format's limits at
+    once (a stride as large as the pads, a kernel as large as the input)."""
+    node = _pick(rng, _nodes_with(d, lambda n: n["op"] in WINDOWED + ("pad",)))
+    attrs = node.setdefault("attrs", {})
+    big = rng.choice([1000, 4096, 32768, 65536])
+    attrs["pads"] = [rng.choice([0, big]) for _ in range(4)]
+    if node["op"] != "pad":
+        attrs["stride"] = [rng.choice([1, big]), rng.choice([1, big])]
+        if rng.random() < 0.5:
+            attrs["dilation"] = [rng.choice([1, big // 2]), rng.choice([1, big // 2])]
+        if node["op"] != "conv" and rng.random() < 0.5:
+            attrs["kernel"] = [rng.choice([1, 3, big]), rng.choice([1, 3, big])]
+    return f"node {node['name']} " + ", ".join(f"{k} {attrs[k]}" for k in ("kernel", "stride", "pads", "dilation")
+                                               if k in attrs)
+
+
 def _divisors(n):
     return [g for g in range(1, n + 1) if n % g == 0]
 
@@ -645,7 +663,8 @@ MUTATIONS = {
     "tensor shape": m_tensor_shape, "tensor shape stale": m_tensor_shape_stale,
     "tensor encoding": m_tensor_encoding, "tensor relabel": m_tensor_relabel, "tensor layout": m_tensor_layout,
     "tensor scales": m_tensor_scales, "tensor values": m_tensor_values, "tensor table": m_tensor_table,
-    "window": m_window, "groups": m_groups, "activation": m_activation, "numbers": m_numbers,
+    "window": m_window, "window extremes": m_window_extremes, "groups": m_groups,
+    "activation": m_activation, "numbers": m_numbers,
     "node inputs": m_inputs, "node outputs": m_outputs, "op": m_op, "node order": m_order,
     "shared weights": m_shared, "params": m_params,
 }
@@ -656,10 +675,17 @@ def case_rng(seed, model, index):
     return random.Random(f"{seed}/{model}/{index}")
 
 
+class Case(NamedTuple):
+    kind: str  # the first edit's kind
+    kinds: tuple  # every edit's kind
+    what: str  # the edits, in words
+    blob: bytes  # the mutated file
+
+
 def mutate(base, seed, model, index, kinds=KINDS):
-    """Case ``index`` of a seeded run on ``base`` (a Dnet): returns
-    ``(kind, description, file bytes)``.  The kind comes round in turn (from
-    ``kinds``); one case in five adds a second or third edit of any kind."""
+    """Case ``index`` of a seeded run on ``base`` (a Dnet), as a Case.  The
+    kind comes round in turn (from ``kinds``); one case in five adds a
+    second or third edit of any kind."""
     rng = case_rng(seed, model, index)
     kind = kinds[index % len(kinds)]
     d = base.copy()
@@ -667,11 +693,14 @@ def mutate(base, seed, model, index, kinds=KINDS):
     while what is None:  # not applicable to this model: the next kind
         kind = KINDS[(KINDS.index(kind) + 1) % len(KINDS)]
         what = MUTATIONS[kind](rng, d)
+    done = [kind]
     for _ in range(0 if rng.random() < 0.8 else rng.choice([1, 2])):
+        extra_kind = rng.choice(KINDS)
         try:
-            extra = MUTATIONS[rng.choice(KINDS)](rng, d)
+            extra = MUTATIONS[extra_kind](rng, d)
         except (KeyError, ValueError, TypeError, AttributeError, IndexError):
             extra = None  # the first edit left nothing this one applies to
         if extra:
             what += "; " + extra
-    return kind, what, d.build()
+            done.append(extra_kind)
+    return Case(kind, tuple(done), what, d.build())

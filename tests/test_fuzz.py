@@ -373,11 +373,24 @@ KNOWN_BY_ISSUE_13 = {
     ("tensor scales", "non-finite"): "4: finite scales that overflow when decoded",
     ("tensor values", "warning"): "4: finite weights whose products overflow",
     ("tensor values", "non-finite"): "4: finite weights whose products overflow",
+    ("numbers", "warning"): "4: LRN constants that make its base negative (alpha, bias)",
+    ("numbers", "non-finite"): "4: LRN constants that make its base negative (alpha, bias)",
     ("preprocess size", "memory"): "5: preprocessing resize/crop up to 65536 accepted",
+}
+#: Findings of this fuzzer that issue 13 does not list (docs/RELIABILITY.md,
+#: "Structured fuzzing"): the same rule, limits on every size a file can
+#: ask for, left unapplied somewhere.  Like the list above, each entry goes
+#: when its fix lands; any finding in neither list fails the test.
+FOUND_BY_STRUCTURED_FUZZING = {
+    ("window extremes", "memory"): "the working-memory bound leaves out the padded copy of a windowed "
+                                   "op's input: pads and stride of 65536 make a 4 KB model need 48 GiB",
 }
 #: cases per model: (quick, full); the shipped model is 5.8 MB, so few cases,
 #: of the kinds that most often load and run
 STRUCTURED = {"small": (260, 3000), "every op": (260, 3000), "lite0": (6, 120)}
+#: multiply-adds a quick case may run (the small models take about 0.2 M;
+#: a mutation that makes them a thousand times larger is counted, not run)
+QUICK_WORK = 2 * 10**8
 LITE0_KINDS = ["shared weights", "tensor scales", "output name", "tensor encoding", "groups", "window"]
 
 
@@ -395,31 +408,40 @@ class Outcomes:
         self.table = collections.defaultdict(collections.Counter)
         self.findings = []
 
-    def add(self, label, kind, what, result):
-        column = "finding" if result.outcome == "finding" else result.outcome
-        self.table[kind][column] += 1
+    def add(self, label, case, result):
+        self.table[case.kind][result.outcome] += 1
         if result.outcome == "finding":
-            self.findings.append((kind, result.symptom, f"{label} [{kind}] {what}: {result.symptom}: "
-                                                        f"{result.detail}"))
+            self.findings.append((known(case.kinds, result.symptom), result.symptom,
+                                  f"{label} [{case.kind}] {case.what}: {result.symptom}: {result.detail}"))
 
     def unknown(self):
-        return [line for kind, symptom, line in self.findings if (kind, symptom) not in KNOWN_BY_ISSUE_13]
+        return [line for key, _, line in self.findings if key is None]
 
     def report(self, title):
         print(f"\n{title}:")
         for kind, c in sorted(self.table.items()):
             print(f"  {kind:20s} " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
-        seen = {(k, s) for k, s, _ in self.findings}
-        print("  known (issue 13) seen:", sorted(seen & set(KNOWN_BY_ISSUE_13)))
-        print("  known (issue 13) not seen:", sorted(set(KNOWN_BY_ISSUE_13) - seen))
+        seen = {key for key, _, _ in self.findings}
+        listed = set(KNOWN_BY_ISSUE_13) | set(FOUND_BY_STRUCTURED_FUZZING)
+        print("  known findings seen:", sorted(seen & listed))
+        print("  known findings not seen:", sorted(listed - seen))
 
 
-def run_structured(blob, model, cases, kinds=mutate.KINDS, seed=SEED):
+def known(kinds, symptom):
+    """The entry of KNOWN_BY_ISSUE_13 or FOUND_BY_STRUCTURED_FUZZING a finding
+    falls under (any of the case's edits with that symptom), or None."""
+    listed = {**KNOWN_BY_ISSUE_13, **FOUND_BY_STRUCTURED_FUZZING}
+    return next(((k, symptom) for k in kinds if (k, symptom) in listed), None)
+
+
+def run_structured(blob, model, cases, kinds=mutate.KINDS, seed=SEED, work_limit=differential.WORK_LIMIT):
     base = mutate.Dnet.parse(blob)
     outcomes = Outcomes()
+    batch = 1 if model == "lite0" else 2
     for i in range(cases):
-        kind, what, mutated = mutate.mutate(base, seed, model, i, kinds)
-        outcomes.add(f"seed {seed} {model} case {i}", kind, what, differential.check(mutated))
+        case = mutate.mutate(base, seed, model, i, kinds)
+        result = differential.check(case.blob, batch=batch, work_limit=work_limit)
+        outcomes.add(f"seed {seed} {model!r} case {i}", case, result)
     return outcomes
 
 
@@ -430,7 +452,8 @@ def test_structured_mutations_agree_with_the_reference_or_are_refused(seed_model
     every backend path to the reference ops' answer: anything else is a
     finding, and a finding issue 13 does not list fails the test."""
     kinds = LITE0_KINDS if model == "lite0" else mutate.KINDS
-    outcomes = run_structured(seed_models[model], model, STRUCTURED[model][full], kinds)
+    limit = differential.WORK_LIMIT if full or model == "lite0" else QUICK_WORK
+    outcomes = run_structured(seed_models[model], model, STRUCTURED[model][full], kinds, work_limit=limit)
     outcomes.report(f"structured mutations of {model}")
     assert not outcomes.unknown(), "\n".join(outcomes.unknown()[:20])
     totals = collections.Counter()
@@ -465,8 +488,8 @@ def test_mutated_files_pass_every_checksum_and_reach_the_graph_checks(seed_model
 def test_every_mutation_kind_edits_the_file(seed_models):
     base = mutate.Dnet.parse(seed_models["every op"])
     for i, kind in enumerate(mutate.KINDS):
-        got, what, blob = mutate.mutate(base, SEED, "every op", i)
-        assert got == kind and what and blob != seed_models["every op"], kind
+        case = mutate.mutate(base, SEED, "every op", i)
+        assert case.kind == kind and case.what and case.blob != seed_models["every op"], kind
 
 
 def test_the_differential_check_sees_a_wrong_answer_and_a_nan(seed_models, monkeypatch):
@@ -487,6 +510,15 @@ def test_the_differential_check_sees_a_wrong_answer_and_a_nan(seed_models, monke
     assert differential.check(blob, runs=[differential.Path(False, 1, "resident")]).symptom == "disagree"
     monkeypatch.setattr(cpu_kernels._Add, "__call__", times(np.float32(np.nan)))
     assert differential.check(blob, runs=[differential.Path(False, 1, "resident")]).symptom == "non-finite"
+
+
+def test_the_watchdog_ends_a_hung_process_with_its_stacks():
+    import subprocess
+    import sys
+    code = ("import sys, time; sys.path.insert(0, %r); import differential\n"
+            "with differential.watchdog(1):\n    time.sleep(60)" % os.path.dirname(__file__))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert r.returncode != 0 and "Timeout (0:00:01)" in r.stderr and "line 3" in r.stderr, r.stderr
 
 
 def test_work_and_memory_are_bounded_before_running(seed_models):
