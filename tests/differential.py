@@ -64,15 +64,30 @@ class Path:
     native: bool
     threads: int
     residency: str
+    backend: str = "cpu"
 
     def __str__(self):
+        if self.backend != "cpu":
+            return f"{self.backend}/{self.residency}"
         return f"{'native' if self.native else 'numpy'}/{self.threads}t/{self.residency}"
 
+    def model(self, graph, name):
+        """A Model of ``graph`` on this path."""
+        from devicenet.backends import create
+        from devicenet.backends.cpu import CPUBackend
+        if self.backend == "cpu":
+            be = CPUBackend(graph, threads=self.threads, residency=self.residency, native=self.native)
+        else:
+            be = create(graph, self.backend, threads=self.threads, residency=self.residency, fallback=False)
+        return Model(graph, be, path=name)
 
-def paths():
-    """Every CPU path this machine runs: compiled kernels where they are built, and numpy."""
+
+def paths(opencl=False):
+    """Every CPU path this machine runs: compiled kernels where they are
+    built, and numpy; with ``opencl``, the OpenCL backend too."""
     kernels = [True, False] if cpu_kernels.NATIVE is not None else [False]
-    return [Path(k, t, r) for k in kernels for t in (1, 2) for r in ("resident", "streamed")]
+    cpu_paths = [Path(k, t, r) for k in kernels for t in (1, 2) for r in ("resident", "streamed")]
+    return cpu_paths + ([Path(False, 1, r, "opencl") for r in ("resident", "streamed")] if opencl else [])
 
 
 @dataclass
@@ -91,14 +106,19 @@ def _finding(symptom, detail):
 
 # --- the reference -------------------------------------------------------------------
 
-def reference(graph, x):
-    """The output of ``graph`` on ``x`` by the plain op table, node by node."""
+def reference_values(graph, x):
+    """Every activation of ``graph`` on ``x`` by the plain op table, node by node."""
     values = {graph.input_name: x}
     with np.errstate(all="ignore"):
         for node in graph.nodes:
             params = {role: graph.tensors[t].decode() for role, t in node.params.items()}
             values[node.outputs[0]] = cpu.OPS[node.op]([values[i] for i in node.inputs], node.attrs, params)
-    return values[graph.output_name]
+    return values
+
+
+def reference(graph, x):
+    """The output of ``graph`` on ``x`` by the plain op table."""
+    return reference_values(graph, x)[graph.output_name]
 
 
 def cost(graph, shapes):
@@ -161,9 +181,10 @@ def _one_line(e, name):
     return "\n" not in msg and msg.strip() != "" and (name is None or name in msg)
 
 
-def _run(model, x):
-    """Model.forward on x, then on another input: ('ran', output of x) or
-    ('refused', message) or a Result finding."""
+def _run(model, x, layer):
+    """Model.forward on x, again on another input, once more with a profile
+    (layer by layer, no compiled programs), and Model.features of ``layer``:
+    ('ran', {what: output}) or ('refused', message) or a Result finding."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -175,6 +196,12 @@ def _run(model, x):
                 return _finding("state", "forward changed its input")
             if not np.array_equal(out, kept, equal_nan=True):
                 return _finding("state", "a result was overwritten by the next run")
+            outs = {"forward": out, "profiled": model.forward(x, profile=[])}
+            if layer is not None:
+                try:
+                    outs[f"features of {layer}"] = model.features(x, layer)
+                except DeviceNetError as e:
+                    return _finding("inconsistent", f"forward ran, features of {layer} refused: {e}")
         except DeviceNetError as e:
             if not _one_line(e, None):
                 return _finding("multi-line error", repr(str(e)))
@@ -184,7 +211,7 @@ def _run(model, x):
     runtime = [w for w in caught if issubclass(w.category, RuntimeWarning)]
     if runtime:
         return _finding("warning", f"{runtime[0].category.__name__}: {runtime[0].message}")
-    return "ran", out
+    return "ran", outs
 
 
 def _agrees(out, ref):
@@ -198,7 +225,6 @@ def _agrees(out, ref):
 def check(blob, name="fuzz.dnet", runs=None, classify=True, batch=2, work_limit=WORK_LIMIT):
     """Load ``blob`` and run it on every path (on ``batch`` images): a Result.
     A model of more than ``work_limit`` multiply-adds per run is not run."""
-    from devicenet.backends.cpu import CPUBackend
     try:
         graph = dnet.from_buffer(blob, name)
     except DeviceNetError as e:
@@ -219,17 +245,19 @@ def check(blob, name="fuzz.dnet", runs=None, classify=True, batch=2, work_limit=
     if macs > work_limit:
         return Result("over work limit", detail=f"{macs / 1e9:.2f} G multiply-adds")
     x = np.random.default_rng(1).normal(size=(batch,) + graph.input_shape[1:]).astype(np.float32)
+    layer = next((n.inputs[0] for n in reversed(graph.nodes) if n.op == "dense"), None)
     try:
-        ref = reference(graph, x).reshape(batch, -1)
+        values = reference_values(graph, x)
+        refs = {"forward": values[graph.output_name], "profiled": values[graph.output_name]}
+        if layer is not None:
+            refs[f"features of {layer}"] = values[layer]
     except Exception as e:  # the plain ops cannot run what the loader accepted
-        ref = e
+        refs = e
     results = {}
     runs = runs or paths()
     with watchdog(hang_seconds(macs, 2 * len(runs) + 1)):
         for path in runs:
-            model = Model(graph, CPUBackend(graph, threads=path.threads, residency=path.residency,
-                                            native=path.native), path=name)
-            got = _run(model, x)
+            got = _run(path.model(graph, name), x, layer)
             if isinstance(got, Result):
                 got.detail = f"{path}: {got.detail}"
                 return got
@@ -239,16 +267,19 @@ def check(blob, name="fuzz.dnet", runs=None, classify=True, batch=2, work_limit=
             return _finding("inconsistent", f"refused on {refused[0]} ({results[refused[0]][1]}) but ran elsewhere")
         if refused:
             return Result("refused at run", detail=results[refused[0]][1])
-        for path, (_, out) in results.items():
-            if not np.all(np.isfinite(out)):
-                return _finding("non-finite", f"{path}: {np.sum(~np.isfinite(out))} of {out.size} values")
-            if isinstance(ref, Exception):
-                return _finding("disagree", f"the reference ops fail ({ref.__class__.__name__}: {ref}) "
-                                            f"but {path} ran")
-            if not _agrees(out, ref):
-                err = np.max(np.abs(out - ref.reshape(out.shape))) if out.size == ref.size else "shape"
-                return _finding("disagree", f"{path}: max error {err} (reference max {np.max(np.abs(ref))})")
-        scores = next(iter(results.values()))[1].shape[-1]
+        for path, (_, outs) in results.items():
+            for what, out in outs.items():
+                if not np.all(np.isfinite(out)):
+                    return _finding("non-finite", f"{path} {what}: {np.sum(~np.isfinite(out))} of {out.size} values")
+                if isinstance(refs, Exception):
+                    return _finding("disagree", f"the reference ops fail ({refs.__class__.__name__}: {refs}) "
+                                                f"but {path} ran")
+                ref = refs[what].reshape(batch, -1)
+                if not _agrees(out, ref):
+                    err = np.max(np.abs(out - ref.reshape(out.shape))) if out.size == ref.size else "shape"
+                    return _finding("disagree", f"{path} {what}: max error {err} "
+                                                f"(reference max {np.max(np.abs(ref))})")
+        scores = next(iter(results.values()))[1]["forward"].shape[-1]
         if info["classes"] != scores or (graph.labels and len(graph.labels) != scores):
             return _finding("classes", f"info says {info['classes']} classes, {len(graph.labels)} labels, "
                                        f"forward gives {scores} scores")

@@ -588,6 +588,14 @@ def m_outputs(rng, d):
     return f"node {node['name']} outputs = {node['outputs']}"
 
 
+def m_name(rng, d):
+    """A node's name made another node's, empty or odd (names are for
+    messages, profiles and cutting a model at a layer)."""
+    node = rng.choice(d.nodes)
+    node["name"] = rng.choice([n["name"] for n in d.nodes] + ["", "x" * 1000, "\u00e9 \n", "#0"])
+    return f"node {node['outputs'][0] if node.get('outputs') else '?'} name = {node['name'][:20]!r}"
+
+
 def m_op(rng, d):
     """A node's op changed to another (its attributes and parameters kept)."""
     node = rng.choice(d.nodes)
@@ -644,12 +652,12 @@ def m_params(rng, d):
     """A parameter role dropped, added or renamed."""
     node = rng.choice(d.nodes)
     params = node.setdefault("params", {})
-    how = rng.choice(["drop", "add", "rename"])
-    if how == "drop" and params:
+    how = rng.choice(["drop", "add", "rename"]) if params else "add"
+    if how == "drop":
         del params[rng.choice(sorted(params))]
     elif how == "add":
         params[rng.choice(["bias", "scale", "shift", "weight", "gamma"])] = rng.choice(d.records)["name"]
-    elif params:
+    else:
         role = rng.choice(sorted(params))
         params[role + "s"] = params.pop(role)
     return f"node {node['name']} params: {how}"
@@ -665,7 +673,7 @@ MUTATIONS = {
     "tensor scales": m_tensor_scales, "tensor values": m_tensor_values, "tensor table": m_tensor_table,
     "window": m_window, "window extremes": m_window_extremes, "groups": m_groups,
     "activation": m_activation, "numbers": m_numbers,
-    "node inputs": m_inputs, "node outputs": m_outputs, "op": m_op, "node order": m_order,
+    "node inputs": m_inputs, "node outputs": m_outputs, "node name": m_name, "op": m_op, "node order": m_order,
     "shared weights": m_shared, "params": m_params,
 }
 KINDS = list(MUTATIONS)

@@ -384,6 +384,8 @@ KNOWN_BY_ISSUE_13 = {
 FOUND_BY_STRUCTURED_FUZZING = {
     ("window extremes", "memory"): "the working-memory bound leaves out the padded copy of a windowed "
                                    "op's input: pads and stride of 65536 make a 4 KB model need 48 GiB",
+    ("node name", "inconsistent"): "node names are not checked unique (FORMAT.md 3.2): Model.features "
+                                   "cuts such a graph wrongly and refuses a model that classifies",
 }
 #: cases per model: (quick, full); the shipped model is 5.8 MB, so few cases,
 #: of the kinds that most often load and run
