@@ -4,6 +4,7 @@ Results go to stdout (``--json`` for scripts); warnings, progress and errors
 go to stderr, errors as one line and a non-zero exit, never a traceback.
 """
 
+import errno
 import json
 import os
 import sys
@@ -11,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import DeviceNetError
+from .errors import INTERRUPTED, DeviceNetError
 
 BACKENDS = click.Choice(["cpu", "opencl", "auto"])
 
@@ -21,7 +22,9 @@ def fail(msg):
 
 
 def echo_json(doc):
-    click.echo(json.dumps(doc, indent=2))
+    # Never NaN or Infinity: they are not JSON (RFC 8259), and nothing a
+    # command reports should hold them.
+    click.echo(json.dumps(doc, indent=2, allow_nan=False))
 
 
 def say(msg):
@@ -56,7 +59,40 @@ def load_model(model_path, backend, threads, port, device, **kw):
         fail(str(e))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group, run as click's standalone mode does, except that
+    Ctrl-C exits with status 130 and one line on stderr rather than
+    ``Aborted!`` and status 1 (the status of "an image failed")."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            interrupted()
+        except OSError as e:
+            if e.errno != errno.EPIPE:
+                raise
+            # stdout closed early (| head): no traceback, now or at exit
+            sys.stdout = click.utils.PacifyFlushWrapper(sys.stdout)
+            sys.stderr = click.utils.PacifyFlushWrapper(sys.stderr)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def interrupted():
+    """Leave after Ctrl-C: status 130, one line, no traceback."""
+    try:
+        click.echo("Interrupted.", err=True)
+    finally:
+        sys.exit(INTERRUPTED)
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="devicenet")
 def main():
     """devicenet: image recognition on small boards with eight-bit weights.
@@ -92,25 +128,37 @@ def classify(images, top, oversample, as_json, model_path, backend, threads, por
     """
     model = load_model(model_path, backend, threads, port, device)
     results, failed = [], 0
-    for res in model.classify_many(images, top=top, oversample=oversample):
-        if isinstance(res, DeviceNetError):
-            failed += 1
-            results.append({"image": res.image, "error": str(res)})
-            click.echo(f"Error: {res}", err=True)
-            continue
-        results.append(res.to_json())
-        if not as_json:
-            click.echo(res.image)
-            for p in res.predictions:
-                click.echo(f"  {p.probability * 100:6.2f}%  {p.label}")
-            lat = res.latency_ms
-            setup = f" (+ {lat['setup']:.1f} ms one-time setup)" if lat["setup"] >= 0.5 else ""
-            click.echo(f"  latency: decode {lat['decode']:.1f} ms, preprocess {lat['preprocess']:.1f} ms, "
-                       f"inference {lat['inference']:.1f} ms{setup}, total {lat['total']:.1f} ms")
+    try:
+        for res in model.classify_many(images, top=top, oversample=oversample):
+            if isinstance(res, DeviceNetError):
+                failed += 1
+                results.append({"image": res.image, "error": str(res)})
+                click.echo(f"Error: {res}", err=True)
+                continue
+            results.append(res.to_json())
+            if not as_json:
+                print_classification(res)
+    except DeviceNetError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        # What was classified is kept: --json prints it, marked as cut short.
+        if as_json:
+            echo_json({"model": model.name, "backend": model.backend, "results": results, "interrupted": True})
+        raise
     if as_json:
         echo_json({"model": model.name, "backend": model.backend, "results": results})
     if failed:
         sys.exit(1)
+
+
+def print_classification(res):
+    click.echo(res.image)
+    for p in res.predictions:
+        click.echo(f"  {p.probability * 100:6.2f}%  {p.label}")
+    lat = res.latency_ms
+    setup = f" (+ {lat['setup']:.1f} ms one-time setup)" if lat["setup"] >= 0.5 else ""
+    click.echo(f"  latency: decode {lat['decode']:.1f} ms, preprocess {lat['preprocess']:.1f} ms, "
+               f"inference {lat['inference']:.1f} ms{setup}, total {lat['total']:.1f} ms")
 
 
 def show_devices(as_json):
@@ -156,7 +204,9 @@ def info(model, as_json, tensors, devices):
         return
     click.echo(f"{doc['name']}  ({doc['file_bytes'] / 1e6:.2f} MB, {doc['path']})")
     click.echo(f"  format      {doc['format_version']}")
-    click.echo(f"  input       {'x'.join(map(str, doc['input_shape']))} NHWC, output {doc['classes']} classes")
+    output = (f"{doc['classes']} classes" if doc["classes"] is not None else
+              f"{'x'.join(map(str, doc['output_shape'][1:]))} feature map (not class scores)")
+    click.echo(f"  input       {'x'.join(map(str, doc['input_shape']))} NHWC, output {output}")
     pre = doc.get("preprocess") or {}
     if pre:
         click.echo(f"  preprocess  resize {pre.get('resize')}, crop {pre.get('crop')}, mean {pre.get('mean')}, "
@@ -319,11 +369,19 @@ def features(images, output, layer, oversample, model_path, backend, threads, po
     model = load_model(model_path, backend, threads, port, device)
     rows = []
     try:
-        # The next photo decodes on a worker thread while this one runs.
-        batches = prefetched(lambda image: model.prepare(image, oversample)[0], images)
-        for i, (image, batch) in enumerate(batches):
-            rows.append(model.features(batch.result(), layer).mean(axis=0))
-            feature_progress(i + 1, len(images), image)
+        try:
+            # The next photo decodes on a worker thread while this one runs.
+            batches = prefetched(lambda image: model.prepare(image, oversample)[0], images)
+            for i, (image, batch) in enumerate(batches):
+                rows.append(model.features(batch.result(), layer).mean(axis=0))
+                feature_progress(i + 1, len(images), image)
+        except KeyboardInterrupt:
+            # Keep the rows computed (one per image, in order); status 130 says they are not all.
+            if rows:
+                np.save(output, np.stack(rows))
+                click.echo(f"interrupted: wrote {output} with the first {len(rows)} of {len(images)} rows",
+                           err=True)
+            raise
         np.save(output, np.stack(rows))
     except DeviceNetError as e:
         fail(str(e))

@@ -7,3 +7,8 @@ class DeviceNetError(Exception):
     The message is one line that says what went wrong and, where possible,
     what to do about it.  The command line prints it without a traceback.
     """
+
+
+#: the command's exit status after Ctrl-C, as a shell reports a command
+#: killed by SIGINT (1 means "an input failed")
+INTERRUPTED = 130

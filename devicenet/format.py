@@ -20,8 +20,9 @@ import zlib
 import numpy as np
 
 from .errors import DeviceNetError
+from .files import open_regular
 from .graph import OPS, Graph, Node, Tensor, infer_shapes, is_int, is_kind, is_num, MAX_DIM
-from .quant import STORAGE, is_integer
+from .quant import QMAX, STORAGE, is_integer
 
 MAGIC = b"DNET"
 VERSION = (1, 0)
@@ -33,6 +34,9 @@ MAX_NODES = 1 << 16
 #: Activations (and the largest im2col scratch) a model may need at batch 1:
 #: a few-KB file must not be able to ask for gigabytes at run time.
 MAX_ACTIVATION_BYTES = 1 << 30
+#: The largest image preprocessing may make (the photo resized, before the
+#: crop): the same rule for the ``resize`` a file asks for.
+MAX_IMAGE_BYTES = 1 << 28
 
 def _align(n):
     return (n + ALIGN - 1) // ALIGN * ALIGN
@@ -182,7 +186,8 @@ def parse_header(buf, path="model"):
 
 
 def _check_preprocess(path, spec):
-    """The preprocessing metadata must be usable as is by devicenet.image."""
+    """The preprocessing metadata must be usable as is by devicenet.image
+    and need a bounded amount of memory."""
     if spec is None:
         return
     ok = (isinstance(spec, dict)
@@ -194,6 +199,11 @@ def _check_preprocess(path, spec):
     if not ok or min(abs(v) for v in spec["std"]) < 1e-6:
         _fail(path, "metadata 'preprocess' needs integer resize and crop, three-number mean and "
                     "non-zero std, and channel_order RGB or BGR")
+    from .image import preprocess_bytes
+    need = preprocess_bytes(spec)
+    if need > MAX_IMAGE_BYTES:
+        _fail(path, f"preprocessing (resize {spec['resize']}) needs {need / 2**20:.0f} MiB per image, over the "
+                    f"{MAX_IMAGE_BYTES >> 20} MiB limit")
 
 
 def _check_meta(path, meta):
@@ -205,12 +215,12 @@ def _check_meta(path, meta):
     for key in ("provenance", "quantization"):
         if not isinstance(meta.get(key, {}), dict):
             _fail(path, f"metadata {key!r} must be an object")
-    _check_preprocess(path, meta.get("preprocess"))
     inp = meta.get("input")
     if (not isinstance(inp, dict) or not isinstance(inp.get("name"), str)
             or not isinstance(inp.get("shape"), list) or len(inp["shape"]) not in (2, 4)
             or not all(is_int(d) and 1 <= d <= MAX_DIM for d in inp["shape"])):
         _fail(path, "metadata 'input' must give a name and a 2-D or 4-D shape of positive sizes")
+    _check_preprocess(path, meta.get("preprocess"))
     if not isinstance(meta.get("output"), str):
         _fail(path, "metadata 'output' must name the output tensor")
     labels = meta.get("labels", [])
@@ -257,15 +267,11 @@ def load(path, verify=True):
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "model file") as f:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
                 _fail(path, "the file is empty")
             buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except IsADirectoryError:
-        _fail(path, "is a directory, not a model file")
-    except FileNotFoundError:
-        _fail(path, "no such model file")
     except (OSError, ValueError) as e:
         _fail(path, f"cannot read: {e}")
     return from_buffer(buf, path, verify)
@@ -309,8 +315,11 @@ def from_buffer(buf, path="model", verify=True):
             scales = np.frombuffer(buf, "<f4", shape[0], data_off + off)
             if verify and _crc(scales) != crc:
                 _fail(path, f"tensor {name}: scale checksum mismatch, the file is corrupt")
-            if not np.all(np.isfinite(scales)) or np.any(scales < 0):
-                _fail(path, f"tensor {name}: scales must be finite and non-negative")
+            # Decoded, the largest stored integer times its scale must be a
+            # float32 too: 3e38 is finite, 127 times it is not.
+            top = float(np.max(scales, initial=0.0)) * (QMAX[enc] + 1)
+            if not np.all(np.isfinite(scales)) or np.any(scales < 0) or top > float(np.finfo(np.float32).max):
+                _fail(path, f"tensor {name}: scales must be finite, non-negative and decode to finite weights")
         elif verify and enc != "int8" and not np.all(np.isfinite(data)):
             _fail(path, f"tensor {name}: holds NaN or infinity")
         tensors[name] = Tensor(name, enc, tuple(shape), data, scales)
@@ -325,7 +334,9 @@ def from_buffer(buf, path="model", verify=True):
     if need > MAX_ACTIVATION_BYTES:
         _fail(path, f"the model needs {need / 2**20:.0f} MiB of activations per image, over the "
                     f"{MAX_ACTIVATION_BYTES >> 20} MiB limit")
-    classes = shapes[graph.output_name][-1]
+    classes = graph.classes(shapes)
     if graph.labels and len(graph.labels) != classes:
-        _fail(path, f"{len(graph.labels)} labels for {classes} outputs")
+        out = shapes[graph.output_name]
+        _fail(path, f"{len(graph.labels)} labels for " + (f"{classes} outputs" if classes else
+                    f"an output of shape {out}, which is not one score per class"))
     return graph

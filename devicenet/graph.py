@@ -10,6 +10,8 @@ Every backend is a table keyed by the same op names.
 from dataclasses import dataclass, field
 import math
 
+import numpy as np
+
 from .errors import DeviceNetError
 
 #: fused activations: name -> (low, high) clamp; None means unbounded
@@ -108,6 +110,19 @@ class Graph:
     @property
     def output_name(self):
         return self.meta["output"]
+
+    @property
+    def output_node(self):
+        """The node that produces the model's output (None when the output
+        is the input).  Nodes may follow it in the list: they do not count."""
+        return next((n for n in self.nodes if self.output_name in n.outputs), None)
+
+    def classes(self, shapes=None):
+        """How many class scores the output holds: C for an (N, C) or
+        (N, 1, 1, C) output, None for an output that is not one vector per
+        image (a feature map)."""
+        shape = (shapes or self.shapes())[self.output_name]
+        return shape[-1] if all(d == 1 for d in shape[1:-1]) else None
 
     @property
     def labels(self):
@@ -230,9 +245,24 @@ def _clip(node, ins, ps):
     return ins[0]
 
 
+def _covered(size, k, s, p, d, out):
+    """Whether every one of ``out`` windows (kernel k, stride s, leading pad
+    p, dilation d) along an axis of ``size`` pixels has a tap on a pixel."""
+    start = np.arange(out, dtype=np.int64) * s - p  # first tap of each window
+    first = np.maximum(0, -(start // d))  # index of its first tap at or after pixel 0
+    return bool(np.all((first < k) & (start + first * d < size)))
+
+
 def _pool(node, ins, ps):
     (n, h, w, c), = ins
-    return (n,) + window_out(h, w, node.attrs, node.name) + (c,)
+    oh, ow = window_out(h, w, node.attrs, node.name)
+    if node.op == "maxpool" or not node.attrs.get("count_include_pad", False):
+        # A window wholly in the padding has no pixel to take the maximum or
+        # the mean of: the answer would be -inf or 0/0.
+        (kh, kw), (sh, sw), (pt, pl, _, _), (dh, dw) = window(node.attrs, node.name)
+        if not (_covered(h, kh, sh, pt, dh, oh) and _covered(w, kw, sw, pl, dw, ow)):
+            raise DeviceNetError(f"node {node.name}: a pooling window lies wholly in the padding")
+    return (n, oh, ow, c)
 
 
 def _global_pool(node, ins, ps):
@@ -259,6 +289,9 @@ def _lrn(node, ins, ps):
         raise DeviceNetError(f"node {node.name}: LRN size must be a small positive integer")
     for key in ("alpha", "beta", "bias"):
         _num(node.attrs, key, None, node.name)
+    if node.attrs["alpha"] < 0 or node.attrs["bias"] <= 0:
+        # (bias + alpha/size * sum of squares) ** beta must stay positive
+        raise DeviceNetError(f"node {node.name}: LRN needs alpha >= 0 and bias > 0")
     return ins[0]
 
 

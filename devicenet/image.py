@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DeviceNetError
+from .files import open_regular
 
 #: images with more pixels than this are refused before decoding
 #: (a few-KB PNG can declare 30000x30000 pixels: a decompression bomb)
@@ -32,13 +33,14 @@ def open_image(image, draft_size=None):
         return Image.fromarray(image, "RGB")
     if isinstance(image, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(image), "image")
+    if not isinstance(image, (str, os.PathLike)):
+        raise DeviceNetError(f"an image is a path, a PIL image or an HxWx3 uint8 array, "
+                             f"not {type(image).__name__}")
     path = os.fspath(image)
-    if os.path.isdir(path):
-        raise DeviceNetError(f"{path}: is a directory, not an image")
     try:
-        with warnings.catch_warnings():
+        with open_regular(path, "image file") as f, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(f)
             if img.width * img.height > MAX_PIXELS:
                 raise DeviceNetError(f"{path}: {img.width}x{img.height} pixels is over the "
                                      f"{MAX_PIXELS // 1_000_000} megapixel limit")
@@ -48,8 +50,6 @@ def open_image(image, draft_size=None):
             img = ImageOps.exif_transpose(img)
     except DeviceNetError:
         raise
-    except FileNotFoundError:
-        raise DeviceNetError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise DeviceNetError(f"{path}: not an image file Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -62,10 +62,14 @@ def open_image(image, draft_size=None):
 
 def _to_rgb(img, path):
     try:
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16-bit greyscale: scale to 8 bits rather than letting Pillow clip at 255
-            arr = np.clip(np.asarray(img, dtype=np.float64), 0, None)
-            peak = arr.max() if arr.max() > 255 else 255.0
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            # 16-bit, 32-bit and float greyscale: scale to 8 bits rather than
+            # letting Pillow clip at 255.  Float images are most often scaled
+            # 0-1, which Pillow would round to black.
+            arr = np.asarray(img, dtype=np.float64)
+            arr = np.clip(np.where(np.isfinite(arr), arr, 0.0), 0, None)
+            top = arr.max() if arr.size else 0.0
+            peak = top if top > 255 else 1.0 if img.mode == "F" and top <= 1.0 else 255.0
             img = Image.fromarray((arr * (255.0 / peak)).round().astype(np.uint8), "L")
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             # Transparent pixels become white, as a viewer would show them.
@@ -87,6 +91,13 @@ def limit_aspect(img):
         top = (h - MAX_ASPECT * w) // 2
         return img.crop((0, top, w, top + MAX_ASPECT * w))
     return img
+
+
+def preprocess_bytes(spec):
+    """The most memory preprocessing takes for one image: the photo resized
+    (Pillow keeps 4 bytes a pixel), at the longest aspect ratio allowed."""
+    side = max(spec["resize"], spec["crop"])
+    return 4 * side * side * MAX_ASPECT
 
 
 def draft_size(spec):

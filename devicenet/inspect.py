@@ -7,7 +7,8 @@ from .format import VERSION
 
 def describe(graph, path=None):
     """A JSON-ready summary of ``graph`` (and of its file at ``path``, if any):
-    metadata, op counts, weights per encoding, size and compression."""
+    metadata, op counts, weights per encoding, size and compression.
+    ``classes`` is None when the output is not one score per class."""
     meta = graph.meta
     ops = {}
     for n in graph.nodes:
@@ -20,7 +21,8 @@ def describe(graph, path=None):
     shapes = graph.shapes()
     return {
         "path": path, "name": meta.get("name"), "format_version": "%d.%d" % VERSION,
-        "file_bytes": size, "input_shape": list(graph.input_shape), "classes": shapes[graph.output_name][-1],
+        "file_bytes": size, "input_shape": list(graph.input_shape),
+        "output_shape": list(shapes[graph.output_name]), "classes": graph.classes(shapes),
         "labels": len(graph.labels), "preprocess": meta.get("preprocess"), "license": meta.get("license"),
         "provenance": meta.get("provenance"), "quantization": meta.get("quantization"),
         "parameters": params, "float32_bytes": params * 4,

@@ -64,20 +64,22 @@ def compute_features(model, paths, views, layer, cache, progress=None, warn=None
         return model.prepare(paths[i], oversample=view == "ten")[0]
 
     computed, failed = 0, set()
-    for n, ((i, view), future) in enumerate(prefetched(prepare, todo)):
-        try:
-            if digests[i] not in failed:
-                cache.put(digests[i], view, model.features(future.result(), layer))
-                computed += 1
-        except DeviceNetError as e:
-            if warn:
-                warn(f"skipping {paths[i]}: {e}")
-            failed.add(digests[i])
-        if progress:
-            progress(n + 1, len(todo), paths[i])
-        if (n + 1) % 50 == 0:
-            cache.save()  # an interrupted run keeps most of its work
-    cache.save()
+    try:
+        for n, ((i, view), future) in enumerate(prefetched(prepare, todo)):
+            try:
+                if digests[i] not in failed:
+                    cache.put(digests[i], view, model.features(future.result(), layer))
+                    computed += 1
+            except DeviceNetError as e:
+                if warn:
+                    warn(f"skipping {paths[i]}: {e}")
+                failed.add(digests[i])
+            if progress:
+                progress(n + 1, len(todo), paths[i])
+            if (n + 1) % 50 == 0:
+                cache.save()  # a run that is killed keeps most of its work
+    finally:
+        cache.save()  # ... and one that is interrupted (Ctrl-C) or fails keeps all of it
     return [None if d in failed else d for d in digests], computed
 
 

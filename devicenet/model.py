@@ -5,6 +5,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -14,6 +15,8 @@ from .errors import DeviceNetError
 from .image import open_image, preprocess, draft_size, ten_crops
 
 DEFAULT_MODEL = "efficientnet-lite0.dnet"
+#: more threads than this is a mistake, not a board
+MAX_THREADS = 1024
 
 
 def model_dirs():
@@ -95,12 +98,39 @@ def prefetched(func, items):
 
 
 def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):  # huge logits: checked by the caller
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+#: every live Model, so that a forked child can make each usable again
+_MODELS = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    # Only the forking thread exists in the child: a lock another thread
+    # held (inside forward) would never be released, and the backend's
+    # worker threads, buffers mid-run and device contexts are the parent's.
+    # Each model gets a new lock and makes a new backend when next used.
+    for model in list(_MODELS):
+        model._lock = threading.Lock()
+        model._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _same_backend(graph, be):
+    """A new backend for ``graph`` where ``be`` runs: same backend, threads,
+    residency and device."""
+    return create_backend(graph, be.name, threads=be.threads, residency=be.residency,
+                          device=getattr(be, "device_name", None), fallback=False)
 
 
 class Model:
-    """A loaded .dnet model bound to a backend.  Safe to share between threads."""
+    """A loaded .dnet model bound to a backend.  Safe to share between
+    threads, and usable in a child process after ``fork()``."""
 
     def __init__(self, graph, backend, path=None, port=None):
         self.graph = graph
@@ -108,13 +138,24 @@ class Model:
         self.port = port
         self._backend = backend
         self._lock = threading.Lock()
+        self._forked = False
         meta = graph.meta
         self.name = meta.get("name", os.path.basename(path or "model"))
         self.labels = list(meta.get("labels") or [])
         self.preprocess = meta.get("preprocess")
-        last = graph.nodes[-1] if graph.nodes else None
-        self._outputs_probabilities = last is not None and last.op == "softmax"
+        out = graph.output_node
+        self._outputs_probabilities = out is not None and out.op == "softmax"
+        #: class scores per image, or None when the output is a feature map
+        self.classes = graph.classes()
         self._cuts = {}  # feature layer -> Model of the graph cut there
+        _MODELS.add(self)
+
+    def _run(self, fn, *args):
+        """``fn(backend, *args)`` under the lock (after a fork, on a new backend)."""
+        with self._lock:
+            if self._forked:
+                self._backend, self._cuts, self._forked = _same_backend(self.graph, self._backend), {}, False
+            return fn(self._backend, *args)
 
     @property
     def backend(self):
@@ -129,21 +170,40 @@ class Model:
         return self.labels[index] if index < len(self.labels) else str(index)
 
     def forward(self, batch, profile=None):
-        """Run an NHWC float32 batch (already preprocessed); return (N, classes) logits."""
-        x = np.asarray(batch, dtype=np.float32)
+        """Run an NHWC float32 batch (already preprocessed); return (N, classes) logits.
+
+        An output that is not finite (the model's arithmetic overflowed on
+        this input) raises DeviceNetError rather than being returned.
+        """
+        try:
+            x = np.asarray(batch, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise DeviceNetError(f"input batch must be an array of numbers ({e})") from None
         want = self.input_shape[1:]
         if x.ndim == len(want):
             x = x[None]
         if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != tuple(want):
             raise DeviceNetError(f"input batch has shape {x.shape}, the model needs (N, {', '.join(map(str, want))})")
+        if x.shape[0] == 0:
+            raise DeviceNetError("input batch is empty: it needs one image or more")
         if not np.all(np.isfinite(x)):
             raise DeviceNetError("input batch holds NaN or infinity")
-        with self._lock:
-            out = self._backend.run(x, profile=profile)
-        return np.asarray(out, dtype=np.float32).reshape(x.shape[0], -1)
+        # Overflow is found by the check below, not reported as numpy warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            out = self._run(lambda be: be.run(x, profile=profile))
+        out = np.asarray(out, dtype=np.float32).reshape(x.shape[0], -1)
+        if not np.all(np.isfinite(out)):
+            raise DeviceNetError(f"model {self.name}: the output holds NaN or infinity for this input "
+                                 "(the model's arithmetic overflows)")
+        return out
 
     def probabilities(self, logits):
         return logits if self._outputs_probabilities else softmax(logits)
+
+    def _need_classes(self):
+        if self.classes is None:
+            raise DeviceNetError(f"model {self.name}: its output (shape {self.graph.shapes()[self.graph.output_name]}) "
+                                 "is not one score per class: use forward() or features()")
 
     def _spec(self):
         if not self.preprocess:
@@ -169,6 +229,7 @@ class Model:
         ``oversample`` averages the probabilities of ten crops (corners, centre
         and mirrors); the latency then counts all ten.
         """
+        self._need_classes()
         x, decode_ms, pre_ms = self.prepare(image, oversample)
         return self._finish(image, x, decode_ms, pre_ms, top)
 
@@ -177,10 +238,11 @@ class Model:
         # One-time work (the first image of a batch size): weights laid out
         # for the kernels, buffers planned.  Timed apart from inference so
         # that the first image reports the network's real latency.
-        with self._lock:
-            did_setup = self._backend.prepare(x.shape)
+        did_setup = self._run(lambda be: be.prepare(x.shape))
         t1 = time.perf_counter()
         probs = self.probabilities(self.forward(x)).mean(axis=0)
+        if not np.all(np.isfinite(probs)):
+            raise DeviceNetError(f"model {self.name}: its class probabilities are not finite for this input")
         t2 = time.perf_counter()
         setup_ms = (t1 - t0) * 1e3 if did_setup else 0.0
         infer_ms = (t2 - (t1 if did_setup else t0)) * 1e3
@@ -198,6 +260,8 @@ class Model:
         the current one runs through the network, so a folder goes at the
         speed of inference.
         """
+        self._spec()
+        self._need_classes()
         for image, future in prefetched(lambda image: self.prepare(image, oversample), images):
             try:
                 yield self._finish(image, *future.result(), top)
@@ -214,21 +278,22 @@ class Model:
         """
         from .features import feature_layer, truncate
         layer = layer or feature_layer(self.graph)
-        with self._lock:  # one cut model per layer, however many threads ask at once
+
+        def cut_at(be):  # one cut model per layer, however many threads ask at once
             cut = self._cuts.get(layer)
             if cut is None:
                 graph = truncate(self.graph, layer)
-                be = self._backend
                 # The cut graph runs where the whole one does: same backend and device.
-                cut = Model(graph, create_backend(graph, be.name, threads=be.threads, residency=be.residency,
-                                                  device=getattr(be, "device_name", None), fallback=False),
-                            self.path, self.port)
-                self._cuts[layer] = cut
+                cut = self._cuts[layer] = Model(graph, _same_backend(graph, be), self.path, self.port)
+            return cut
+        cut = self._run(cut_at)
         if isinstance(image, np.ndarray) and image.dtype.kind == "f":
             return cut.forward(image)
         return cut.forward(self.prepare(image, oversample)[0])
 
     def top(self, probs, top=5):
+        if not isinstance(top, (int, np.integer)) or isinstance(top, bool):
+            raise DeviceNetError(f"top must be an integer, got {top!r}")
         k = max(1, min(int(top), probs.shape[-1]))
         order = np.argsort(-probs, kind="stable")[:k]
         return Classification([Prediction(self.label(int(i)), int(i), float(probs[i])) for i in order])
@@ -247,12 +312,15 @@ def load(model=None, *, backend=None, threads=None, port=None, device=None, resi
     from .ports import select
     from .threads import set_blas_threads
 
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise DeviceNetError(f"model must be a path to a .dnet file, not {type(model).__name__}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise DeviceNetError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
     profile = select(port)
     path = os.fspath(model) if model is not None else default_model_path()
     graph = dnet.load(path, verify=verify)
     threads = threads if threads is not None else profile.threads
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise DeviceNetError(f"threads must be a positive integer, got {threads!r}")
     set_blas_threads(threads)
     explicit = backend is not None
     name = backend or profile.backends[0]

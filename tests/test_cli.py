@@ -115,7 +115,7 @@ def test_api_forward_shapes_and_errors():
     model = devicenet.load()
     logits = model.forward(np.zeros((2, 224, 224, 3), np.float32))
     assert logits.shape == (2, 1000)
-    np.testing.assert_allclose(logits[0], logits[1], rtol=1e-5)
+    np.testing.assert_allclose(logits[0], logits[1], rtol=1e-5, atol=1e-5)  # rows may take different GEMM paths
     with pytest.raises(devicenet.DeviceNetError, match="shape"):
         model.forward(np.zeros((1, 3, 224, 224), np.float32))
 

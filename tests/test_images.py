@@ -101,7 +101,7 @@ def corpus():
         "1x1 image": (lambda tmp, c: save(c.resize((1, 1)), tmp / "dot.png"), "classified"),
         "1x5000 strip": (lambda tmp, c: save(c.resize((1, 5000)), tmp / "strip.png"), "classified"),
         "directory": (lambda tmp, c: tmp, "is a directory"),
-        "missing file": (lambda tmp, c: tmp / "nope.jpg", "no such file"),
+        "missing file": (lambda tmp, c: tmp / "nope.jpg", "no such image file"),
     }
 
 

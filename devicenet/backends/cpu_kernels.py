@@ -294,7 +294,7 @@ class _Depthwise:
             return [np.ascontiguousarray(np.tile(w[:, :, q::p.sw].transpose(1, 2, 0)[:, :, None, :],
                                                  (1, 1, ow, 1)).reshape(p.kh, -1, ow * p.c))
                     for q in range(p.sw)]
-        self.w = weight(tile, ow)
+        self.w = weight(tile, "tiles", p.sw, ow)
         self.bias = None if bias is None else np.tile(bias, ow)
         self.slot = p.size(0, self.band) + (self.band * ow * p.c if p.sw > 1 else 0)
 
@@ -385,7 +385,8 @@ class _Im2col:
         p = self.pad
         self.groups = node.attrs.get("groups", 1)
         self.wt = weight(lambda w: [np.ascontiguousarray(wg.T) for wg in
-                                    w.reshape(self.groups, w.shape[0] // self.groups, -1)])
+                                    w.reshape(self.groups, w.shape[0] // self.groups, -1)],
+                         "groups", self.groups)
         cout = self.wt[0].shape[1] * self.groups
         self.bias, self.act, self.pool = bias, node.attrs.get("activation", "none"), pool
         self.m = p.n * p.oh * p.ow
@@ -533,7 +534,9 @@ class Weight:
         return self.cache[k]
 
     def __call__(self, prepare, *key):
-        """``prepare(decoded weight)``, made once per node and key."""
+        """``prepare(decoded weight)``, made once per key.  Nodes may share a
+        weight tensor, so the key names everything besides the weight that
+        the layout depends on (groups, strides, widths)."""
         return self._cached(key, lambda: prepare(self.tensor.decode()))
 
     def transposed(self):
