@@ -38,6 +38,7 @@ import numpy as np
 from devicenet import DeviceNetError, format as dnet
 from devicenet.backends import cpu, cpu_kernels
 from devicenet.backends.base import is_depthwise
+from devicenet.features import feature_layer
 from devicenet.graph import window
 from devicenet.inspect import describe
 from devicenet.model import Model, softmax
@@ -186,7 +187,9 @@ def _run(model, x, layer):
     (layer by layer, no compiled programs), and Model.features of ``layer``:
     ('ran', {what: output}) or ('refused', message) or a Result finding."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        # Every RuntimeWarning a user would see, each time: after the
+        # library's own filters, not before them.
+        warnings.filterwarnings("always", category=RuntimeWarning, append=True)
         try:
             before = x.copy()
             out = model.forward(x)
@@ -245,7 +248,10 @@ def check(blob, name="fuzz.dnet", runs=None, classify=True, batch=2, work_limit=
     if macs > work_limit:
         return Result("over work limit", detail=f"{macs / 1e9:.2f} G multiply-adds")
     x = np.random.default_rng(1).normal(size=(batch,) + graph.input_shape[1:]).astype(np.float32)
-    layer = next((n.inputs[0] for n in reversed(graph.nodes) if n.op == "dense"), None)
+    try:
+        layer = feature_layer(graph)
+    except DeviceNetError:  # no dense layer: no default feature layer
+        layer = None
     try:
         values = reference_values(graph, x)
         refs = {"forward": values[graph.output_name], "profiled": values[graph.output_name]}
@@ -280,16 +286,19 @@ def check(blob, name="fuzz.dnet", runs=None, classify=True, batch=2, work_limit=
                     return _finding("disagree", f"{path} {what}: max error {err} "
                                                 f"(reference max {np.max(np.abs(ref))})")
         scores = next(iter(results.values()))[1]["forward"].shape[-1]
-        if info["classes"] != scores or (graph.labels and len(graph.labels) != scores):
-            return _finding("classes", f"info says {info['classes']} classes, {len(graph.labels)} labels, "
+        # (``classes`` None: the output is a feature map, not class scores)
+        classes = info["classes"]
+        if classes is not None and (classes != scores or (graph.labels and len(graph.labels) != scores)):
+            return _finding("classes", f"info says {classes} classes, {len(graph.labels)} labels, "
                                        f"forward gives {scores} scores")
         if classify and graph.meta.get("preprocess"):
-            return _classify(graph, name)
+            return _classify(graph, name, classes is None)
     return Result("agreed")
 
 
-def _classify(graph, name):
-    """Model.classify on a small photo-like image against the reference ops."""
+def _classify(graph, name, feature_map=False):
+    """Model.classify on a small photo-like image against the reference ops
+    (for a ``feature_map`` output, classify must refuse)."""
     from devicenet.backends.cpu import CPUBackend
     from devicenet.image import preprocess
     from PIL import Image
@@ -300,7 +309,9 @@ def _classify(graph, name):
         return _finding("memory", f"preprocessing asks for {need / 2**20:.0f} MiB")
     model = Model(graph, CPUBackend(graph, threads=1), path=name)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        # Every RuntimeWarning a user would see, each time: after the
+        # library's own filters, not before them.
+        warnings.filterwarnings("always", category=RuntimeWarning, append=True)
         try:
             result = model.classify(img, top=10**6)
         except DeviceNetError as e:
@@ -308,6 +319,9 @@ def _classify(graph, name):
                 _finding("multi-line error", repr(str(e)))
         except Exception as e:
             return _finding("crash", f"classify: {e.__class__.__name__}: {e}")
+        if feature_map:
+            return _finding("classes", f"info says the output is a feature map, classify gives "
+                                       f"{len(result.predictions)} classes")
         with np.errstate(all="ignore"):
             ref = reference(graph, preprocess(Image.fromarray(img), spec)[None]).reshape(-1)
     if any(issubclass(w.category, RuntimeWarning) for w in caught):

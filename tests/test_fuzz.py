@@ -511,7 +511,9 @@ def test_the_differential_check_sees_a_wrong_answer_and_a_nan(seed_models, monke
     monkeypatch.setattr(cpu_kernels._Add, "__call__", times(np.float32(1.1)))
     assert differential.check(blob, runs=[differential.Path(False, 1, "resident")]).symptom == "disagree"
     monkeypatch.setattr(cpu_kernels._Add, "__call__", times(np.float32(np.nan)))
-    assert differential.check(blob, runs=[differential.Path(False, 1, "resident")]).symptom == "non-finite"
+    result = differential.check(blob, runs=[differential.Path(False, 1, "resident")])
+    # Either the harness sees the NaN, or Model.forward refuses it itself.
+    assert result.symptom == "non-finite" or (result.outcome == "refused at run" and "NaN" in result.detail)
 
 
 def test_the_watchdog_ends_a_hung_process_with_its_stacks():
