@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 
 from .errors import DeviceNetError
+from .files import open_regular
 from .graph import Graph
 
 #: views of a photo that have features: the centre crop, or the ten crops
@@ -23,10 +24,23 @@ VIEWS = ("centre", "ten")
 CACHE_DIR = ".devicenet-cache"
 
 
+def needed(graph, layer):
+    """The nodes that activation ``layer`` depends on, in graph order."""
+    producers = {n.outputs[0]: n for n in graph.nodes}
+    names, stack = set(), [layer]
+    while stack:
+        node = producers.get(stack.pop())
+        if node is not None and node.name not in names:
+            names.add(node.name)
+            stack.extend(node.inputs)
+    return [n for n in graph.nodes if n.name in names]
+
+
 def feature_layer(graph):
-    """The default feature layer: the input of the last dense node (for
-    EfficientNet-Lite0 the 1280-d activation named ``features``)."""
-    dense = [n for n in graph.nodes if n.op == "dense"]
+    """The default feature layer: the input of the last dense node on the
+    way to the output (for EfficientNet-Lite0 the 1280-d activation named
+    ``features``).  Nodes after the output do not count."""
+    dense = [n for n in needed(graph, graph.output_name) if n.op == "dense"]
     if not dense:
         raise DeviceNetError("the model has no dense layer: name the feature layer with --layer")
     return dense[-1].inputs[0]
@@ -35,18 +49,10 @@ def feature_layer(graph):
 def truncate(graph, layer):
     """A Graph that ends at activation ``layer`` (keeping only the nodes and
     tensors it needs)."""
-    producers = {n.outputs[0]: n for n in graph.nodes}
-    if layer != graph.input_name and layer not in producers:
+    if layer != graph.input_name and not any(layer in n.outputs for n in graph.nodes):
         names = ", ".join(n.outputs[0] for n in graph.nodes[-5:])
         raise DeviceNetError(f"the model has no layer {layer!r} (its last layers are {names})")
-    needed, stack = set(), [layer]
-    while stack:
-        name = stack.pop()
-        node = producers.get(name)
-        if node is not None and node.name not in needed:
-            needed.add(node.name)
-            stack.extend(node.inputs)
-    nodes = [n for n in graph.nodes if n.name in needed]
+    nodes = needed(graph, layer)
     if not nodes:
         raise DeviceNetError(f"layer {layer!r} is the model's input, not a feature layer")
     used = {t for n in nodes for t in n.params.values()}
@@ -59,7 +65,7 @@ def file_digest(path, chunk=1 << 20):
     """SHA-256 of a file's content, in hex."""
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             for block in iter(lambda: f.read(chunk), b""):
                 h.update(block)
     except OSError as e:

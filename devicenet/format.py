@@ -202,8 +202,8 @@ def _check_preprocess(path, spec):
     from .image import preprocess_bytes
     need = preprocess_bytes(spec)
     if need > MAX_IMAGE_BYTES:
-        _fail(path, f"preprocessing (resize {spec['resize']}) needs {need / 2**20:.0f} MiB per image, over the "
-                    f"{MAX_IMAGE_BYTES >> 20} MiB limit")
+        _fail(path, f"preprocessing (resize {spec['resize']}, crop {spec['crop']}) needs {need / 2**20:.0f} MiB "
+                    f"per image, over the {MAX_IMAGE_BYTES >> 20} MiB limit")
 
 
 def _check_meta(path, meta):

@@ -51,10 +51,17 @@ def compute_features(model, paths, views, layer, cache, progress=None, warn=None
     ``paths[i]`` (None for a photo that could not be read, after ``warn``
     was told) and ``computed`` counts the (photo, view) network passes run.
     """
-    digests = [file_digest(p) for p in paths]
+    digests = []
+    for p in paths:
+        try:
+            digests.append(file_digest(p))
+        except DeviceNetError as e:  # unreadable, or not a file (a pipe named .jpg)
+            if warn:
+                warn(f"skipping {p}: {e}")
+            digests.append(None)
     todo, seen = [], set()
     for i, digest in enumerate(digests):
-        for view in views:
+        for view in views if digest is not None else ():
             if cache.get(digest, view) is None and (digest, view) not in seen:
                 seen.add((digest, view))
                 todo.append((i, view))

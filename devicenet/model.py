@@ -5,6 +5,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 import numpy as np
@@ -103,6 +104,12 @@ def softmax(x):
         return e / e.sum(axis=-1, keepdims=True)
 
 
+# A hostile model's arithmetic may overflow; forward checks its output and
+# raises one error for it.  np.errstate (there) quiets numpy only in the
+# calling thread, so the warnings of the backends' worker threads would
+# still repeat it on stderr: they are ignored, for the backends' code alone.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"devicenet\.backends\.")
+
 #: every live Model, so that a forked child can make each usable again
 _MODELS = weakref.WeakSet()
 
@@ -119,6 +126,11 @@ def _after_fork_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_top(top):
+    if not isinstance(top, (int, np.integer)) or isinstance(top, bool):
+        raise DeviceNetError(f"top must be an integer, got {top!r}")
 
 
 def _same_backend(graph, be):
@@ -147,6 +159,10 @@ class Model:
         self._outputs_probabilities = out is not None and out.op == "softmax"
         #: class scores per image, or None when the output is a feature map
         self.classes = graph.classes()
+        # Images run at once: the working memory a file may ask for is
+        # limited per image, so a batch (ten crops, a user's array) is run
+        # in parts that stay within the same limit.
+        self._max_batch = max(1, dnet.MAX_ACTIVATION_BYTES // dnet.activation_bytes(graph, graph.shapes()))
         self._cuts = {}  # feature layer -> Model of the graph cut there
         _MODELS.add(self)
 
@@ -189,9 +205,11 @@ class Model:
         if not np.all(np.isfinite(x)):
             raise DeviceNetError("input batch holds NaN or infinity")
         # Overflow is found by the check below, not reported as numpy warnings.
+        parts = [x[i:i + self._max_batch] for i in range(0, x.shape[0], self._max_batch)]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            out = self._run(lambda be: be.run(x, profile=profile))
-        out = np.asarray(out, dtype=np.float32).reshape(x.shape[0], -1)
+            outs = [np.asarray(self._run(lambda be: be.run(part, profile=profile)), np.float32)
+                    .reshape(len(part), -1) for part in parts]
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         if not np.all(np.isfinite(out)):
             raise DeviceNetError(f"model {self.name}: the output holds NaN or infinity for this input "
                                  "(the model's arithmetic overflows)")
@@ -230,6 +248,7 @@ class Model:
         and mirrors); the latency then counts all ten.
         """
         self._need_classes()
+        _check_top(top)
         x, decode_ms, pre_ms = self.prepare(image, oversample)
         return self._finish(image, x, decode_ms, pre_ms, top)
 
@@ -238,16 +257,22 @@ class Model:
         # One-time work (the first image of a batch size): weights laid out
         # for the kernels, buffers planned.  Timed apart from inference so
         # that the first image reports the network's real latency.
-        did_setup = self._run(lambda be: be.prepare(x.shape))
+        did_setup = self._run(lambda be: be.prepare((min(len(x), self._max_batch),) + x.shape[1:]))
         t1 = time.perf_counter()
-        probs = self.probabilities(self.forward(x)).mean(axis=0)
-        if not np.all(np.isfinite(probs)):
-            raise DeviceNetError(f"model {self.name}: its class probabilities are not finite for this input")
+        path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        try:
+            probs = self.probabilities(self.forward(x)).mean(axis=0)
+            if not np.all(np.isfinite(probs)):
+                raise DeviceNetError(f"model {self.name}: its class probabilities are not finite for this input")
+        except DeviceNetError as e:
+            if path is None:
+                raise
+            raise DeviceNetError(f"{path}: {e}") from None  # which photo, in a batch
         t2 = time.perf_counter()
         setup_ms = (t1 - t0) * 1e3 if did_setup else 0.0
         infer_ms = (t2 - (t1 if did_setup else t0)) * 1e3
         result = self.top(probs, top)
-        result.image = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        result.image = path
         result.latency_ms = {"decode": decode_ms, "preprocess": pre_ms, "setup": setup_ms, "inference": infer_ms,
                              "total": decode_ms + pre_ms + setup_ms + infer_ms}
         return result
@@ -262,6 +287,7 @@ class Model:
         """
         self._spec()
         self._need_classes()
+        _check_top(top)
         for image, future in prefetched(lambda image: self.prepare(image, oversample), images):
             try:
                 yield self._finish(image, *future.result(), top)
@@ -292,8 +318,7 @@ class Model:
         return cut.forward(self.prepare(image, oversample)[0])
 
     def top(self, probs, top=5):
-        if not isinstance(top, (int, np.integer)) or isinstance(top, bool):
-            raise DeviceNetError(f"top must be an integer, got {top!r}")
+        _check_top(top)
         k = max(1, min(int(top), probs.shape[-1]))
         order = np.argsort(-probs, kind="stable")[:k]
         return Classification([Prediction(self.label(int(i)), int(i), float(probs[i])) for i in order])
@@ -314,13 +339,13 @@ def load(model=None, *, backend=None, threads=None, port=None, device=None, resi
 
     if model is not None and not isinstance(model, (str, os.PathLike)):
         raise DeviceNetError(f"model must be a path to a .dnet file, not {type(model).__name__}")
+    profile = select(port)
+    threads = threads if threads is not None else profile.threads
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or not 1 <= threads <= MAX_THREADS):
         raise DeviceNetError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
-    profile = select(port)
     path = os.fspath(model) if model is not None else default_model_path()
     graph = dnet.load(path, verify=verify)
-    threads = threads if threads is not None else profile.threads
     set_blas_threads(threads)
     explicit = backend is not None
     name = backend or profile.backends[0]

@@ -3,11 +3,14 @@ written as a valid .dnet, and must give the reference answer or a one-line
 DeviceNetError (docs/RELIABILITY.md, "Models that pass the checksums")."""
 
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import devicenet
 from devicenet import DeviceNetError, format as dnet
@@ -15,9 +18,12 @@ from devicenet.backends import cpu_kernels
 from devicenet.backends.cpu import CPUBackend
 from devicenet.cli import main
 from devicenet.convert.builder import Builder, weight_encodings
-from conftest import cli_runner, data
+from devicenet.image import open_image
+from devicenet.learn import learn
+from conftest import available_backends, cli_runner, data, run_graph
 
 rng = np.random.default_rng(13)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: every CPU path: compiled kernels (where built) or numpy, resident or streamed
 PATHS = [(native, residency) for native in ([True] if cpu_kernels.NATIVE is not None else []) + [False]
@@ -46,6 +52,8 @@ def run_paths(path, x):
     for (native, residency), label in zip(PATHS, PATH_IDS):
         outs[label] = CPUBackend(graph, residency=residency, native=native).run(x)
     outs["model"] = devicenet.load(path, backend="cpu").forward(x)
+    if "opencl" in available_backends():
+        outs["opencl"] = run_graph(graph, x, "opencl")
     return outs
 
 
@@ -203,26 +211,42 @@ def test_lrn_whose_denominator_can_reach_zero_is_refused(tmp_path, alpha, bias):
 
 def overflowing(tmp_path):
     """A classifier whose first layer overflows float32 on bright images and
-    not on dark ones (weights 1e36, finite in the file)."""
-    b, meta = classifier(weight=np.full((4, 1, 1, 3), 1e36), size=2)
+    not on dark ones (weights 1e36, finite in the file); 8x8 pixels, so that
+    its GEMM is shared among threads."""
+    b, meta = classifier(weight=np.full((4, 1, 1, 3), 1e36), size=8)
     meta["preprocess"]["std"] = [1, 1, 1]
     return write(tmp_path, b, meta)
 
 
 @pytest.mark.parametrize("native", [n for n, _ in PATHS[::2]])
 def test_an_overflowing_result_is_an_error_not_a_number(tmp_path, native):
-    path = overflowing(tmp_path)
-    model = devicenet.load(path, backend="cpu")
+    model = devicenet.load(overflowing(tmp_path), backend="cpu")
     model._backend = CPUBackend(model.graph, threads=2, native=native)
-    dark, bright = np.zeros((2, 2, 3), np.uint8), np.full((2, 2, 3), 255, np.uint8)
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        assert model.classify(dark).predictions[0].probability > 0
-        with pytest.raises(DeviceNetError, match="NaN or infinity"):
-            model.classify(bright)
-        with pytest.raises(DeviceNetError, match="NaN or infinity"):
-            model.forward(np.full((1, 2, 2, 3), 255.0, np.float32))
-    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)]
+    assert model.classify(np.zeros((8, 8, 3), np.uint8)).predictions[0].probability > 0
+    with pytest.raises(DeviceNetError, match="NaN or infinity"):
+        model.classify(np.full((8, 8, 3), 255, np.uint8))
+    with pytest.raises(DeviceNetError, match="NaN or infinity"):
+        model.forward(np.full((1, 8, 8, 3), 255.0, np.float32))
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_classify_reports_an_overflowing_image_in_one_line_without_warnings(tmp_path, native):
+    path = overflowing(tmp_path)
+    dark, bright = tmp_path / "dark.png", tmp_path / "bright.png"
+    Image.new("RGB", (8, 8)).save(dark)
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(bright)
+    for args in ([], ["--json"]):
+        r = run_cli("classify", "--threads", "2", "--model", path, *args, dark, bright, dark,
+                    env={"DEVICENET_NATIVE": native})
+        assert r.returncode == 1
+        # one line for the bad image, and no numpy RuntimeWarning from any thread
+        assert r.stderr.splitlines() == [f"Error: {bright}: model hostile: the output holds NaN or infinity "
+                                         "for this input (the model's arithmetic overflows)"]
+        if args:
+            doc = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} in --json"))
+            assert ["error" in res for res in doc["results"]] == [False, True, False]
+        else:
+            assert r.stdout.count("%") == 6 and "nan" not in r.stdout
 
 
 # --- 5: sizes a file asks for are checked against memory first ----------------------
@@ -236,7 +260,7 @@ def test_preprocessing_sizes_are_limited_before_anything_is_allocated(tmp_path, 
     assert path.stat().st_size < 16 << 10
     tracemalloc.start()
     try:
-        with pytest.raises(DeviceNetError, match=r"preprocessing \(resize \d+\) needs \d+ MiB per image, over"):
+        with pytest.raises(DeviceNetError, match=r"\(resize \d+, crop \d+\) needs \d+ MiB per image, over"):
             devicenet.load(path, backend="cpu")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -312,3 +336,160 @@ def test_misuse_of_the_api_raises_devicenet_error(tmp_path, call, match):
     model = devicenet.load(write(tmp_path, b, meta), backend="cpu")
     with pytest.raises(DeviceNetError, match=match):
         call(model)
+
+
+# --- 7: what is not a regular file is refused before it is read ---------------------
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+
+
+def run_cli(*args, timeout=120, env=None):
+    """The command in a subprocess, so that a hang is a failed test, not a stuck suite."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "devicenet", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@needs_fifo
+def test_a_named_pipe_is_refused_as_photo_model_and_dataset_photo(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    r = run_cli("classify", data("coffee.png"), fifo, data("coffee.png"))
+    assert r.returncode == 1 and r.stdout.count("espresso") == 2, r.stderr
+    assert r.stderr == f"Error: {fifo}: is a named pipe, not an image file\n"
+    r = run_cli("classify", "--model", fifo, data("coffee.png"))
+    assert r.returncode == 1 and r.stderr == f"Error: {fifo}: is a named pipe, not a model file\n"
+    r = run_cli("info", fifo)
+    assert r.returncode == 1 and "is a named pipe" in r.stderr and r.stderr.count("\n") == 1
+    with pytest.raises(DeviceNetError, match="is a named pipe"):
+        devicenet.load(fifo)
+
+
+def test_a_device_is_refused_without_being_read(tmp_path):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    with pytest.raises(DeviceNetError, match="is a character device, not an image file"):
+        open_image("/dev/zero")
+    with pytest.raises(DeviceNetError, match="is a character device, not a model file"):
+        dnet.load("/dev/zero")
+    with pytest.raises(DeviceNetError, match="is a directory, not a model file"):
+        dnet.load(tmp_path)
+
+
+@needs_fifo
+def test_learn_skips_a_named_pipe_among_the_photos(tmp_path):
+    for k, cls in enumerate("ab"):
+        (tmp_path / "set" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(tmp_path / "set" / cls / f"{i}.png")
+    os.mkfifo(tmp_path / "set" / "a" / "pipe.jpg")
+    b, meta = classifier()
+    model = devicenet.load(write(tmp_path, b, meta), backend="cpu")
+    warned = []
+    report = learn(tmp_path / "set", tmp_path / "out.dnet", model, holdout=0, layer="flatten_2", warn=warned.append)
+    assert report["photos"] == 4 and report["skipped"] == 1
+    assert any("pipe.jpg" in w and "named pipe" in w for w in warned)
+
+
+# --- 8: fork() while another thread is inside forward -------------------------------
+
+FORK_CHILD = r"""
+import os, sys, threading, time
+import numpy as np
+import devicenet
+
+model = devicenet.load(sys.argv[1], backend="cpu", residency=sys.argv[2])
+img = np.full((4, 4, 3), 77, np.uint8)
+before = model.classify(img).to_json()["predictions"]
+inside, leave = threading.Event(), threading.Event()
+run = model._backend.run
+
+def held(x, profile=None):  # holds the model's lock until told to leave
+    inside.set()
+    leave.wait()
+    return run(x, profile)
+model._backend.run = held
+worker = threading.Thread(target=model.forward, args=(np.zeros((1, 4, 4, 3), np.float32),))
+worker.start()
+inside.wait()
+pid = os.fork()
+if pid == 0:
+    ok = model.classify(img).to_json()["predictions"] == before
+    os._exit(0 if ok else 3)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    sys.exit("the child hung")
+leave.set()
+worker.join()
+sys.exit(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+@pytest.mark.parametrize("native", ["1", "0"])
+@pytest.mark.parametrize("residency", ["resident", "streamed"])
+def test_a_child_forked_while_another_thread_is_inside_forward_classifies(tmp_path, native, residency):
+    b, meta = classifier()
+    path = write(tmp_path, b, meta)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DEVICENET_NATIVE=native)
+    r = subprocess.run([sys.executable, "-c", FORK_CHILD, str(path), residency], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+# --- 11: convert --force replaces a model by renaming, never in place ---------------
+
+def test_convert_force_replaces_a_mapped_model_by_rename_and_a_failure_changes_nothing(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx_graphs import CASES
+    for name in ("conv3x3", "global_pool_flatten_gemm_softmax"):
+        onnx.save(CASES[name](), tmp_path / f"{name}.onnx")
+    out = tmp_path / "m.dnet"
+    assert run_cli("convert", tmp_path / "conv3x3.onnx", out).returncode == 0
+    old = devicenet.load(out, backend="cpu")  # maps the file
+    x = rng.normal(size=(1, 9, 9, 4)).astype(np.float32)
+    want = old.forward(x)
+    inode = out.stat().st_ino
+    r = run_cli("convert", "--force", tmp_path / "global_pool_flatten_gemm_softmax.onnx", out)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_ino != inode  # a new file renamed over the old one ...
+    np.testing.assert_array_equal(old.forward(x), want)  # ... which the old mapping still reads whole
+    assert devicenet.load(out).input_shape == (1, 5, 5, 6)
+    before = out.read_bytes()
+    labels = tmp_path / "labels.txt"
+    labels.write_text("only\ntwo\n")
+    r = run_cli("convert", "--force", "--labels", labels, tmp_path / "conv3x3.onnx", out)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_the_default_feature_layer_is_on_the_way_to_the_output(tmp_path):
+    # a dead dense layer after the output must not be taken for the classifier
+    b, meta = classifier(output="logits", extra=lambda b, x: b.add("dense", x, {}, {"weight": np.eye(3)}))
+    model = devicenet.load(write(tmp_path, b, meta), backend="cpu")
+    img = rng.integers(0, 256, (4, 4, 3), np.uint8)
+    h = np.maximum(ref_conv(img[None].astype(np.float32) / 255, b.params["c.weight"]), 0).mean(axis=(1, 2))
+    np.testing.assert_allclose(model.features(img), h, rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_runs_in_parts_within_the_per_image_memory_limit(tmp_path, monkeypatch):
+    # A model allowed 3 images' working memory at once runs ten crops in parts of 3, 3, 3, 1.
+    b, meta = classifier()
+    path = write(tmp_path, b, meta)
+    graph = dnet.load(path)
+    monkeypatch.setattr(dnet, "MAX_ACTIVATION_BYTES", 3 * dnet.activation_bytes(graph, graph.shapes()) + 1)
+    model = devicenet.load(path, backend="cpu")
+    seen = []
+    run = model._backend.run
+    model._backend.run = lambda x, profile=None: seen.append(len(x)) or run(x, profile)
+    x = rng.normal(size=(10, 4, 4, 3)).astype(np.float32)
+    want = logits_of(b, x)
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-4, atol=1e-5)
+    assert seen == [3, 3, 3, 1]

@@ -72,6 +72,11 @@ def corpus():
         assert im.mode.startswith("I")
         return save(im, tmp / "grey16.png")
 
+    def float_tiff(tmp, c):
+        # greyscale as 32-bit floats scaled 0-1, as scientific and HDR tools write it
+        im = Image.fromarray(np.asarray(c.convert("L"), np.float32) / 255.0, "F")
+        return save(im, tmp / "grey-float.tif")
+
     def palette(tmp, c):
         p = c.quantize(256)
         p.info["transparency"] = 0
@@ -93,6 +98,7 @@ def corpus():
         "truncated png": (lambda tmp, c: truncated(data("coffee.png"), tmp / "cut.png"), "cannot decode"),
         "cmyk jpeg": (lambda tmp, c: save(c.convert("CMYK"), tmp / "cmyk.jpg", quality=95), "same"),
         "16-bit png": (grey16, "grey"),
+        "float tiff scaled 0-1": (float_tiff, "grey"),
         "palette png with transparency": (palette, "same"),
         "la png": (lambda tmp, c: save(c.convert("LA"), tmp / "la.png"), "grey"),
         "rgba png": (rgba, "same"),
@@ -101,6 +107,7 @@ def corpus():
         "1x1 image": (lambda tmp, c: save(c.resize((1, 1)), tmp / "dot.png"), "classified"),
         "1x5000 strip": (lambda tmp, c: save(c.resize((1, 5000)), tmp / "strip.png"), "classified"),
         "directory": (lambda tmp, c: tmp, "is a directory"),
+        "character device": (lambda tmp, c: "/dev/null", "is a character device, not an image file"),
         "missing file": (lambda tmp, c: tmp / "nope.jpg", "no such image file"),
     }
 
