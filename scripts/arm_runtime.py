@@ -27,7 +27,8 @@ def _rows(listing):
         if isinstance(v, dict):
             rows.append((str(v.get("name")), bool(v.get("selected"))))
         elif isinstance(v, (tuple, list)):
-            rows.append((str(v[0]), bool(v[1]) if len(v) > 1 else False))
+            # (name, features, selected, available, calls): the first bool
+            rows.append((str(v[0]), next((x for x in v[1:] if isinstance(x, bool)), False)))
         else:
             rows.append((str(v), False))
     return rows
@@ -52,21 +53,24 @@ def variants():
                                                            "selected": row[2]}
             by_op.setdefault(row["op"], []).append(row)
         listing = by_op
+    features = getattr(_native, "cpu_features", None)
     return {"registry": True,
+            "cpu_features": list(features()) if callable(features) else None,
             "ops": {op: [{"name": n, "selected": s} for n, s in _rows(v)]
                     for op, v in listing.items()}}
 
 
-def check_selected(ops, isa):
-    """Problems (sentences) where an op's selected variant is not for isa."""
+def check_selected(ops, isa, forbid=False):
+    """Problems (sentences) where an op's selected variant is not for isa
+    (or, with forbid, is for isa: a CPU without it must not run it)."""
     problems = []
     for op, rows in sorted(ops.items()):
         chosen = [r["name"] for r in rows if r["selected"]]
         if len(chosen) != 1:
             problems.append(f"{op}: {len(chosen)} variants selected, expected one")
-        elif isa.lower() not in chosen[0].lower():
-            problems.append(f"{op}: {chosen[0]} is selected, not a {isa} variant "
-                            f"(built: {', '.join(r['name'] for r in rows)})")
+        elif (isa.lower() in chosen[0].lower()) == forbid:
+            problems.append(f"{op}: {chosen[0]} is selected, {'a' if forbid else 'not a'} {isa} "
+                            f"variant (built: {', '.join(r['name'] for r in rows)})")
     if not ops:
         problems.append("the registry lists no ops")
     return problems
@@ -120,6 +124,8 @@ def main(argv=None):
     va = sub.add_parser("variants")
     va.add_argument("--expect", metavar="ISA",
                     help="fail unless every op's selected variant has ISA in its name")
+    va.add_argument("--forbid", metavar="ISA",
+                    help="fail if any op's selected variant has ISA in its name")
     lo = sub.add_parser("logits")
     lo.add_argument("out")
     co = sub.add_parser("compare")
@@ -135,6 +141,8 @@ def main(argv=None):
             print("variants: this build has no kernel registry (_native.variants); not checked")
             return 0
         problems = check_selected(found["ops"], args.expect) if args.expect else []
+        if args.forbid:
+            problems += check_selected(found["ops"], args.forbid, forbid=True)
         for p in problems:
             print("FAIL: " + p)
         return 1 if problems else 0

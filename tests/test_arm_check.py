@@ -110,10 +110,22 @@ def test_logits_comparison():
     assert arm_runtime.compare(ref, {}, 1e-4)[0]
 
 
+def test_variant_listings_of_either_shape():
+    # the registry's (name, features, selected, available, calls) tuples
+    rows = arm_runtime._rows([("f32_add_neon", ("neon",), True, True, 3),
+                              ("f32_add_scalar", (), False, True, 0)])
+    assert rows == [("f32_add_neon", True), ("f32_add_scalar", False)]
+    assert arm_runtime._rows([{"name": "a", "selected": True}]) == [("a", True)]
+
+
 def test_selected_variant_rule():
     ops = {"dwconv": [{"name": "f32_dwconv_neon", "selected": True},
                       {"name": "f32_dwconv_scalar", "selected": False}]}
     assert arm_runtime.check_selected(ops, "neon") == []
     assert arm_runtime.check_selected(ops, "scalar")
+    # a CPU without NEON: selecting a NEON variant is the failure
+    assert arm_runtime.check_selected(ops, "neon", forbid=True)
+    flipped = {"dwconv": [dict(r, selected=not r["selected"]) for r in ops["dwconv"]]}
+    assert arm_runtime.check_selected(flipped, "neon", forbid=True) == []
     ops["gemm"] = [{"name": "f32_gemm_neon", "selected": False}]
     assert arm_runtime.check_selected(ops, "neon")
