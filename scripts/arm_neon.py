@@ -29,6 +29,7 @@ FAMILIES = [
     ("dense", r"dense", "float"),
     ("add", r"(^|_)v?add(_|$)", "float"),
     ("meanpool", r"mean_?pool|gavgpool|avgpool", "float"),
+    ("bias-act", r"bias_act|epilogue", "float"),
 ]
 # Functions with "neon" in their names that are not kernels (CPU detection,
 # variant tables) and so need no NEON instructions of their own.

@@ -60,6 +60,20 @@ def variants():
                     for op, v in listing.items()}}
 
 
+def render_variants(found):
+    """One line per op: the selected variant, then what else was built."""
+    lines = []
+    if found.get("cpu_features") is not None:
+        lines.append("CPU features: " + (" ".join(found["cpu_features"]) or "(none)"))
+    width = max([len(op) for op in found["ops"]] + [2])
+    for op, rows in sorted(found["ops"].items()):
+        chosen = [r["name"] for r in rows if r["selected"]] or ["(none)"]
+        others = [r["name"] for r in rows if not r["selected"]]
+        lines.append(f"{op:<{width}}  {', '.join(chosen)}"
+                     + (f"   (also built: {', '.join(others)})" if others else ""))
+    return "\n".join(lines)
+
+
 def check_selected(ops, isa, forbid=False):
     """Problems (sentences) where an op's selected variant is not for isa
     (or, with forbid, is for isa: a CPU without it must not run it)."""
@@ -136,8 +150,9 @@ def main(argv=None):
     sys.path.insert(0, ROOT)
     if args.cmd == "variants":
         found = variants()
-        print(json.dumps(found, indent=1, sort_keys=True))
-        if not found["registry"]:
+        if found["registry"]:
+            print(render_variants(found))
+        else:
             print("variants: this build has no kernel registry (_native.variants); not checked")
             return 0
         problems = check_selected(found["ops"], args.expect) if args.expect else []

@@ -90,7 +90,8 @@ def test_rule_needs_neon_work_in_every_family():
     ("f32_conv_direct_neon", "conv"), ("dn_direct_rows", "conv"),
     ("f32_gemm_pack_neon", "gemm-pack"), ("f32_gemm_6x8_neon", "gemm"),
     ("f32_dense_q8_neon", "dense"), ("f32_add_neon", "add"), ("dn_add", "add"),
-    ("f32_meanpool_neon", "meanpool"), ("dn_mean_pool", "meanpool"), ("dn_epilogue", None),
+    ("f32_meanpool_neon", "meanpool"), ("dn_mean_pool", "meanpool"), ("dn_epilogue", "bias-act"),
+    ("f32_bias_act_neon", "bias-act"), ("dn_split_window", None),
 ])
 def test_families_match_old_and_new_names(name, fam):
     assert arm_neon.family(name)[0] == fam
