@@ -285,18 +285,20 @@ run_tagged() {
     ( check_arch "$a" ) 2>&1 | sed -u "s/^/[$a] /" | tee "$OUT/$a.log"
     return "${PIPESTATUS[0]}"
 }
+# Each check runs as a job, waited for apart: run in an "if" its commands
+# would lose set -e.
 status=0
-declare -A result
+declare -A pids result
+finish() {
+    if wait "${pids[$1]}"; then result[$1]=PASS; else result[$1]=FAIL; status=1; fi
+}
+for a in $ARCHES; do
+    run_tagged "$a" &
+    pids[$a]=$!
+    [ "$PARALLEL" = 1 ] || finish "$a"
+done
 if [ "$PARALLEL" = 1 ]; then
-    declare -A pids
-    for a in $ARCHES; do run_tagged "$a" & pids[$a]=$!; done
-    for a in $ARCHES; do
-        if wait "${pids[$a]}"; then result[$a]=PASS; else result[$a]=FAIL; status=1; fi
-    done
-else
-    for a in $ARCHES; do
-        if run_tagged "$a"; then result[$a]=PASS; else result[$a]=FAIL; status=1; fi
-    done
+    for a in $ARCHES; do finish "$a"; done
 fi
 echo "======== ARM check ========"
 for a in $ARCHES; do echo "$a: ${result[$a]} (log: $OUT/$a.log)"; done
