@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from . import __version__
+from . import __version__, blas
 from .errors import DeviceNetError
 
 #: keys every result has (``layers`` only when asked for)
@@ -182,6 +182,9 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         "kernels": getattr(m._backend, "kernels", m.backend),
         # and which variant of each op ran: {op: variant}
         "variants": m._backend.variants() if hasattr(m._backend, "variants") else {},
+        # numpy's BLAS, and whether the GEMMs of this run went through it
+        "blas": blas.numpy_blas().to_json(),
+        "gemm_on_blas": gemm_on_blas(m),
         "model": model_name,
         "threads": threads or profile.threads or default_threads(),
         "residency": residency or profile.residency,
@@ -203,6 +206,14 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
     return result
 
 
+def gemm_on_blas(m):
+    """Whether the model's GEMMs ran through numpy's BLAS rather than
+    devicenet's own compiled GEMM (on the CPU backend: the numpy kernels, or
+    the compiled ``gemm`` op, which calls the BLAS)."""
+    variants = m._backend.variants() if hasattr(m._backend, "variants") else {}
+    return m.backend == "cpu" and "gemm" in variants and "f32_gemm" not in variants
+
+
 # --- reporting -------------------------------------------------------------------
 
 def report(r):
@@ -213,6 +224,7 @@ def report(r):
              f"backend    {r['backend']}" + (f" ({r['kernels']} kernels)" if r.get("kernels", r["backend"]) != r["backend"] else "")
              + f", {r['threads']} threads, weights {r.get('residency', '?')}",
              *([f"kernels    " + ", ".join(f"{op} {v}" for op, v in r["variants"].items())] if r.get("variants") else []),
+             *blas_lines(r),
              f"model      {r['model']}" + (f" (built in {r['build_ms']:.0f} ms)" if r.get("build_ms") else ""),
              f"load       {r['load_ms']:.1f} ms",
              f"first      {r['first_ms']:.1f} ms",
@@ -237,6 +249,18 @@ def report(r):
         lines.append("standing   no published timings for this network; "
                      "`devicenet benchmark --net alexnet` compares with the historical ones")
     return lines
+
+
+def blas_lines(r):
+    """The BLAS line, and the warning when this run's GEMMs had to use a
+    reference BLAS (with the compiled GEMM it does not matter)."""
+    if not r.get("blas"):
+        return []
+    b = blas.Blas(**r["blas"])
+    used = "the GEMMs ran on it" if r.get("gemm_on_blas") else "not used for the GEMMs"
+    lines = [f"blas       numpy uses {blas.describe(b)}; {used}"]
+    warning = blas.advice(b) if r.get("gemm_on_blas") else None
+    return lines + ([f"           {warning}"] if warning else [])
 
 
 def layer_lines(r):

@@ -167,7 +167,7 @@ def show_devices(as_json):
         from .backends.opencl import list_devices
         found = list_devices()
     except ImportError:
-        fail("pyopencl is not installed (pip install 'devicenet[opencl]')")
+        fail('pyopencl is not installed (pip install pyopencl, or from a checkout: pip install -e ".[opencl]")')
     except DeviceNetError as e:
         fail(str(e))
     if as_json:

@@ -192,3 +192,28 @@ def test_benchmark_alexnet_streamed_on_a_streaming_board(x86_env):
     # the compiled GEMM: float32 sums in two orders)
     assert math.isclose(s["prediction"]["probability"], r["prediction"]["probability"], rel_tol=1e-4)
     assert {ref["port"] for ref in s["reference"]} >= {"raspberry-pi-2", "beaglebone-black", "jetson-tk1"}
+
+
+def test_blas_line_warns_only_when_the_gemms_ran_on_a_reference_blas():
+    """The benchmark names numpy's BLAS, and warns about a reference BLAS
+    only for a run whose GEMMs went through it."""
+    from devicenet import bench, blas
+    ref = blas.Blas("reference BLAS", "/usr/lib/arm-linux-gnueabihf/blas/libblas.so.3", blas.REFERENCE, "maps")
+    fast = blas.Blas("OpenBLAS", "/usr/lib/libopenblas.so.0", blas.OPTIMISED, "maps")
+    on_ref = bench.blas_lines({"blas": ref.to_json(), "gemm_on_blas": True})
+    assert len(on_ref) == 2 and "reference BLAS" in on_ref[0] and "ran on it" in on_ref[0]
+    assert "libopenblas0-pthread" in on_ref[1]
+    own_gemm = bench.blas_lines({"blas": ref.to_json(), "gemm_on_blas": False})
+    assert len(own_gemm) == 1 and "not used" in own_gemm[0]
+    assert len(bench.blas_lines({"blas": fast.to_json(), "gemm_on_blas": True})) == 1
+
+
+def test_benchmark_reports_which_gemm_ran(x86_env, monkeypatch):
+    """With the compiled kernels the own GEMM runs, else numpy's BLAS; the
+    JSON says which, with the BLAS numpy uses."""
+    from devicenet.backends import cpu_kernels
+    res = cli_runner().invoke(main, ["benchmark", "--runs", "1", "--warmup", "0", "--json"], env=x86_env)
+    doc = json.loads(res.stdout)
+    assert doc["blas"]["kind"] in ("optimised", "reference", "unknown")
+    assert doc["gemm_on_blas"] == ("f32_gemm" not in doc["variants"])
+    assert doc["gemm_on_blas"] == (cpu_kernels.NATIVE is None)

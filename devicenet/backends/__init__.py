@@ -30,7 +30,7 @@ def create(graph, name="cpu", threads=None, residency="resident", device=None, f
             return OpenCLBackend(graph, threads=threads, residency=residency, device=device,
                                  fallback=name == "auto" or fallback)
         except ImportError:
-            reason = "pyopencl is not installed (pip install 'devicenet[opencl]')"
+            reason = 'pyopencl is not installed (pip install pyopencl, or from a checkout: pip install -e ".[opencl]")'
         except DeviceNetError as e:
             reason = str(e)
         if name == "opencl" and not fallback:
