@@ -56,7 +56,7 @@ def kinds_for(name):
     return test_fuzz.LITE0_KINDS if name == "lite0" else mutate.KINDS
 
 
-def worker(model, start, stop, seed, opencl=False):
+def worker(model, start, stop, seed, opencl=False, work_limit=None):
     """Run cases [start, stop) of ``model``, one JSON line each on stdout."""
     _tests_path()
     import differential
@@ -68,16 +68,17 @@ def worker(model, start, stop, seed, opencl=False):
         rec = {"i": i, "kind": case.kind, "kinds": case.kinds, "what": case.what}
         print(json.dumps({**rec, "started": True}), flush=True)
         t0 = time.perf_counter()
-        r = differential.check(case.blob, batch=batch_for(model), runs=differential.paths(opencl))
+        r = differential.check(case.blob, batch=batch_for(model), runs=differential.paths(opencl),
+                               work_limit=work_limit or differential.WORK_LIMIT)
         print(json.dumps({**rec, "outcome": r.outcome, "symptom": r.symptom, "detail": r.detail,
                           "seconds": round(time.perf_counter() - t0, 3)}), flush=True)
 
 
-def run_range(model, start, stop, seed, results, lock, opencl=False):
+def run_range(model, start, stop, seed, results, lock, opencl=False, work_limit=None):
     """Run a range of cases in worker processes, restarting after a worker dies."""
     while start < stop:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", model, str(start), str(stop), str(seed)]
-        cmd += ["--opencl"] if opencl else []
+        cmd += (["--opencl"] if opencl else []) + (["--work-limit", str(work_limit)] if work_limit else [])
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         err = []
         reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
@@ -107,7 +108,7 @@ def run_range(model, start, stop, seed, results, lock, opencl=False):
         start = pending["i"] + 1
 
 
-def run(models, cases, seed, jobs, opencl=False):
+def run(models, cases, seed, jobs, opencl=False, work_limit=None):
     """Every case of every model, ``jobs`` ranges at a time; returns {model: [records]}."""
     out, lock, threads = {m: [] for m in models}, threading.Lock(), []
     ranges = []
@@ -119,7 +120,7 @@ def run(models, cases, seed, jobs, opencl=False):
     for m, a, b in ranges:
         while len([t for t in running if t.is_alive()]) >= jobs:
             time.sleep(0.2)
-        t = threading.Thread(target=run_range, args=(m, a, b, seed, out[m], lock, opencl))
+        t = threading.Thread(target=run_range, args=(m, a, b, seed, out[m], lock, opencl, work_limit))
         t.start()
         running.append(t)
         threads.append(t)
@@ -186,18 +187,19 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="tables for docs/RELIABILITY.md")
     ap.add_argument("--case", help="MODEL:INDEX: run one case and show it")
     ap.add_argument("--opencl", action="store_true", help="run the OpenCL backend too (resident and streamed)")
+    ap.add_argument("--work-limit", type=int, help="multiply-adds a run may take (default: differential.WORK_LIMIT)")
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         _tests_path()
         model, a, b, seed = args.worker
-        return worker(model, int(a), int(b), int(seed), args.opencl)
+        return worker(model, int(a), int(b), int(seed), args.opencl, args.work_limit)
     if args.case:
         return one_case(args.case, args.seed, args.opencl)
     models = [m.strip() for m in args.models.split(",")]
     cases = {m: args.lite0_cases if m == "lite0" else args.cases for m in models}
     t0 = time.time()
-    results = run(models, cases, args.seed, args.jobs, args.opencl)
+    results = run(models, cases, args.seed, args.jobs, args.opencl, args.work_limit)
     report(results, args.seed, args.markdown)
     print(f"\n{sum(map(len, results.values()))} cases in {time.time() - t0:.0f} s with {args.jobs} workers")
 
