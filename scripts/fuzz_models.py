@@ -131,7 +131,7 @@ def run(models, cases, seed, jobs, opencl=False, work_limit=None):
 
 def report(results, seed, markdown=False):
     _tests_path()
-    from test_fuzz import FOUND_BY_STRUCTURED_FUZZING, KNOWN_BY_ISSUE_13, known
+    from test_fuzz import KNOWN_BY_ISSUE_13, known
     findings = []
     for model, recs in results.items():
         table = collections.defaultdict(collections.Counter)

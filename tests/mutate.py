@@ -349,14 +349,6 @@ def m_preprocess_norm(rng, d):
     return f"preprocess {key}[{i}] = {spec[key][i]}"
 
 
-def _weight_record(rng, d, pred=lambda n: True):
-    nodes = _nodes_with(d, lambda n: n.get("params") and pred(n))
-    if not nodes:
-        return None, None
-    node = rng.choice(nodes)
-    return node, d.record(node["params"][rng.choice(sorted(node["params"]))])
-
-
 def m_tensor_shape(rng, d):
     """A dimension of a parameter changed, its data regenerated to fit."""
     rec = rng.choice(d.records)
