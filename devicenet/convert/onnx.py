@@ -69,6 +69,7 @@ class _Importer:
         for o in g.output:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
         self.graph = g
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
     # --- helpers ---
     def act(self, name):
@@ -470,8 +471,13 @@ class _Importer:
 
     def Softmax(self, node, a):
         x = self.act(node.input[0])
-        rank = len(self.shape(x))
-        if a.get("axis", -1) % rank != (1 if rank == 4 else rank - 1):
+        shape = self.shape(x)
+        rank = len(shape)
+        # Before opset 13 Softmax flattened everything from its axis (default 1) on.
+        axis = a.get("axis", 1 if self.opset < 13 else -1) % rank
+        if self.opset < 13 and axis == 1 and rank == 4 and shape[1:3] != (1, 1):
+            raise _error(node, "softmax over channels and pixels together is not supported")
+        if axis != (1 if rank == 4 else rank - 1):
             raise _error(node, "only softmax over classes is supported")
         return self.out(node, self.b.add("softmax", x, name=node.name or None))
 
