@@ -74,6 +74,8 @@ def export(constructor, path, opset, size, dynamo=False, seed=0):
     kwargs = {"aux_logits": False, "init_weights": True} if constructor in ("googlenet", "inception_v3") else {}
     model = getattr(tv.models, constructor)(weights=None, **kwargs).eval()
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=(1, 3, size, size)).astype(np.float32))
+    # The fused attention fast path (ViT) has no ONNX export: the plain ops do.
+    torch.backends.mha.set_fastpath_enabled(False)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=dynamo, input_names=["x"],
@@ -157,7 +159,12 @@ def check(run):
 @click.option("--dynamo", is_flag=True, help="Also export with the dynamo exporter (opset 18).")
 @click.option("--zoo/--no-zoo", default=True, help="Also check the onnx package's model-zoo networks.")
 @click.option("--torchvision/--no-torchvision", "with_tv", default=True, help="Check the torchvision families.")
-def main(opsets, only, size, dynamo, zoo, with_tv):
+@click.option("--install-torchvision", is_flag=True,
+              help="First pip install --no-deps torchvision==0.28.0 (into this Python).")
+def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision):
+    if install_torchvision:
+        import subprocess
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "torchvision==0.28.0"], check=True)
     opsets = opsets or (17, 13)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
