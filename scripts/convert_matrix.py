@@ -18,6 +18,7 @@ dependencies so that it keeps the CPU torch:
 Usage: python scripts/convert_matrix.py [--opset 17 --opset 13] [--only resnet18,...] [--zoo-only]
 """
 
+import contextlib
 import glob
 import os
 import sys
@@ -76,7 +77,8 @@ def export(constructor, path, opset, size, dynamo=False, seed=0):
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=(1, 3, size, size)).astype(np.float32))
     # The fused attention fast path (ViT) has no ONNX export: the plain ops do.
     torch.backends.mha.set_fastpath_enabled(False)
-    with torch.no_grad(), warnings.catch_warnings():
+    # The exporter prints a whole graph when it fails: keep stdout for the table.
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=dynamo, input_names=["x"],
                           output_names=["y"])
