@@ -225,9 +225,10 @@ def case_folded_constants():
                    n("Unsqueeze", ["k", "ax"], ["k3"]), n("Mul", ["t", "k3"], ["m"]),
                    n("Unsqueeze", ["d", "ax"], ["d3"]), n("Sum", ["m", "d3"], ["s"]),
                    n("Sum", ["s", "x"], ["r"]), n("GlobalAveragePool", ["r"], ["p"]), n("Flatten", ["p"], ["f"]),
+                   n("Constant", [], ["fs"], value_ints=[4, 3]),
                    n("Reshape", ["fw", "fs"], ["fw2"]), n("Gemm", ["f", "fw2"], ["y"], transB=1)],
                   {"w": W(3, 3, 1, 1), "k": W(3), "d": W(3), "ax": np.array([1, 2], np.int64),
-                   "fw": W(4, 3, 1, 1), "fs": np.array([4, 3], np.int64)}, [1, 3, 4, 4])
+                   "fw": W(4, 3, 1, 1)}, [1, 3, 4, 4])
 
 
 CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}

@@ -512,9 +512,14 @@ class _Importer:
     Dropout = Identity
 
     def Constant(self, node, a):
-        if "value" not in a:
-            raise _error(node, "only tensor constants are supported")
-        self.consts[node.output[0]] = self.to_array(a["value"])
+        kinds = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64}
+        if "value" in a:
+            self.consts[node.output[0]] = self.to_array(a["value"])
+        elif len(a) == 1 and next(iter(a)) in kinds:
+            key, value = next(iter(a.items()))
+            self.consts[node.output[0]] = np.array(value, kinds[key])
+        else:
+            raise _error(node, "only tensor and number constants are supported (not sparse or string ones)")
 
     def foldable(self, node):
         """Whether every input of the node is a constant (omitted inputs aside)."""
