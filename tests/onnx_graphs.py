@@ -207,7 +207,8 @@ def case_channel_shuffle_and_split():
                    conv("c", "b", "bc", "w", kernel_shape=[1, 1]), n("Concat", ["a", "bc"], ["cat"], axis=1),
                    n("Reshape", ["cat", "s5"], ["g5"]), n("Transpose", ["g5"], ["t5"], perm=[0, 2, 1, 3, 4]),
                    n("Reshape", ["t5", "s4"], ["y"])],
-                  {"i1": np.array(1, np.int64), "one": np.array([1], np.int64), "two": np.array(2, np.int64), "zero": np.array([0], np.int64),
+                  {"i1": np.array(1, np.int64), "one": np.array([1], np.int64), "two": np.array(2, np.int64),
+                   "zero": np.array([0], np.int64),
                    "big": np.array([1 << 40], np.int64), "w": W(4, 4, 1, 1),
                    "s5": np.array([1, 2, 4, 3, 3], np.int64), "s4": np.array([1, -1, 3, 3], np.int64)},
                   [1, 8, 3, 3])
