@@ -16,6 +16,9 @@ from .errors import DeviceNetError
 
 #: fused activations: name -> (low, high) clamp; None means unbounded
 ACTIVATIONS = {"none": (None, None), "relu": (0.0, None), "relu6": (0.0, 6.0)}
+#: fused activations that are curves, not clamps (see backends.cpu_kernels.CURVES):
+#: sigmoid, hard sigmoid (relu6(x + 3) / 6), hard swish (x * hard sigmoid), SiLU (x * sigmoid)
+CURVES = ("sigmoid", "hardsigmoid", "hardswish", "silu")
 
 # Largest dimension and element count a graph may declare.  They keep a
 # hostile file from asking for absurd activation buffers.
@@ -177,7 +180,7 @@ def window_out(h, w, attrs, node):
 
 def activation(attrs, node):
     a = attrs.get("activation", "none")
-    if a not in ACTIVATIONS:
+    if a not in ACTIVATIONS and a not in CURVES:
         raise DeviceNetError(f"node {node}: unknown activation {a!r}")
     return a
 
@@ -236,6 +239,38 @@ def _affine(node, ins, ps):
     for role in ("scale", "shift"):
         if role in ps and tuple(ps[role]) not in ((c,), (1,)):
             raise DeviceNetError(f"node {node.name}: {role} shape {ps[role]} should be ({c},)")
+    return ins[0]
+
+
+def _broadcast(node, ins, ps):
+    """Elementwise over two inputs of equal rank, numpy broadcasting (the
+    squeeze-excitation gate: (N, H, W, C) times (N, 1, 1, C))."""
+    a, b = ins
+    if len(a) != len(b) or any(i != j and 1 not in (i, j) for i, j in zip(a, b)):
+        raise DeviceNetError(f"node {node.name}: shapes {a} and {b} do not broadcast")
+    return tuple(max(i, j) for i, j in zip(a, b))
+
+
+def _curve(node, ins, ps):
+    for key in ("alpha", "beta"):
+        if key in node.attrs:
+            _num(node.attrs, key, None, node.name)
+    return ins[0]
+
+
+def _slice(node, ins, ps):
+    """Channels start:stop of the input (its last axis)."""
+    c = ins[0][-1]
+    start, stop = node.attrs.get("start"), node.attrs.get("stop")
+    if not (is_int(start) and is_int(stop) and 0 <= start < stop <= c):
+        raise DeviceNetError(f"node {node.name}: channels {start!r}:{stop!r} do not lie in 0:{c}")
+    return ins[0][:-1] + (stop - start,)
+
+
+def _shuffle(node, ins, ps):
+    g, c = node.attrs.get("groups"), ins[0][-1]
+    if not is_int(g) or g < 1 or c % g:
+        raise DeviceNetError(f"node {node.name}: {g!r} groups do not divide {c} channels")
     return ins[0]
 
 
@@ -331,6 +366,13 @@ OPS = {
     "softmax": OpSpec(_same, attrs={"axis": INT}),
     "lrn": OpSpec(_lrn, nhwc=True, attrs={"size": INT, "alpha": NUM, "beta": NUM, "bias": NUM}),
     "pad": OpSpec(_pad, nhwc=True, attrs={"pads": "4 integers", "value": NUM}),
+    "mul": OpSpec(_broadcast, arity=2),
+    "sigmoid": OpSpec(_curve),
+    "hardsigmoid": OpSpec(_curve, attrs={"alpha": NUM, "beta": NUM}),
+    "hardswish": OpSpec(_curve),
+    "silu": OpSpec(_curve),
+    "slice": OpSpec(_slice, attrs={"start": INT, "stop": INT}),
+    "channel_shuffle": OpSpec(_shuffle, attrs={"groups": INT}),
 }
 
 

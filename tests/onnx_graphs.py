@@ -159,4 +159,77 @@ def case_dropout_identity_clip_generic():
                   {"lo": np.array(-0.3, np.float32), "hi": np.array(0.4, np.float32)}, [1, 3, 4, 4])
 
 
+def case_sigmoid_standalone():
+    return _model([n("Sigmoid", ["x"], ["y"])], {}, [1, 3, 4, 4])
+
+
+def case_hardsigmoid_own_params():
+    return _model([n("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4)], {}, [1, 3, 4, 4])
+
+
+def case_conv_hardswish_fused():
+    return _model([conv("c", "x", "t", "w", "b", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                   n("HardSwish", ["t"], ["y"])], {"w": W(6, 4, 3, 3), "b": W(6)}, [1, 4, 6, 6], opset=14)
+
+
+def case_conv_silu_spelt_with_sigmoid():
+    return _model([conv("c", "x", "t", "w", "b", kernel_shape=[1, 1]), n("Sigmoid", ["t"], ["s"]),
+                   n("Mul", ["t", "s"], ["y"])], {"w": W(6, 4, 1, 1), "b": W(6)}, [1, 4, 5, 5])
+
+
+def case_depthwise_hardswish_spelt_with_hardsigmoid():
+    return _model([conv("c", "x", "t", "w", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=4),
+                   n("HardSigmoid", ["t"], ["s"], alpha=1.0 / 6.0, beta=0.5), n("Mul", ["s", "t"], ["y"])],
+                  {"w": W(4, 1, 3, 3) * 4}, [1, 4, 5, 5])
+
+
+def case_squeeze_excitation_gate():
+    return _model([conv("c", "x", "t", "w", "b", kernel_shape=[1, 1]), n("Relu", ["t"], ["r"]),
+                   n("GlobalAveragePool", ["r"], ["p"]), conv("f1", "p", "q", "w1", "b1", kernel_shape=[1, 1]),
+                   n("Relu", ["q"], ["q2"]), conv("f2", "q2", "e", "w2", "b2", kernel_shape=[1, 1]),
+                   n("Sigmoid", ["e"], ["gate"]), n("Mul", ["r", "gate"], ["y"])],
+                  {"w": W(8, 3, 1, 1), "b": W(8), "w1": W(2, 8, 1, 1), "b1": W(2), "w2": W(8, 2, 1, 1),
+                   "b2": W(8)}, [1, 3, 5, 5])
+
+
+def case_dense_silu():
+    return _model([n("Flatten", ["x"], ["f"]), n("Gemm", ["f", "w", "b"], ["g"], transB=1),
+                   n("Sigmoid", ["g"], ["s"]), n("Mul", ["g", "s"], ["y"])], {"w": W(5, 12), "b": W(5)},
+                  [1, 3, 2, 2])
+
+
+def case_channel_shuffle_and_split():
+    # ShuffleNetV2: split the channels in two halves (bounds by shape
+    # arithmetic), convolve one, concatenate, shuffle in two groups.
+    return _model([n("Shape", ["x"], ["sh"]), n("Gather", ["sh", "i1"], ["c"], axis=0),
+                   n("Div", ["c", "two"], ["half"]), n("Unsqueeze", ["half", "zero"], ["h1"]),
+                   n("Slice", ["x", "zero", "h1", "one"], ["a"]), n("Slice", ["x", "h1", "big", "one"], ["b"]),
+                   conv("c", "b", "bc", "w", kernel_shape=[1, 1]), n("Concat", ["a", "bc"], ["cat"], axis=1),
+                   n("Reshape", ["cat", "s5"], ["g5"]), n("Transpose", ["g5"], ["t5"], perm=[0, 2, 1, 3, 4]),
+                   n("Reshape", ["t5", "s4"], ["y"])],
+                  {"i1": np.array(1, np.int64), "one": np.array([1], np.int64), "two": np.array(2, np.int64),
+                   "zero": np.array([0], np.int64),
+                   "big": np.array([1 << 40], np.int64), "w": W(4, 4, 1, 1),
+                   "s5": np.array([1, 2, 4, 3, 3], np.int64), "s4": np.array([1, -1, 3, 3], np.int64)},
+                  [1, 8, 3, 3])
+
+
+def case_split_channels():
+    return _model([n("Split", ["x", "parts"], ["a", "b"], axis=1), n("Add", ["a", "b"], ["y"])],
+                  {"parts": np.array([3, 3], np.int64)}, [1, 6, 3, 3])
+
+
+def case_folded_constants():
+    # A deduplicated weight behind Identity, batch norm spelt as Mul/Add by
+    # unsqueezed vectors, a weight reshaped before its Gemm, Sum for Add.
+    return _model([n("Identity", ["w"], ["w2"]), conv("c", "x", "t", "w2", kernel_shape=[1, 1]),
+                   n("Unsqueeze", ["k", "ax"], ["k3"]), n("Mul", ["t", "k3"], ["m"]),
+                   n("Unsqueeze", ["d", "ax"], ["d3"]), n("Sum", ["m", "d3"], ["s"]),
+                   n("Sum", ["s", "x"], ["r"]), n("GlobalAveragePool", ["r"], ["p"]), n("Flatten", ["p"], ["f"]),
+                   n("Constant", [], ["fs"], value_ints=[4, 3]),
+                   n("Reshape", ["fw", "fs"], ["fw2"]), n("Gemm", ["f", "fw2"], ["y"], transB=1)],
+                  {"w": W(3, 3, 1, 1), "k": W(3), "d": W(3), "ax": np.array([1, 2], np.int64),
+                   "fw": W(4, 3, 1, 1)}, [1, 3, 4, 4])
+
+
 CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}

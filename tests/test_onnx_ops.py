@@ -80,3 +80,51 @@ def test_labels_must_match_the_outputs_and_source_is_hashed(tmp_path):
     convert(tmp_path / "m.onnx", out, weights="float32")
     digest = hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
     assert dnet.load(out).meta["provenance"]["source_sha256"] == digest
+
+
+def _ops(tmp_path, case):
+    onnx.save(CASES[case](), tmp_path / "m.onnx")
+    convert(tmp_path / "m.onnx", tmp_path / "m.dnet", weights="float32")
+    return [(nd.op, nd.attrs.get("activation")) for nd in dnet.load(tmp_path / "m.dnet").nodes]
+
+
+@pytest.mark.parametrize("case, ops", [
+    ("conv_hardswish_fused", [("conv", "hardswish")]),
+    ("conv_silu_spelt_with_sigmoid", [("conv", "silu")]),
+    ("depthwise_hardswish_spelt_with_hardsigmoid", [("conv", "hardswish")]),
+    ("dense_silu", [("flatten", None), ("dense", "silu")]),
+    ("squeeze_excitation_gate", [("conv", "relu"), ("global_avgpool", None), ("conv", "relu"),
+                                 ("conv", "sigmoid"), ("mul", None)]),
+    ("channel_shuffle_and_split", [("slice", None), ("slice", None), ("conv", "none"), ("concat", None),
+                                   ("channel_shuffle", None)]),
+])
+def test_curves_fuse_and_patterns_become_one_op(tmp_path, case, ops):
+    assert _ops(tmp_path, case) == ops
+
+
+def test_constants_fold_away(tmp_path):
+    # Identity of a weight, Unsqueeze of vectors, Reshape of a weight: no op of their own.
+    assert [op for op, _ in _ops(tmp_path, "folded_constants")] == [
+        "conv", "affine", "affine", "add", "global_avgpool", "flatten", "dense"]
+
+
+def test_unsupported_node_without_name_is_named_by_its_output(tmp_path):
+    m = _model([n("Tanh", ["x"], ["squashed"])], {}, [1, 3, 4, 4])
+    onnx.save(m, tmp_path / "m.onnx")
+    with pytest.raises(DeviceNetError) as e:
+        convert(tmp_path / "m.onnx", tmp_path / "m.dnet")
+    msg = str(e.value)
+    assert "Tanh" in msg and "'squashed'" in msg and "?" not in msg and "\n" not in msg
+
+
+def test_assumptions_are_said_on_stderr(tmp_path, capfd):
+    from onnx import TensorProto, helper
+    m = CASES["sigmoid_standalone"]()
+    m.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"]))
+    onnx.save(m, tmp_path / "m.onnx")
+    convert(tmp_path / "m.onnx", tmp_path / "m.dnet", weights="float32")
+    err = capfd.readouterr().err
+    assert "not fixed; assuming 224x224" in err and "mean and std" in err
+    convert(tmp_path / "m.onnx", tmp_path / "m.dnet", weights="float32", input_size=32,
+            preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]})
+    assert capfd.readouterr().err == ""

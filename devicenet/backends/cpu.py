@@ -182,6 +182,29 @@ def pad(x, attrs):
     return _pad(x, attrs["pads"], attrs.get("value", 0.0))
 
 
+def mul(a, b, attrs):
+    return np.multiply(a, b)
+
+
+def curve(name):
+    """A curve activation as an op (the function a fused one applies)."""
+    return lambda x, attrs: cpu_kernels.activate(x.copy(), name)
+
+
+def hardsigmoid(x, attrs):
+    return cpu_kernels.hardsigmoid(x, np.empty_like(x), attrs.get("alpha", 1.0 / 6.0), attrs.get("beta", 0.5))
+
+
+def slice_channels(x, attrs):
+    return np.ascontiguousarray(x[..., attrs["start"]:attrs["stop"]])
+
+
+def channel_shuffle(x, attrs):
+    """Channel g * (C / groups) + j goes to j * groups + g."""
+    g = attrs["groups"]
+    return np.ascontiguousarray(x.reshape(x.shape[:-1] + (g, -1)).swapaxes(-1, -2).reshape(x.shape))
+
+
 def _unary(f):
     return lambda inputs, attrs, params: f(inputs[0], attrs, **params)
 
@@ -201,6 +224,13 @@ OPS = {
     "softmax": _unary(softmax),
     "lrn": _unary(lrn),
     "pad": _unary(pad),
+    "mul": lambda inputs, attrs, params: mul(*inputs, attrs),
+    "sigmoid": _unary(curve("sigmoid")),
+    "hardsigmoid": _unary(hardsigmoid),
+    "hardswish": _unary(curve("hardswish")),
+    "silu": _unary(curve("silu")),
+    "slice": _unary(slice_channels),
+    "channel_shuffle": _unary(channel_shuffle),
 }
 
 

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..graph import ACTIVATIONS, window
+from ..graph import ACTIVATIONS, CURVES, Node, window
 from ..threads import busy_threads, cblas_address, default_threads, set_blas_threads
 from .base import is_depthwise, plan_buffers
 
@@ -69,8 +69,40 @@ def native_gemm():
     return True
 
 
+def hardsigmoid(x, out, alpha=1.0 / 6.0, beta=0.5):
+    """out = clip(alpha * x + beta, 0, 1) (out may be x)."""
+    np.multiply(x, np.float32(alpha), out=out)
+    out += np.float32(beta)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def sigmoid(x, out):
+    """out = 1 / (1 + exp(-x)) (out may be x)."""
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: sigmoid is then 0
+        np.negative(x, out=out)
+        np.exp(out, out=out)
+    out += np.float32(1.0)
+    return np.reciprocal(out, out=out)
+
+
+def _times_x(gate):
+    def curve(y):
+        t = gate(y, np.empty_like(y))
+        y *= t
+        return y
+    return curve
+
+
+#: the curve activations, applied in place (names as in graph.CURVES)
+CURVES_IN_PLACE = {"sigmoid": lambda y: sigmoid(y, y), "hardsigmoid": lambda y: hardsigmoid(y, y),
+                   "hardswish": _times_x(hardsigmoid), "silu": _times_x(sigmoid)}
+assert set(CURVES_IN_PLACE) == set(CURVES)
+
+
 def activate(y, name):
     """Apply a fused activation to y in place; return y."""
+    if name in CURVES_IN_PLACE:
+        return CURVES_IN_PLACE[name](y)
     lo, hi = ACTIVATIONS[name]
     if lo == 0.0 and hi is None:
         np.maximum(y, 0.0, out=y)  # faster than clip with one bound
@@ -124,6 +156,7 @@ class Numpy:
 
     name = "numpy"
     module = None  # no compiled programs
+    curves = True  # its kernels apply curve activations themselves (in activate)
 
     def __init__(self, threads):
         self.threads = threads
@@ -471,6 +504,14 @@ def kernel(node, shape, weight, bias, impl, stored=False):
     ``impl``: the implementation (``Numpy`` or ``cpu_native.Compiled``).
     With ``stored``, only a kernel that reads the node's weights as stored,
     never decoding them (so a streamed layer need not stream)."""
+    act = node.attrs.get("activation", "none")
+    if act in CURVES and not getattr(impl, "curves", False):
+        # The compiled kernels clamp only: they compute the layer, then the
+        # curve runs over their output in place (no buffer of its own).
+        plain = Node(node.op, node.name, node.inputs, node.outputs, {**node.attrs, "activation": "none"},
+                     node.params)
+        inner = kernel(plain, shape, weight, bias, impl, stored)
+        return None if inner is None else _Curved(inner, act)
     for kind in kinds(node, shape, weight):
         cls = impl.KERNELS.get(kind)
         if cls is not None and (getattr(cls, "stored", False) or not stored) and cls.suits(node, shape, weight):
@@ -550,6 +591,17 @@ def programs(graph, steps, input_buffer, native):
             close()
     close()
     return found
+
+
+class _Curved(Kernel):
+    """A planned kernel followed by a curve activation on its output."""
+
+    def __init__(self, inner, act):
+        self.inner, self.act = inner, act
+        self.op, self.temps = inner.op, inner.temps
+
+    def __call__(self, inputs, out, temps):
+        return activate(self.inner(inputs, out, temps), self.act)
 
 
 class _Step:

@@ -16,9 +16,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pyopencl as cl
+from pyopencl import cltypes
 
 from ..errors import DeviceNetError
-from ..graph import ACTIVATIONS, OPS as SPECS, window
+from ..graph import ACTIVATIONS, CURVES, OPS as SPECS, window
 from .base import Backend, is_depthwise, plan_buffers
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
@@ -141,8 +142,52 @@ def _bounds(lo, hi):
 
 
 def _clamp(node):
-    """The bounds of the node's fused activation."""
-    return _bounds(*ACTIVATIONS[node.attrs.get("activation", "none")])
+    """The bounds of the node's fused activation (none for a curve: see _curved)."""
+    return _bounds(*ACTIVATIONS.get(node.attrs.get("activation", "none"), (None, None)))
+
+
+def _curve_launch(be, name, x, out, size, alpha=1.0 / 6.0, beta=0.5):
+    k = be.kernel(None, "curve")
+    k.set_args(x, out, np.int32(CURVES.index(name)), np.float32(alpha), np.float32(beta))
+    return (k, (size,), None)
+
+
+def _curved(launch):
+    """A layer's launches, then its fused curve activation over its output in place."""
+    def launches(be, node, ins, out, shapes):
+        steps = launch(be, node, ins, out, shapes)
+        act = node.attrs.get("activation", "none")
+        if act in CURVES:
+            steps.append(_curve_launch(be, act, out, out, math.prod(shapes[-1])))
+        return steps
+    return launches
+
+
+def _curve(be, node, ins, out, shapes):
+    a = node.attrs
+    return [_curve_launch(be, node.op, ins[0], out, math.prod(shapes[-1]), a.get("alpha", 1.0 / 6.0),
+                          a.get("beta", 0.5))]
+
+
+def _mul(be, node, ins, out, shapes):
+    out_shape = (1,) * (4 - len(shapes[-1])) + tuple(shapes[-1])
+
+    def strides(shape):
+        shape = (1,) * (4 - len(shape)) + tuple(shape)
+        s = [math.prod(shape[i + 1:]) for i in range(4)]
+        return cltypes.make_int4(*(0 if d == 1 else st for d, st in zip(shape, s)))
+
+    k = be.kernel(None, "mul")
+    k.set_args(*ins, out, *_i(*out_shape[1:]), strides(shapes[0]), strides(shapes[1]))
+    return [(k, (math.prod(out_shape),), None)]
+
+
+def _slice_args(be, node, shapes):
+    return _i(shapes[0][-1], shapes[-1][-1], node.attrs["start"])
+
+
+def _shuffle_args(be, node, shapes):
+    return _i(shapes[0][-1], node.attrs["groups"])
 
 
 def _conv(be, node, ins, out, shapes):
@@ -242,9 +287,9 @@ def _pad_args(be, node, shapes):
 #: returning [(kernel with its arguments set, global size, local size)].  ``flatten``
 #: is not here: its output is its input's buffer under another shape.
 OPS = {
-    "conv": _conv,
-    "dense": _dense,
-    "add": _elementwise("add", lambda be, node, shapes: _clamp(node)),
+    "conv": _curved(_conv),
+    "dense": _curved(_dense),
+    "add": _curved(_elementwise("add", lambda be, node, shapes: _clamp(node))),
     "affine": _affine,
     "clip": _elementwise("clip", _clip_bounds),
     "maxpool": _pool(True),
@@ -254,6 +299,13 @@ OPS = {
     "softmax": _softmax,
     "lrn": _elementwise("lrn", _lrn_args),
     "pad": _elementwise("pad", _pad_args),
+    "mul": _mul,
+    "sigmoid": _curve,
+    "hardsigmoid": _curve,
+    "hardswish": _curve,
+    "silu": _curve,
+    "slice": _elementwise("slice_channels", _slice_args),
+    "channel_shuffle": _elementwise("channel_shuffle", _shuffle_args),
 }
 ALIASES = {"flatten"}
 

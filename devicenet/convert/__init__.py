@@ -6,6 +6,7 @@ encoding; the result is written atomically.
 """
 
 import os
+import sys
 
 from .. import __version__, format as dnet
 from ..errors import DeviceNetError
@@ -81,6 +82,9 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
         meta["name"] = name
     if license:
         meta["license"] = license
+    assumed = meta.pop("assumed", None)
+    if assumed and not (preprocess and "mean" in preprocess and "std" in preprocess):
+        print(f"devicenet: note: {assumed}", file=sys.stderr)
     if preprocess:
         meta["preprocess"] = {**meta.get("preprocess", {}), **preprocess}
     meta.setdefault("license", "unspecified")

@@ -3,23 +3,42 @@
 ONNX activations are NCHW; devicenet's are NHWC, so weights are transposed
 once here and every channel axis becomes the last one.  BatchNormalization
 folds into the convolution before it, ReLU/Clip fuse into the op before
-them, zero Pad folds into the following convolution or pooling, and
-Dropout/Identity disappear.
+them (and so do sigmoid, hard sigmoid, and the SiLU and hard-swish spelt
+``x * Sigmoid(x)`` and ``x * HardSigmoid(x)``), zero Pad folds into the
+following convolution or pooling, and Dropout/Identity disappear.  Nodes
+over constants are computed once (``fold``); a channel shuffle spelt as
+Reshape -> Transpose -> Reshape becomes one op.
 """
 
 import math
+import sys
 
 import numpy as np
 
 from ..errors import DeviceNetError
 from .builder import Builder, crop_preprocess, fold_batchnorm
+from .fold import FOLD, fold
 
 IMAGENET_PREPROCESS = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 
 
+def _node_name(node):
+    """A node by its name, or by its first output when unnamed."""
+    return node.name or (f"computing {node.output[0]!r}" if node.output else node.op_type)
+
+
 def _error(node, msg):
-    """A DeviceNetError that names the ONNX node (or its op when unnamed)."""
-    return DeviceNetError(f"ONNX node {node.name or node.op_type}: {msg}")
+    """A DeviceNetError that names the ONNX op and node."""
+    return DeviceNetError(f"ONNX {node.op_type} node {_node_name(node)}: {msg}")
+
+
+def _note(msg):
+    """An assumption the conversion makes, said on stderr."""
+    print(f"devicenet: note: {msg}", file=sys.stderr)
+
+
+#: HardSigmoid's parameters as hard-swish uses them (and torch exports them)
+HARD_SIGMOID = (1.0 / 6.0, 0.5)
 
 
 class _Importer:
@@ -37,9 +56,12 @@ class _Importer:
         c = dims[1] or 3
         h = input_size or dims[2] or 224
         w = input_size or dims[3] or 224
+        if not input_size and not (dims[2] and dims[3]):
+            _note(f"the ONNX input's size is not fixed; assuming {h}x{w} (set it with --input-size)")
         self.b = Builder([1, h, w, c])
         self.names = {inputs[0].name: "input"}  # ONNX name -> devicenet activation
         self.flat_chw = {}  # devicenet 2-D activation -> (C, H, W) it was flattened from
+        self.grouped = {}  # ONNX name -> (activation, groups, transposed): a channel shuffle under way
         self.uses = {}
         for node in g.node:
             for i in node.input:
@@ -47,9 +69,13 @@ class _Importer:
         for o in g.output:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
         self.graph = g
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
     # --- helpers ---
     def act(self, name):
+        if name in self.grouped:
+            raise DeviceNetError(f"ONNX tensor {name!r} is a 5-D regrouping of channels that is not a channel "
+                                 "shuffle (Reshape to N x g x C/g x H x W, Transpose 0,2,1,3,4, Reshape back)")
         if name not in self.names:
             raise DeviceNetError(f"ONNX tensor {name!r} is used before it is computed")
         return self.names[name]
@@ -119,14 +145,21 @@ class _Importer:
         self.b.remove(node)
         return node.inputs[0]
 
-    def fuse_activation(self, node, x, kind):
-        """Fuse relu/relu6 into the op producing x when nothing else reads x."""
+    def fuse_activation(self, node, x, kind, uses=1, x_onnx=None):
+        """Fuse an activation into the op producing x when nothing else reads
+        x (``uses``: how many ONNX nodes read it, this one's among them)."""
         prod = self.producer(x)
         if (prod is not None and prod.op in ("conv", "dense", "add") and prod.attrs.get("activation", "none") == "none"
-                and self.single_use(node.input[0]) and not self.b.consumers(x)):
+                and self.uses.get(x_onnx or node.input[0], 0) == uses and not self.b.consumers(x)):
             prod.attrs["activation"] = kind
             return self.out(node, x)
         return None
+
+    def activation(self, node, kind, attrs=None, x=None, uses=1, x_onnx=None):
+        """An activation of x: fused into the op before it, else an op of its own."""
+        x = x or self.act(node.input[0])
+        fused = not attrs and self.fuse_activation(node, x, kind, uses, x_onnx)
+        return fused or self.out(node, self.b.add(kind, x, attrs or {}, name=node.name or None))
 
     # --- op handlers: each reads an ONNX node and adds devicenet nodes ---
     def Conv(self, node, a):
@@ -175,6 +208,34 @@ class _Importer:
         fused = kind and self.fuse_activation(node, x, kind)
         return fused or self.out(node, self.b.add("clip", x, {"min": lo, "max": hi}, name=node.name or None))
 
+    def Sigmoid(self, node, a):
+        return self.activation(node, "sigmoid")
+
+    def HardSigmoid(self, node, a):
+        ab = (a.get("alpha", 0.2), a.get("beta", 0.5))
+        if np.allclose(ab, HARD_SIGMOID, rtol=1e-6, atol=0):
+            return self.activation(node, "hardsigmoid")
+        return self.activation(node, "hardsigmoid", {"alpha": float(ab[0]), "beta": float(ab[1])})
+
+    def HardSwish(self, node, a):
+        return self.activation(node, "hardswish")
+
+    def _gated(self, node):
+        """x * Sigmoid(x) as SiLU and x * HardSigmoid(x) as hard swish (the
+        gate's op removed), fused where they can be; None for another Mul."""
+        for i in (0, 1):
+            x_onnx, gate_onnx = node.input[i], node.input[1 - i]
+            if x_onnx not in self.names or gate_onnx not in self.names:
+                continue
+            x, gate = self.names[x_onnx], self.names[gate_onnx]
+            prod = self.producer(gate)
+            kind = {"sigmoid": "silu", "hardsigmoid": "hardswish"}.get(getattr(prod, "op", None))
+            if (kind and prod.inputs == [x] and "alpha" not in prod.attrs and self.single_use(gate_onnx)
+                    and not self.b.consumers(gate)):
+                self.b.remove(prod)
+                return self.activation(node, kind, x=x, uses=2, x_onnx=x_onnx)
+        return None
+
     def _binary(self, node, sign, invert=False):
         ins = list(node.input)
         if ins[0] in self.consts and ins[1] not in self.consts and not invert:
@@ -193,12 +254,27 @@ class _Importer:
                     self.b.params[prod.params["bias"]] = v
                     return self.out(node, x)
             return self.out(node, self.b.add("affine", x, {}, params, name=node.name or None))
-        if sign != "add":
-            raise _error(node, f"{node.op_type} of two computed tensors is not supported")
         a_, b_ = self.act(ins[0]), self.act(ins[1])
+        if sign == "mul":
+            gated = self._gated(node)
+            if gated:
+                return gated
+            if len(self.shape(a_)) != len(self.shape(b_)):
+                raise _error(node, "Mul of tensors of different ranks is not supported (give both the same rank)")
+            return self.out(node, self.b.add("mul", [a_, b_], name=node.name or None))
+        if sign != "add":
+            raise _error(node, f"{node.op_type} of two computed tensors is not supported "
+                               "(only Add and Mul are; Sub and Div need a constant operand)")
         return self.out(node, self.b.add("add", [a_, b_], {"activation": "none"}, name=node.name or None))
 
     def Add(self, node, a):
+        return self._binary(node, "add")
+
+    def Sum(self, node, a):
+        if len(node.input) == 1:
+            return self.Identity(node, a)
+        if len(node.input) > 2:
+            raise _error(node, "Sum of more than two computed tensors is not supported (use Add)")
         return self._binary(node, "add")
 
     def Sub(self, node, a):
@@ -275,12 +351,84 @@ class _Importer:
             raise _error(node, "only axis=1 is supported")
         return self._flatten(node)
 
+    def nchw(self, act):
+        """The ONNX (NCHW) shape of a devicenet activation."""
+        shape = self.shape(act)
+        return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else shape
+
     def Reshape(self, node, a):
         target = [int(v) for v in self.const(node.input[1], node).reshape(-1)]
+        if node.input[0] in self.grouped:
+            x, g, transposed = self.grouped[node.input[0]]
+            n, c, h, w = self.nchw(x)
+            if transposed and len(target) == 4 and target[0] in (0, n) and target[2:] in ([h, w], [0, 0]) \
+                    and target[1] in (c, -1):
+                return self.out(node, self.b.add("channel_shuffle", x, {"groups": g}, name=node.name or None))
+            raise _error(node, "a regrouping of channels must end a channel shuffle, reshaped back to N x C x H x W")
         shape = self.shape(self.act(node.input[0]))
+        if len(shape) == 4 and len(target) == 5:
+            n, c, h, w = self.nchw(self.act(node.input[0]))
+            if target[0] in (0, n) and target[3:] in ([h, w], [0, 0]) and target[1] > 0 \
+                    and c % target[1] == 0 and target[2] in (c // target[1], -1):
+                self.grouped[node.output[0]] = (self.act(node.input[0]), target[1], False)
+                return None
         if len(target) == 2 and target[1] in (-1, math.prod(shape[1:])) and target[0] in (0, 1, -1, shape[0]):
             return self._flatten(node)
-        raise _error(node, "only reshape to (N, -1) is supported")
+        raise _error(node, f"only reshape to (N, -1) and channel shuffles are supported, not to {target}")
+
+    def Transpose(self, node, a):
+        perm = list(a.get("perm", []))
+        if node.input[0] in self.grouped and perm == [0, 2, 1, 3, 4]:
+            x, g, _ = self.grouped[node.input[0]]
+            self.grouped[node.output[0]] = (x, g, True)
+            return None
+        raise _error(node, f"Transpose {perm} of an activation is not supported (only the one of a channel "
+                           "shuffle: Reshape to N x g x C/g x H x W, Transpose 0,2,1,3,4, Reshape back)")
+
+    def _channels(self, node, x, start, stop, output):
+        c = self.shape(x)[-1]
+        start, stop = max(0, min(c, start + c if start < 0 else start)), max(0, min(c, stop + c if stop < 0 else stop))
+        if start >= stop:
+            raise _error(node, f"slice {start}:{stop} of {c} channels is empty")
+        if (start, stop) == (0, c):
+            self.names[output] = x
+            return x
+        name = node.name + f".{output}" if node.name else None
+        self.names[output] = self.b.add("slice", x, {"start": start, "stop": stop}, name=name)
+        return self.names[output]
+
+    def Slice(self, node, a):
+        x = self.act(node.input[0])
+        ins = [self.consts.get(i) if i else None for i in node.input]
+        if any(v is None for v in ins[1:3]) and "starts" not in a:
+            raise _error(node, "Slice bounds must be constants (or computed from constants and fixed shapes)")
+        starts = list(a["starts"]) if "starts" in a else [int(v) for v in ins[1]]
+        ends = list(a["ends"]) if "ends" in a else [int(v) for v in ins[2]]
+        axes = list(a.get("axes", range(len(starts))))
+        if len(ins) > 3 and ins[3] is not None:
+            axes = [int(v) for v in ins[3]]
+        steps = [int(v) for v in ins[4]] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+        rank = len(self.shape(x))
+        if [ax % rank for ax in axes] != [1] or steps != [1]:
+            raise _error(node, "only a slice of channels (axis 1, step 1) is supported")
+        return self._channels(node, x, starts[0], min(ends[0], 1 << 30), node.output[0])
+
+    def Split(self, node, a):
+        x = self.act(node.input[0])
+        rank = len(self.shape(x))
+        if a.get("axis", 0) % rank != 1:
+            raise _error(node, "only a split of channels (axis 1) is supported")
+        c = self.shape(x)[-1]
+        parts = a.get("split")
+        if parts is None and len(node.input) > 1 and node.input[1]:
+            parts = [int(v) for v in self.const(node.input[1], node)]
+        if parts is None:
+            parts = [-(-c // len(node.output))] * len(node.output)
+        start = 0
+        for out, size in zip(node.output, parts):
+            self._channels(node, x, start, min(c, start + size), out)
+            start += size
+        return None
 
     def Squeeze(self, node, a):
         shape = self.shape(self.act(node.input[0]))
@@ -323,8 +471,13 @@ class _Importer:
 
     def Softmax(self, node, a):
         x = self.act(node.input[0])
-        rank = len(self.shape(x))
-        if a.get("axis", -1) % rank != (1 if rank == 4 else rank - 1):
+        shape = self.shape(x)
+        rank = len(shape)
+        # Before opset 13 Softmax flattened everything from its axis (default 1) on.
+        axis = a.get("axis", 1 if self.opset < 13 else -1) % rank
+        if self.opset < 13 and axis == 1 and rank == 4 and shape[1:3] != (1, 1):
+            raise _error(node, "softmax over channels and pixels together is not supported")
+        if axis != (1 if rank == 4 else rank - 1):
             raise _error(node, "only softmax over classes is supported")
         return self.out(node, self.b.add("softmax", x, name=node.name or None))
 
@@ -350,21 +503,42 @@ class _Importer:
         attrs = {"pads": [pads[2], pads[3], pads[6], pads[7]], "value": value, "_onnx_output": node.output[0]}
         return self.out(node, self.b.add("pad", x, attrs, name=node.name or None))
 
+    def Shape(self, node, a):
+        self.consts[node.output[0]] = fold("Shape", [np.empty(self.nchw(self.act(node.input[0])), np.uint8)], a, 1)[0]
+
     def Identity(self, node, a):
         return self.out(node, self.act(node.input[0]))
 
     Dropout = Identity
 
     def Constant(self, node, a):
-        if "value" not in a:
-            raise _error(node, "only tensor constants are supported")
-        self.consts[node.output[0]] = self.to_array(a["value"])
+        kinds = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64}
+        if "value" in a:
+            self.consts[node.output[0]] = self.to_array(a["value"])
+        elif len(a) == 1 and next(iter(a)) in kinds:
+            key, value = next(iter(a.items()))
+            self.consts[node.output[0]] = np.array(value, kinds[key])
+        else:
+            raise _error(node, "only tensor and number constants are supported (not sparse or string ones)")
+
+    def foldable(self, node):
+        """Whether every input of the node is a constant (omitted inputs aside)."""
+        return node.op_type in FOLD and node.domain in ("", "ai.onnx") and all(
+            not i or i in self.consts for i in node.input)
 
     def run(self):
         for node in self.graph.node:
+            if self.foldable(node):
+                ins = [self.consts[i] if i else None for i in node.input]
+                for name, value in zip(node.output, fold(node.op_type, ins, self.attrs(node), len(node.output))):
+                    self.consts[name] = value
+                continue
             handler = getattr(self, node.op_type, None) if node.op_type[:1].isupper() else None
             if handler is None or node.domain not in ("", "ai.onnx"):
-                raise DeviceNetError(f"unsupported ONNX op {node.op_type} (node {node.name or '?'})")
+                raise DeviceNetError(
+                    f"unsupported ONNX op {node.op_type} (node {_node_name(node)}): devicenet has no conversion "
+                    "for it; replace it in the model with supported ops (see docs/CONVERT.md) or add it to "
+                    "devicenet/convert/onnx.py")
             handler(node, self.attrs(node))
         for node in self.b.nodes:
             node.attrs.pop("_onnx_output", None)
@@ -395,5 +569,7 @@ def build(path, input_size=None):
         raise DeviceNetError(f"{path}: the graph output is not computed by its last node")
     size = b.input_shape[1]
     meta = {"name": model.graph.name or "model", "output": output,
-            "preprocess": crop_preprocess(size, IMAGENET_PREPROCESS["mean"], IMAGENET_PREPROCESS["std"])}
+            "preprocess": crop_preprocess(size, IMAGENET_PREPROCESS["mean"], IMAGENET_PREPROCESS["std"]),
+            "assumed": "the ONNX file does not say how to preprocess images; assuming ImageNet's mean and std "
+                       "over RGB pixels 0-255 (give --mean and --std otherwise)"}
     return b, meta
