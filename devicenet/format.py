@@ -355,8 +355,4 @@ def from_buffer(buf, path="model", verify=True):
         out = shapes[graph.output_name]
         _fail(path, f"{len(graph.labels)} labels for " + (f"{classes} outputs" if classes else
                     f"an output of shape {out}, which is not one score per class"))
-    spec = meta.get("preprocess")
-    if spec is not None and graph.input_shape[1:3] != (spec["crop"], spec["crop"]):
-        _fail(path, f"preprocessing makes {spec['crop']}x{spec['crop']} images, the input needs "
-                    f"{'x'.join(map(str, graph.input_shape[1:3]))}")
     return graph

@@ -545,9 +545,3 @@ def test_a_convolution_pads_with_its_pad_value_on_every_backend(tmp_path, groups
     for label, got in run_paths(write(tmp_path, b), x).items():
         np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4, err_msg=label)
 
-
-def test_a_crop_that_is_not_the_input_size_is_refused_at_load(tmp_path):
-    b, meta = classifier()
-    meta["preprocess"].update(resize=12, crop=12)
-    with pytest.raises(DeviceNetError, match=r"m.dnet: preprocessing makes 12x12 images, the input needs 4x4"):
-        devicenet.load(write(tmp_path, b, meta), backend="cpu")
