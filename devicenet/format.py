@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import DeviceNetError
 from .files import open_regular
-from .graph import OPS, Graph, Node, Tensor, infer_shapes, is_int, is_kind, is_num, MAX_DIM
+from .graph import OPS, Graph, Node, Tensor, infer_shapes, is_int, is_kind, is_num, window, MAX_DIM
 from .quant import QMAX, STORAGE, is_integer
 
 MAGIC = b"DNET"
@@ -249,14 +249,25 @@ def _check_node(path, i, rec):
 
 
 def activation_bytes(graph, shapes):
-    """Bytes of every activation at batch 1 plus the largest im2col scratch: an
-    upper bound on the working memory a backend needs for one image."""
+    """Bytes of every activation at batch 1 plus the largest scratch a node
+    makes (the padded copy of a windowed op's input and the im2col matrix
+    built from it): an upper bound on the working memory a backend needs
+    for one image."""
     total, scratch = sum(4 * math.prod(s) for s in shapes.values()), 0
     for node in graph.nodes:
+        need = 0
+        if node.op in ("conv", "maxpool", "avgpool"):
+            # Pads (up to MAX_DIM) can make the padded copy far larger than
+            # the input or the output, both of which stay small.
+            _, _, (pt, pl, pb, pr), _ = window(node.attrs, node.name)
+            n, h, w, c = shapes[node.inputs[0]]
+            # avgpool also pads a map of counts, as large as its input.
+            need = 4 * n * (h + pt + pb) * (w + pl + pr) * c * (2 if node.op == "avgpool" else 1)
         if node.op == "conv":
             n, oh, ow, _ = shapes[node.outputs[0]]
             w = graph.tensors[node.params["weight"]].shape
-            scratch = max(scratch, 4 * n * oh * ow * math.prod(w[1:]))
+            need += 4 * n * oh * ow * math.prod(w[1:])
+        scratch = max(scratch, need)
     return total + scratch
 
 
@@ -326,6 +337,11 @@ def from_buffer(buf, path="model", verify=True):
     if end != data_len:
         _fail(path, f"{data_len - end} bytes after the last tensor belong to nothing: the file is corrupt")
     graph = Graph(meta, [_check_node(path, i, r) for i, r in enumerate(nodes)], tensors, source=buf)
+    names = set()
+    for node in graph.nodes:  # FORMAT.md 3.2; Model.features cuts the graph by name
+        if node.name in names:
+            _fail(path, f"node name {node.name!r:.60} appears twice")
+        names.add(node.name)
     try:
         shapes = infer_shapes(graph)
     except DeviceNetError as e:

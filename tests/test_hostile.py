@@ -59,10 +59,10 @@ def run_paths(path, x):
 
 # --- independent references ---------------------------------------------------------
 
-def ref_conv(x, w, stride=(1, 1), pads=(0, 0, 0, 0), groups=1):
+def ref_conv(x, w, stride=(1, 1), pads=(0, 0, 0, 0), groups=1, pad_value=0.0):
     """Direct grouped convolution, NHWC input, (Cout, KH, KW, Cin/groups) weights."""
     t, l, b, r = pads
-    x = np.pad(x.astype(np.float64), ((0, 0), (t, b), (l, r), (0, 0)))
+    x = np.pad(x.astype(np.float64), ((0, 0), (t, b), (l, r), (0, 0)), constant_values=pad_value)
     n, h, wd, c = x.shape
     cout, kh, kw, cg = w.shape
     oh, ow = (h - kh) // stride[0] + 1, (wd - kw) // stride[1] + 1
@@ -493,3 +493,55 @@ def test_a_batch_runs_in_parts_within_the_per_image_memory_limit(tmp_path, monke
     want = logits_of(b, x)
     np.testing.assert_allclose(model.forward(x), want, rtol=1e-4, atol=1e-5)
     assert seen == [3, 3, 3, 1]
+
+
+# --- found by the structured fuzzer (docs/RELIABILITY.md, "Found here") -------------
+
+@pytest.mark.parametrize("op", ["conv", "avgpool"])
+def test_a_padded_copy_over_the_memory_limit_is_refused_at_load(tmp_path, op):
+    # Stride and pads of 65536 keep input and output at 4x4 (every activation
+    # tiny) while the padded copy of the input would be 4 * 65540^2 * 3 bytes.
+    b = Builder([1, 4, 4, 3])
+    b.add(op, "input", {"kernel": [1, 1]}, {"weight": rng.normal(size=(4, 1, 1, 3))} if op == "conv" else None)
+    g = b.graph({"name": "hostile"})
+    g.nodes[0].attrs.update(stride=[65536, 65536], pads=[0, 0, 65536, 65536])
+    if op == "avgpool":
+        g.nodes[0].attrs["count_include_pad"] = True  # else its padded windows are refused
+    assert dnet.infer_shapes(g)[g.output_name][1:3] == (2, 2)
+    with pytest.raises(DeviceNetError, match=r"needs \d+ MiB of activations per image, over"):
+        devicenet.load(write_unchecked(tmp_path, g), backend="cpu")
+
+
+def test_duplicate_node_names_are_refused_at_load(tmp_path):
+    b, meta = classifier()
+    g = b.graph({"name": "hostile", **meta})
+    g.nodes[1].name = g.nodes[2].name
+    with pytest.raises(DeviceNetError, match=f"node name '{g.nodes[2].name}' appears twice"):
+        devicenet.load(write_unchecked(tmp_path, g), backend="cpu")
+
+
+@pytest.mark.parametrize("pads", [(0, 0, 1, 0), (0, 0, 0, 2), (0, 0, 100, 100), (1, 1, 1, 1)])
+@pytest.mark.parametrize("pad_value", [0.0, -3.0])
+def test_a_pointwise_convolution_padded_on_any_side_matches_the_reference(tmp_path, pads, pad_value):
+    """OpenCL's pointwise fast path read past its input with bottom or right
+    pads only, and every OpenCL convolution padded with 0 whatever pad_value said."""
+    w = rng.normal(size=(5, 1, 1, 3)).astype(np.float32)
+    b = Builder([1, 4, 6, 3])
+    b.add("conv", "input", {"kernel": [1, 1], "pads": list(pads), "pad_value": pad_value}, {"weight": w})
+    x = rng.normal(size=(1, 4, 6, 3)).astype(np.float32)
+    want = ref_conv(x, w, pads=pads, pad_value=pad_value)
+    for label, got in run_paths(write(tmp_path, b), x).items():
+        np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4, err_msg=label)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_a_convolution_pads_with_its_pad_value_on_every_backend(tmp_path, groups):
+    w = rng.normal(size=(3, 3, 3, 3 // groups)).astype(np.float32)
+    b = Builder([1, 5, 5, 3])
+    b.add("conv", "input", {"kernel": [3, 3], "stride": [2, 2], "pads": [1, 2, 2, 1], "groups": groups,
+                            "pad_value": 7.5}, {"weight": w})
+    x = rng.normal(size=(1, 5, 5, 3)).astype(np.float32)
+    want = ref_conv(x, w, (2, 2), (1, 2, 2, 1), groups, pad_value=7.5)
+    for label, got in run_paths(write(tmp_path, b), x).items():
+        np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4, err_msg=label)
+

@@ -198,7 +198,7 @@ def _conv(be, node, ins, out, shapes):
     _, (sh, sw), (pt, pl, _, _), (dh, dw) = window(node.attrs, node.name)
     wbuf, sbuf, bbuf = be.weights(node)
     act = _clamp(node)
-    geom = _i(kh, kw, sh, sw, pt, pl, dh, dw)
+    geom = _i(kh, kw, sh, sw, pt, pl, dh, dw) + [np.float32(node.attrs.get("pad_value", 0.0))]
     if is_depthwise(groups, c, wt.shape):
         k = be.kernel(wt.encoding, "depthwise")
         k.set_args(ins[0], wbuf, sbuf, bbuf, out, *_i(h, w, c, oh, ow), *geom, *act)

@@ -31,7 +31,7 @@ __kernel __attribute__((reqd_work_group_size(8, 8, 1)))
 void conv_gemm(__global const float *x, __global const WTYPE *w, __global const float *scale,
                __global const float *bias, __global float *y,
                int H, int W, int C, int OH, int OW, int CO,
-               int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW,
+               int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW, float PV,
                int cig, int cog, int M, float lo, float hi)
 {
     __local float As[TK][TM + 1];
@@ -40,7 +40,9 @@ void conv_gemm(__global const float *x, __global const WTYPE *w, __global const 
     const int g = get_global_id(2);
     const int m0 = get_group_id(1) * TM, n0 = get_group_id(0) * TN;
     const int K = KH * KW * cig;
-    const int pointwise = KH == 1 && KW == 1 && PT == 0 && PL == 0;
+    /* Unchecked reads only where every tap lies in the input: bottom or
+     * right pads reach past it as surely as top or left ones. */
+    const int pointwise = KH == 1 && KW == 1 && PT == 0 && PL == 0 && (OH - 1) * SH < H && (OW - 1) * SW < W;
     const int cbase = g * cig;
 
     /* Every load of this work-item reads k = k0 + kk of rows (and weight
@@ -73,7 +75,7 @@ void conv_gemm(__global const float *x, __global const WTYPE *w, __global const 
                     av = x[(((long)pn[r] * H + py[r]) * W + px[r]) * C + cbase + k];
                 } else {
                     const long at = nhwc_at(pn[r], py[r] + dy, px[r] + dx, cbase + ci, H, W, C);
-                    av = at < 0 ? 0.0f : x[at];
+                    av = at < 0 ? PV : x[at];
                 }
             }
             As[kk][rr] = av;
@@ -112,7 +114,7 @@ void conv_gemm(__global const float *x, __global const WTYPE *w, __global const 
 __kernel void depthwise(__global const float *x, __global const WTYPE *w, __global const float *scale,
                         __global const float *bias, __global float *y,
                         int H, int W, int C, int OH, int OW,
-                        int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW,
+                        int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW, float PV,
                         float lo, float hi)
 {
     const int idx = get_global_id(0);
@@ -122,8 +124,7 @@ __kernel void depthwise(__global const float *x, __global const WTYPE *w, __glob
     for (int i = 0; i < KH; ++i) {
         for (int j = 0; j < KW; ++j) {
             const long at = nhwc_at(o.x, o.y * SH - PT + i * DH, o.z * SW - PL + j * DW, o.w, H, W, C);
-            if (at >= 0)
-                acc += x[at] * LOADW(wc, i * KW + j);
+            acc += (at >= 0 ? x[at] : PV) * LOADW(wc, i * KW + j);
         }
     }
     y[idx] = clamp(acc * scale[o.w] + bias[o.w], lo, hi);
