@@ -23,7 +23,7 @@ def load_state_dict(path):
     try:
         import torch
     except ImportError:
-        raise DeviceNetError("reading a PyTorch checkpoint needs torch: pip install 'devicenet[torch]'") from None
+        raise DeviceNetError("reading a PyTorch checkpoint needs torch: pip install torch==2.13.0, or from a checkout: pip install -e '.[torch]'") from None
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file

@@ -554,7 +554,7 @@ def build(path, input_size=None):
     try:
         import onnx
     except ImportError:
-        raise DeviceNetError("converting ONNX needs the onnx package: pip install 'devicenet[onnx]'") from None
+        raise DeviceNetError("converting ONNX needs the onnx package: pip install onnx, or from a checkout: pip install -e '.[onnx]'") from None
     try:
         model = onnx.load(path)
     except Exception as e:  # protobuf raises its own DecodeError and others
