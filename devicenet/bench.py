@@ -174,6 +174,7 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         tick("run", i + 1, runs)
     lat = stats(times)
     best = m.top(m.probabilities(logits)[0], 1).predictions[0]
+    variants = m._backend.variants() if hasattr(m._backend, "variants") else {}
     result = {
         "board": detection.facts.board,
         "port": profile.name,
@@ -181,10 +182,10 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         # the CPU backend's kernels: "native" (compiled) or "numpy"
         "kernels": getattr(m._backend, "kernels", m.backend),
         # and which variant of each op ran: {op: variant}
-        "variants": m._backend.variants() if hasattr(m._backend, "variants") else {},
+        "variants": variants,
         # numpy's BLAS, and whether the GEMMs of this run went through it
         "blas": blas.numpy_blas().to_json(),
-        "gemm_on_blas": gemm_on_blas(m),
+        "gemm_on_blas": gemm_on_blas(m.backend, variants),
         "model": model_name,
         "threads": threads or profile.threads or default_threads(),
         "residency": residency or profile.residency,
@@ -206,12 +207,12 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
     return result
 
 
-def gemm_on_blas(m):
-    """Whether the model's GEMMs ran through numpy's BLAS rather than
+def gemm_on_blas(backend, variants):
+    """Whether a run's GEMMs went through numpy's BLAS rather than
     devicenet's own compiled GEMM (on the CPU backend: the numpy kernels, or
-    the compiled ``gemm`` op, which calls the BLAS)."""
-    variants = m._backend.variants() if hasattr(m._backend, "variants") else {}
-    return m.backend == "cpu" and "gemm" in variants and "f32_gemm" not in variants
+    the compiled ``gemm`` op, which calls the BLAS); ``variants`` is the
+    backend's {op: variant} report."""
+    return backend == "cpu" and "gemm" in variants and "f32_gemm" not in variants
 
 
 # --- reporting -------------------------------------------------------------------

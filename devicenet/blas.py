@@ -68,10 +68,10 @@ def classify(path):
     return None
 
 
-def from_maps(maps_text):
-    """Every BLAS library in the text of a ``/proc/<pid>/maps``, each once,
-    in the order they appear, as Blas records."""
-    found, seen = [], set()
+def mapped_paths(maps_text):
+    """The file paths mapped in the text of a ``/proc/<pid>/maps``, each
+    once, in the order they appear."""
+    paths = {}
     for line in maps_text.splitlines():
         fields = line.split(None, 5)
         if len(fields) < 6 or not fields[5].startswith("/"):
@@ -79,9 +79,17 @@ def from_maps(maps_text):
         path = fields[5].strip()
         if path.endswith(" (deleted)"):
             path = path[:-len(" (deleted)")]
+        paths.setdefault(path, None)
+    return list(paths)
+
+
+def from_maps(maps_text):
+    """Every BLAS library in the text of a ``/proc/<pid>/maps``, each once,
+    in the order they appear, as Blas records."""
+    found = []
+    for path in mapped_paths(maps_text):
         what = classify(path)
-        if what and path not in seen:
-            seen.add(path)
+        if what:
             found.append(Blas(what[0], path, what[1], "maps"))
     return found
 

@@ -26,9 +26,10 @@ def _loaded_blas():
     """The BLAS libraries loaded in this process (numpy's among them), as
     ctypes handles."""
     import numpy  # noqa: F401  (loads its BLAS)
+    from .blas import mapped_paths
     try:
         with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+            paths = {p for p in mapped_paths(f.read()) if "blas" in p.lower()}
     except OSError:
         return ()
     libs = []
