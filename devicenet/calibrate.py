@@ -84,16 +84,17 @@ def default_spec(size):
     return {"resize": int(round(size / 0.875)), "crop": size, "mean": [127.5] * 3, "std": [127.5] * 3}
 
 
-def clip_candidates(w, encoding="int8"):
+def clip_candidates(w, encoding="int8", qmax=None):
     """Per-channel clip magnitudes: ``(absmax, mse)`` where ``mse`` minimises
-    each channel's squared rounding error over CLIP_RATIOS."""
+    each channel's squared rounding error over CLIP_RATIOS (for integers
+    up to ``qmax``, default the encoding's whole range)."""
     absmax = channel_absmax(w)
     rows = w.reshape(w.shape[0], -1)
     best_err = np.full(w.shape[0], np.inf)
     best = absmax.copy()
     for r in CLIP_RATIOS:
         clip = (absmax * np.float32(r)).astype(np.float32)
-        err = ((quantize(w, encoding, clip).reshape(rows.shape) - rows) ** 2).sum(axis=1)
+        err = ((quantize(w, encoding, clip, qmax).reshape(rows.shape) - rows) ** 2).sum(axis=1)
         better = err < best_err
         best_err[better], best[better] = err[better], clip[better]
     return absmax, best
@@ -194,13 +195,17 @@ def spend(layers, budget_bytes):
     return chosen
 
 
-def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None):
+def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None, arithmetic="float",
+                     kl_budget=None):
     """Pick every conv and dense weight's encoding for a Builder's network.
 
     Returns ``(encodings, clips, report)``: tensor name -> encoding, tensor
     name -> per-channel int8 clip, and the report stored as the model's
     ``quantization`` metadata.  Bias corrections are written into the
-    Builder's (float) biases.
+    Builder's (float) biases.  With ``arithmetic="auto"`` the layers that
+    run in integers are chosen too (calibrate_int.py, within ``kl_budget``):
+    the report then holds them under ``integer`` and the integer layers'
+    weight ranges under ``qmax``.
     """
     budget = DEFAULT_BUDGET if budget is None else float(budget)
     if not 1.0 <= budget <= 4.0:
@@ -243,8 +248,18 @@ def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None):
             params[wname] = quantize(builder.params[wname], UPGRADE)
         else:
             params[wname] = quantize(builder.params[wname], "int8", clips[wname])
+    plain_biases = {t: builder.params[t] for t in corrected}
     params.update(corrected)
     builder.params.update(corrected)
+    integer_report = None
+    if arithmetic == "auto":
+        from .calibrate_int import choose_arithmetic
+        say("choosing the layers that run in integers")
+        integer_report, qmax = choose_arithmetic(q, params, encodings, clips, plain_biases, kl_budget,
+                                                 progress)
+        for node in q.nodes:
+            if node.name in integer_report["nodes"] and "weight" in node.params:
+                chosen.discard(node.name)
     total_kl, agree = q.evaluate(params)
     total = sum(nbytes(builder.params[t].shape, e) for t, e in encodings.items())
     summary = (f"{len(chosen)} of {len(weight_nodes)} layers {UPGRADE}, the rest int8 with bias correction; "
@@ -263,4 +278,7 @@ def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None):
         "clipping": {name: kind for name, kind in kinds.items() if kind != "absmax" and name not in chosen},
         "sensitivity": {name: float(f"{v:.3g}") for name, v in sens.items()},
     }
+    if integer_report is not None:
+        report["layers"].update({n: "int8" for n in integer_report["nodes"] if n in report["layers"]})
+        report["integer"], report["qmax"] = integer_report, qmax
     return encodings, clips, report

@@ -25,7 +25,10 @@ from .graph import OPS, Graph, Node, Tensor, infer_shapes, is_int, is_kind, is_n
 from .quant import QMAX, STORAGE, is_integer
 
 MAGIC = b"DNET"
-VERSION = (1, 0)
+VERSION = (1, 1)
+#: the version written for a model without integer layers (readable by
+#: every devicenet since 1.0, and so written byte for byte as before)
+FLOAT_VERSION = (1, 0)
 ALIGN = 64
 FIXED = struct.Struct("<4sHHIIQQI4x")  # magic, major, minor, json len, json crc, data offset, data len, fixed crc
 MAX_HEADER = 16 << 20  # a JSON header larger than this is refused unread (Lite0: 53 KB)
@@ -72,7 +75,8 @@ def serialize(graph):
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     data_offset = _align(FIXED.size + len(text))
     data_length = offset if not blobs else blobs[-1][0] + len(blobs[-1][1])
-    fixed = FIXED.pack(MAGIC, *VERSION, len(text), _crc(text), data_offset, data_length, 0)
+    version = VERSION if graph.meta.get("integer") else FLOAT_VERSION
+    fixed = FIXED.pack(MAGIC, *version, len(text), _crc(text), data_offset, data_length, 0)
     fixed = fixed[:32] + struct.pack("<I", _crc(fixed[:32])) + fixed[36:]
     yield fixed
     yield text
@@ -212,7 +216,7 @@ def _check_meta(path, meta):
     for key in ("name", "license"):
         if not isinstance(meta.get(key, ""), str):
             _fail(path, f"metadata {key!r} must be a string")
-    for key in ("provenance", "quantization"):
+    for key in ("provenance", "quantization", "integer"):
         if not isinstance(meta.get(key, {}), dict):
             _fail(path, f"metadata {key!r} must be an object")
     inp = meta.get("input")
@@ -288,6 +292,39 @@ def load(path, verify=True):
     return from_buffer(buf, path, verify)
 
 
+def _check_integer(path, graph, shapes):
+    """The integer layers (FORMAT.md 3.4): named nodes of ops that can run
+    in integers, every activation they touch given a scale and zero point,
+    and integers that lower without overflow (integer.lower refuses what
+    cannot run exactly)."""
+    spec = graph.meta.get("integer")
+    if not spec:
+        return
+    nodes, acts = spec.get("nodes"), spec.get("activations")
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes) or not isinstance(acts, dict):
+        _fail(path, "metadata 'integer' must list node names and map activations to [scale, zero point]")
+    for t, v in acts.items():
+        if (not isinstance(v, list) or len(v) != 2 or not is_num(v[0]) or not v[0] > 1e-30
+                or not is_int(v[1]) or not 0 <= v[1] <= 255):
+            _fail(path, f"integer activation {t!r:.60}: needs [scale > 0, zero point 0-255], got {v!r:.60}")
+    by_name = {n.name: n for n in graph.nodes}
+    from . import integer
+    for name in nodes:
+        node = by_name.get(name)
+        if node is None:
+            _fail(path, f"integer node {name!r:.60} is not in the graph")
+        missing = [t for t in node.inputs + node.outputs if t not in acts]
+        if missing:
+            _fail(path, f"integer node {name!r:.60}: no scale for {missing[0]!r:.60}")
+        wshape = graph.tensors[node.params["weight"]].shape if "weight" in node.params else None
+        if node.op not in integer.OPS or not integer.supported(node, shapes[node.inputs[0]], wshape):
+            _fail(path, f"integer node {name!r:.60}: {node.op} with these attributes does not run in integers")
+    try:
+        integer.lower(graph, shapes)
+    except (DeviceNetError, ValueError) as e:
+        _fail(path, str(e))
+
+
 def from_buffer(buf, path="model", verify=True):
     """Parse a .dnet image held in ``buf`` (bytes or mmap)."""
     header, data_off, data_len = parse_header(buf, path)
@@ -350,6 +387,7 @@ def from_buffer(buf, path="model", verify=True):
     if need > MAX_ACTIVATION_BYTES:
         _fail(path, f"the model needs {need / 2**20:.0f} MiB of activations per image, over the "
                     f"{MAX_ACTIVATION_BYTES >> 20} MiB limit")
+    _check_integer(path, graph, shapes)
     classes = graph.classes(shapes)
     if graph.labels and len(graph.labels) != classes:
         out = shapes[graph.output_name]

@@ -34,21 +34,23 @@ def channel_absmax(w):
     return np.abs(w.reshape(w.shape[0], -1)).max(axis=1) if w.size else np.zeros(w.shape[0], np.float32)
 
 
-def encode(w, encoding, clip=None):
+def encode(w, encoding, clip=None, qmax=None):
     """Encode float weights.  Returns ``(data, scales)``; ``scales`` is None
     for float encodings.
 
     ``clip`` (optional, one value per channel) is the magnitude mapped to
     ``qmax``; weights beyond it saturate.  By default it is the channel's
     largest magnitude, so nothing saturates.  A channel that is all zero gets
-    scale 0 and decodes to exact zeros.
+    scale 0 and decodes to exact zeros.  ``qmax`` narrows an integer
+    encoding's range (an integer layer's int8 weights use [-64, 64],
+    devicenet/integer.py).
     """
     if encoding not in STORAGE:
         raise DeviceNetError(f"unknown weight encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
     w = np.asarray(w, dtype=np.float32)
     if not is_integer(encoding):
         return w.astype(STORAGE[encoding]), None
-    qmax = QMAX[encoding]
+    qmax = QMAX[encoding] if qmax is None else min(int(qmax), QMAX[encoding])
     limit = channel_absmax(w) if clip is None else np.asarray(clip, np.float32)
     scales = (limit / qmax).astype(np.float32)
     safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
@@ -71,9 +73,9 @@ def decode(data, scales, out=None):
     return np.multiply(data, s, out=out, dtype=np.float32)
 
 
-def quantize(w, encoding, clip=None):
+def quantize(w, encoding, clip=None, qmax=None):
     """Round-trip ``w`` through an encoding: what the runtime will see."""
-    return decode(*encode(w, encoding, clip))
+    return decode(*encode(w, encoding, clip, qmax))
 
 
 def nbytes(shape, encoding):

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from ..graph import Tensor, window
+from ..integer import entry
 from . import cpu_kernels
 from .base import Backend, is_depthwise
 from .cpu_kernels import activate as _activate
@@ -259,6 +260,7 @@ class CPUBackend(Backend):
     def __init__(self, graph, threads=None, residency="resident", native=True, **_):
         super().__init__(graph, threads, residency)
         self._decoded, self._prepared, self._plans = {}, {}, {}
+        self._lowered, self._entries = None, {}
         team = cpu_kernels.Threads(threads)  # None: every core, as BLAS would take
         module = cpu_kernels.NATIVE if native else None
         if module is not None:
@@ -321,13 +323,36 @@ class CPUBackend(Backend):
             parts.append(OPS[node.op](inputs, node.attrs, {"weight": w, "bias": b}))
         return np.concatenate(parts, axis=-1)
 
+    def _integer(self, shapes):
+        """The model's integer nodes as Q8Nodes ({} for an all-float model),
+        made once; and for every node, how it reads each input (``entry``)."""
+        if self._lowered is None:
+            from .. import integer
+            self._lowered = integer.lower(self.graph, shapes)
+            _, qparams = integer.spec_of(self.graph.meta)
+            u8 = {n.outputs[0] for n in self.graph.nodes
+                  if n.name in self._lowered and self._lowered[n.name].out is not None}
+            self._entries = {}
+            for n in self.graph.nodes:
+                want = "u8" if n.name in self._lowered else "f32"
+                conv = [(want, qparams[t]) if (t in u8) != (want == "u8") else None for t in n.inputs]
+                if any(conv):
+                    self._entries[n.name] = conv
+            if self.graph.output_name in u8:
+                self._entries["(output)"] = [("f32", qparams[self.graph.output_name])]
+        return self._lowered
+
     def _plan_for(self, shape):
         plan = self._plans.get(shape)
         if plan is not None:
             return plan
         shapes = self.graph.shapes(shape[0])
+        lowered = self._integer(shapes)
         kernels = []
         for node in self.graph.nodes:
+            if node.name in lowered:
+                kernels.append(self._impl.q8(lowered[node.name], shapes[node.outputs[0]]))
+                continue
             weight = node.params.get("weight")
             weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
             bias = self._param(node.params["bias"]) if "bias" in node.params else None
@@ -383,6 +408,9 @@ class CPUBackend(Backend):
             i += 1
             t0 = time.perf_counter() if profile is not None else 0.0
             ins = [values[n] for n in step.node.inputs]
+            conv = self._entries.get(step.node.name)
+            if conv:  # a float value read by an integer node, or the other way round
+                ins = [v if c is None else entry(v, *c) for v, c in zip(ins, conv)]
             if step.kernel is None:
                 out = self.run_node(step.node, ins)
             else:
@@ -395,4 +423,6 @@ class CPUBackend(Backend):
                 profile.append((step.node, step.shape, time.perf_counter() - t0))
             for n in step.drop:
                 values.pop(n, None)
-        return values[g.output_name]
+        out = values[g.output_name]
+        conv = self._entries.get("(output)")
+        return entry(out, *conv[0]) if conv else out

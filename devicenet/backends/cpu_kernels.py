@@ -183,6 +183,10 @@ class Numpy:
             activate(yb, act)
         _parallel(band, a.shape[0], self.pool, min_rows=16)
 
+    def q8(self, qnode, shape):
+        """The kernel of an integer node (integer.Q8Node) with output shape ``shape``."""
+        return Q8Numpy(qnode, shape)
+
     def variant(self, op):
         """Which code runs an op's kernels."""
         return "numpy"
@@ -474,6 +478,32 @@ class _Add(Kernel):
 #: the numpy implementation's kernels, by kind
 Numpy.KERNELS = {"gemm": _Gemm, "depthwise": _Depthwise, "im2col": _Im2col, "add": _Add,
                  "global_avgpool": _GlobalAvgPool}
+
+
+def out_view(out, shape, dtype):
+    """An arena buffer (float32) as the output of a kernel that writes
+    ``dtype`` (a uint8 value takes a quarter of its buffer)."""
+    if dtype == np.float32:
+        return out
+    return out.reshape(-1).view(dtype)[:math.prod(shape)].reshape(shape)
+
+
+class Q8Numpy(Kernel):
+    """An integer node computed by its exact numpy form (integer.Q8Node.run),
+    the same integers the compiled kernels produce."""
+
+    def __init__(self, qnode, shape):
+        self.q, self.shape = qnode, shape
+        self.op = "q8_" + qnode.kind
+        self.dtype = np.float32 if qnode.out is None else np.uint8
+
+    def __call__(self, inputs, out, temps):
+        y = self.q.run(inputs).reshape(self.shape)
+        if out is None:
+            return y.astype(self.dtype, copy=False)
+        view = out_view(out, self.shape, self.dtype)
+        view[...] = y
+        return view
 
 
 def kinds(node, shape, weight):

@@ -31,6 +31,11 @@ class Compiled:
         # small layer takes.
         set_blas_threads(1 if native_gemm() else threads.wanted)
 
+    def q8(self, qnode, shape):
+        """The kernel of an integer node (integer.Q8Node) with output shape ``shape``."""
+        from .cpu_kernels import Q8Numpy
+        return Q8Numpy(qnode, shape)
+
     def gemm(self, a, wt, y, bias, act):
         """y = act(a @ wt + bias): on the team, bias and activation added by
         each thread to its share; where the BLAS cannot be reached, BLAS
@@ -57,6 +62,8 @@ class Compiled:
         none can, what does instead."""
         if op == "gemm" and not native_gemm():
             return "numpy + " + self.variant("bias_act")
+        if op not in self.module.ops():
+            return "numpy"  # a kind the compiled kernels lack runs its numpy form
         return next(v[0] for v in self.module.variants(op) if v[2])
 
     def variants(self, ops):

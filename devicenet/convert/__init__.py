@@ -56,16 +56,25 @@ def import_model(source, input_size=None):
 
 
 def convert(source, output, weights="int8", labels=None, name=None, input_size=None,
-            license=None, preprocess=None, calibrate=None, budget=None, progress=None):
+            license=None, preprocess=None, calibrate=None, budget=None, progress=None, arithmetic=None,
+            kl_budget=None):
     """Convert ``source`` to a .dnet at ``output``; return a summary dict.
 
     ``weights`` is an encoding for every conv and dense weight (int8, int16,
     float16, float32) or ``auto``: per-layer precision chosen by measured
-    sensitivity (see devicenet.calibrate).  Nothing is written unless the
+    sensitivity (see devicenet.calibrate).  ``arithmetic`` "auto" (the
+    default with ``auto`` weights) also chooses the layers that run in
+    eight-bit integers (devicenet.calibrate_int, within ``kl_budget``);
+    "float" keeps every layer in float.  Nothing is written unless the
     whole conversion succeeds, and an existing file is replaced atomically.
     """
     if weights not in ENCODINGS + ("auto",):
         raise DeviceNetError(f"unknown weight encoding {weights!r}; use auto, {', '.join(ENCODINGS)}")
+    arithmetic = arithmetic or ("auto" if weights == "auto" else "float")
+    if arithmetic not in ("auto", "float"):
+        raise DeviceNetError(f"unknown arithmetic {arithmetic!r}; use auto or float")
+    if arithmetic == "auto" and weights != "auto":
+        raise DeviceNetError("integer arithmetic is chosen by measurement: use it with --weights auto")
     b, meta = import_model(os.fspath(source), input_size)
     classes = b.shapes[b.nodes[-1].outputs[0]][-1]
     if labels is not None:
@@ -90,15 +99,18 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
     meta.setdefault("license", "unspecified")
     meta["provenance"] = {"source": os.path.basename(source), "source_sha256": file_digest(source),
                           "converter": f"devicenet {__version__}"}
-    clips = None
+    clips = qmax = None
     if weights == "auto":
         from ..calibrate import choose_encodings
         encodings, clips, report = choose_encodings(b, meta, calibrate=calibrate, budget=budget,
-                                                    progress=progress)
+                                                    progress=progress, arithmetic=arithmetic,
+                                                    kl_budget=kl_budget)
+        if "integer" in report:
+            meta["integer"], qmax = report.pop("integer"), report.pop("qmax")
         meta["quantization"] = report
     else:
         encodings = weight_encodings(b.params, b.nodes, weights)
         meta["quantization"] = {"scheme": weights}
-    graph = b.graph(meta, encodings, clips)
+    graph = b.graph(meta, encodings, clips, qmax)
     dnet.write(graph, output)
     return describe(graph, os.fspath(output))

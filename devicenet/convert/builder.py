@@ -82,16 +82,17 @@ class Builder:
     def consumers(self, tensor):
         return [n for n in self.nodes if tensor in n.inputs]
 
-    def graph(self, meta, encodings=None, clips=None):
+    def graph(self, meta, encodings=None, clips=None, qmax=None):
         """Encode parameters and return a Graph.  ``encodings`` maps tensor
         name -> encoding (default: int8 weights, float32 elsewhere); ``clips``
-        optionally maps tensor name -> per-channel clip magnitudes."""
+        optionally maps tensor name -> per-channel clip magnitudes, ``qmax``
+        tensor name -> a narrower integer range."""
         if encodings is None:
             encodings = weight_encodings(self.params, self.nodes, "int8")
         tensors = {}
         for tname, arr in self.params.items():
             enc = encodings.get(tname, "float32")
-            data, scales = encode(arr, enc, (clips or {}).get(tname))
+            data, scales = encode(arr, enc, (clips or {}).get(tname), (qmax or {}).get(tname))
             tensors[tname] = Tensor(tname, enc, tuple(arr.shape), data, scales)
         meta = dict(meta)
         meta["input"] = {"name": self.input_name, "shape": self.input_shape, "layout": "NHWC"}

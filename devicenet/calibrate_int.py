@@ -1,0 +1,259 @@
+"""Which layers run in eight-bit integers, chosen by measurement.
+
+After the weight encodings are chosen (calibrate.py), the converter plans
+integer arithmetic on the same calibration batch:
+
+1. **Activation ranges**: every activation an integer layer could read or
+   write gets a scale and zero point from its values on the batch, by one
+   of three rules: ``minmax`` (the whole observed range), ``percentile``
+   (0.01% cut from each end) or ``mse`` (the clip that minimises the
+   squared error of quantising the tensor).  Each rule is tried on the
+   whole network and the one whose answers move least is kept.
+2. **Integer weights**: a layer that may run integer gets int8 weights in
+   [-64, 64] (integer.WEIGHT_QMAX), with the per-channel clip and the bias
+   correction chosen as for stored int8 weights.
+3. **Sensitivity**: with only that layer in integers (its inputs and output
+   quantised), the KL divergence of the class probabilities from the float
+   network's.
+4. **Budget**: starting from every candidate in integers, the layers that
+   move the answers most for the time they save (sensitivity per
+   multiply-add) go back to float until the whole network's divergence is
+   within the budget.
+
+The integer execution measured here is the exact one the runtime performs
+(integer.Q8Node), so what is measured is what runs.
+"""
+
+import numpy as np
+
+from . import integer
+from .backends.cpu import OPS as CPU_OPS
+from .calibrate import kl
+from .errors import DeviceNetError
+
+RANGE_RULES = ("minmax", "percentile", "mse")
+#: largest mean KL divergence from the float network the integer layers may add
+DEFAULT_KL_BUDGET = 0.004
+#: values of a tensor used to choose its range (a strided sample beyond this)
+SAMPLE = 1 << 20
+#: clip candidates of the mse rule, as fractions of the observed range
+MSE_FRACTIONS = 0.9 ** np.arange(16)
+
+
+def _sample(v):
+    v = np.asarray(v, np.float32).ravel()
+    return v[::max(1, v.size // SAMPLE)]
+
+
+def _fake(v, q):
+    from .backends import q8_ref
+    return q8_ref.dequantize(q8_ref.quantize(v, q.scale, q.zero_point), q.scale, q.zero_point)
+
+
+def tensor_qparams(values, rule):
+    """QParams of a tensor from its calibration values by one rule."""
+    v = _sample(values)
+    lo, hi = float(v.min()), float(v.max())
+    if rule == "minmax":
+        return integer.QParams.from_range(lo, hi)
+    if rule == "percentile":
+        return integer.QParams.from_range(*np.percentile(v, [0.01, 99.99]))
+    best = None
+    for f in MSE_FRACTIONS:
+        q = integer.QParams.from_range(lo * f, hi * f)
+        err = float(((_fake(v, q) - v) ** 2).mean())
+        if best is None or err < best[0]:
+            best = (err, q)
+    return best[1]
+
+
+def macs(node, shapes, params):
+    """Multiply-adds of a node (elements for ops without weights): what
+    running it in integers saves, roughly in proportion."""
+    out = int(np.prod(shapes[node.outputs[0]]))
+    if "weight" in node.params:
+        w = params[node.params["weight"]]
+        return out * int(np.prod(w.shape[1:]))
+    return out
+
+
+class IntegerPlanner:
+    """The integer plan of a calibrated network (calibrate.Quantizer ``q``)
+    whose float layers use ``weights`` (tensor name -> what the runtime
+    sees)."""
+
+    def __init__(self, q, weights, plain_biases=None, progress=None):
+        self.q, self.b, self.nodes = q, q.b, q.nodes
+        self.weights = weights
+        self.plain = plain_biases or {}  # biases before the float layers' bias correction
+        self.say = progress or (lambda msg: None)
+        self.shapes = {**self.b.shapes, self.b.input_name: q.cache[self.b.input_name].shape}
+        self.candidates = []
+        for node in self.nodes:
+            w = self.b.params[node.params["weight"]].shape if "weight" in node.params else None
+            if node.op in integer.OPS and integer.supported(node, q.cache[node.inputs[0]].shape, w):
+                self.candidates.append(node)
+        self.iweights = {n.name: self._integer_weight(n) for n in self.candidates if n.op == "conv"}
+        self._lowered = {}
+
+    def _integer_weight(self, node):
+        """(int8, scales, corrected float bias, clip kind) of an integer
+        layer: the clip that moves its output least, then bias correction."""
+        from .calibrate import clip_candidates
+        w = self.b.params[node.params["weight"]]
+        bname = node.params.get("bias")
+        best = None
+        plain = self.plain.get(bname, self.b.params[bname]) if bname else None
+        # A channel whose weights are next to nothing beside its bias (a
+        # dead channel) would need an int32 bias beyond range: its clip is
+        # raised until the bias fits, which leaves its weights at zero.
+        x = self.q.cache[node.inputs[0]]
+        x_scale = max(float(x.max()) - min(float(x.min()), 0.0), 1e-8) / 255.0
+        floor = 0.0 if plain is None else np.abs(plain) * integer.WEIGHT_QMAX / (x_scale * 2.0 ** 26)
+        for kind, clip in zip(("absmax", "mse"), clip_candidates(w, qmax=integer.WEIGHT_QMAX)):
+            clip = np.maximum(clip, floor).astype(np.float32)
+            wi, scales = integer.integer_weight(w, clip)
+            wq = wi.astype(np.float32) * scales.reshape((-1,) + (1,) * (w.ndim - 1))
+            e = self.q._error(node, wq - w)
+            shift = e.mean(axis=0) if bname else 0.0
+            err = float(((e - shift) ** 2).mean())
+            if best is None or err < best[0]:
+                bias = (plain - shift).astype(np.float32) if bname else None
+                best = (err, wi, scales, bias, kind, clip)
+        return best[1:]
+
+    def qparams(self, rule):
+        """QParams of every activation a candidate reads or writes."""
+        names = {t for n in self.candidates for t in n.inputs + n.outputs}
+        return {t: tensor_qparams(self.q.cache[t], rule) for t in sorted(names)}
+
+    def _lower(self, node, qp, rule, float_out):
+        key = (node.name, rule, float_out)
+        if key not in self._lowered:
+            weight = bias = None
+            if node.op == "conv":
+                wi, scales, bias, _, _ = self.iweights[node.name]
+                weight = (wi, scales)
+            self._lowered[key] = integer.lower_node(node, [self.shapes[i] for i in node.inputs], qp,
+                                                    float_out, weight, bias)
+        return self._lowered[key]
+
+    def run(self, chosen, qp, rule, start=0, lone=False):
+        """The network's output with the nodes named in ``chosen`` in
+        integers, from node ``start`` on (earlier values from the float
+        cache).  ``lone``: outputs stay uint8 even where only float nodes
+        read them (to measure one layer with its output quantised)."""
+        floats = set() if lone else integer.float_outputs(self.nodes, chosen, self.q.output)
+        values = {}
+        last = {}
+        for i, n in enumerate(self.nodes):
+            for t in n.inputs:
+                last[t] = i
+        for i, node in enumerate(self.nodes[start:], start):
+            ins = [values[t] if t in values else self.q.cache[t] for t in node.inputs]
+            if node.name in chosen:
+                qn = self._lower(node, qp, rule, node.name in floats or node.op == "global_avgpool")
+                out = qn.run([integer.entry(v, "u8", qp[t]) for v, t in zip(ins, node.inputs)])
+            else:
+                ins = [integer.entry(v, "f32", qp.get(t)) for v, t in zip(ins, node.inputs)]
+                ps = {role: self.weights[t] for role, t in node.params.items()}
+                out = CPU_OPS[node.op](ins, node.attrs, ps)
+            values[node.outputs[0]] = out
+            for t in node.inputs:
+                if last.get(t) == i and t != self.q.output:
+                    values.pop(t, None)
+        out = values.get(self.q.output, self.q.cache[self.q.output])
+        return integer.entry(out, "f32", qp.get(self.q.output))
+
+    def measure(self, chosen, qp, rule):
+        """(KL, top-1 agreement) with the float network."""
+        out = self.run(chosen, qp, rule)
+        ref = self.q.reference
+        return kl(ref, out), float((out.argmax(-1) == ref.argmax(-1)).mean())
+
+    def plan(self, budget=DEFAULT_KL_BUDGET):
+        """Choose the range rule and the integer layers; return the report
+        (with ``nodes`` and ``activations`` as the file stores them)."""
+        everything = {n.name for n in self.candidates}
+        rules = {}
+        for rule in RANGE_RULES:
+            qp = self.qparams(rule)
+            rules[rule] = (qp,) + self.measure(everything, qp, rule)
+            self.say(f"  activation ranges by {rule}: all {len(everything)} candidate layers in integers, "
+                     f"KL {rules[rule][1]:.3g}, top-1 agreement {rules[rule][2] * 100:.0f}%")
+        rule = min(RANGE_RULES, key=lambda r: rules[r][1])
+        qp = rules[rule][0]
+        index = {n.name: i for i, n in enumerate(self.nodes)}
+        sens = {}
+        for count, n in enumerate(self.candidates, 1):
+            sens[n.name] = kl(self.q.reference, self.run({n.name}, qp, rule, start=index[n.name], lone=True))
+            if count % 10 == 0 or count == len(self.candidates):
+                self.say(f"  measured {count}/{len(self.candidates)} layers in integers")
+        work = {n.name: macs(n, self.shapes, self.b.params) for n in self.candidates}
+        # The layers that cost the most answer-movement per unit of time saved go back to float first.
+        order = sorted(self.candidates, key=lambda n: (-sens[n.name] / max(work[n.name], 1), n.name))
+
+        def keep(k):
+            return everything - {n.name for n in order[:k]}
+        # the fewest layers back in float that bring the divergence within budget (bisection on k)
+        lo_k, hi_k = 0, len(order)
+        results = {}
+
+        def at(k):
+            if k not in results:
+                results[k] = self.measure(keep(k), qp, rule)
+            return results[k]
+        if at(0)[0] > budget:
+            while hi_k - lo_k > 1:
+                mid = (lo_k + hi_k) // 2
+                if at(mid)[0] <= budget:
+                    hi_k = mid
+                else:
+                    lo_k = mid
+            k = hi_k
+        else:
+            k = 0
+        chosen = keep(k)
+        total_kl, agree = at(k)
+        total_work = sum(work.values())
+        share = sum(work[n] for n in chosen) / max(total_work, 1)
+        used = {t for n in self.nodes if n.name in chosen for t in n.inputs + n.outputs}
+        summary = (f"{len(chosen)} of {len(self.candidates)} candidate layers in integers "
+                   f"({share * 100:.0f}% of their multiply-adds), activation ranges by {rule}; "
+                   f"on {len(self.q.reference)} calibration inputs KL {total_kl:.2g}, "
+                   f"top-1 agreement {agree * 100:.0f}%")
+        self.say("  " + summary)
+        return {
+            "nodes": [n.name for n in self.nodes if n.name in chosen],
+            "activations": {t: qp[t].to_json() for t in sorted(used)},
+            "summary": summary,
+            "method": "per-tensor activation ranges (rule chosen by measured KL), per-layer sensitivity "
+                      "(KL with only that layer in integers), layers back to float by sensitivity per "
+                      "multiply-add until the KL budget holds",
+            "weights_qmax": integer.WEIGHT_QMAX,
+            "budget_kl": budget,
+            "ranges": {r: {"kl": float(f"{v[1]:.3g}"), "agreement": round(v[2], 4)} for r, v in rules.items()},
+            "rule": rule,
+            "sensitivity": {n: float(f"{v:.3g}") for n, v in sens.items()},
+        }
+
+
+def choose_arithmetic(q, weights, encodings, clips, plain_biases=None, budget=None, progress=None):
+    """Plan the integer layers of a calibrated network; update the weight
+    ``encodings``/``clips`` of the integer layers (and the Builder's biases,
+    bias-corrected) in place; return (report, qmax per weight tensor)."""
+    budget = DEFAULT_KL_BUDGET if budget is None else float(budget)
+    if budget < 0:
+        raise DeviceNetError(f"KL budget {budget} must not be negative")
+    planner = IntegerPlanner(q, weights, plain_biases, progress)
+    report = planner.plan(budget)
+    qmax = {}
+    chosen = set(report["nodes"])
+    for node in planner.candidates:
+        if node.name in chosen and node.op == "conv":
+            _, _, bias, kind, clip = planner.iweights[node.name]
+            wname = node.params["weight"]
+            encodings[wname], clips[wname], qmax[wname] = "int8", clip, integer.WEIGHT_QMAX
+            if bias is not None:
+                q.b.params[node.params["bias"]] = bias
+    return report, qmax

@@ -1,0 +1,291 @@
+"""Integer layers: which nodes of a model run in eight-bit arithmetic, and
+the integers they run with.
+
+A model may name some of its nodes as integer (``meta["integer"]``, written
+by the converter, docs/FORMAT.md) and give the scale and zero point of the
+activations around them.  ``lower`` turns each such node into a ``Q8Node``:
+its weights as int8 (the stored integers, as they are), its bias as int32
+at the scale of its sums (activation zero point folded in), and the
+fixed-point factors that bring the sums back to eight bits, all derived
+from the file with the same float64 arithmetic everywhere, so that every
+machine and every kernel computes the same integers (backends/q8_ref.py).
+
+Where an integer node's output feeds only float layers it writes float32
+(the sums times a float scale, in the same pass); a float value read by an
+integer node is quantised as the node reads it, and a uint8 value read by a
+float node is dequantised as that node reads it (``entry``).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends import q8_ref
+from .errors import DeviceNetError
+from .graph import ACTIVATIONS, window
+
+#: largest |weight integer| of an integer layer's int8 weights: products
+#: summed in pairs then fit int16 (x86's vpmaddubsw), so that the fast
+#: kernels are exact
+WEIGHT_QMAX = 64
+#: ops that may run integer
+OPS = ("conv", "add", "global_avgpool")
+#: integer sums are kept within this magnitude (q8_ref's promise to kernels)
+ACC_LIMIT = 1 << 30
+
+
+@dataclass(frozen=True)
+class QParams:
+    """How a uint8 tensor stands for real values: ``scale * (q - zero_point)``."""
+
+    scale: float
+    zero_point: int
+
+    def to_json(self):
+        return [float(self.scale), int(self.zero_point)]
+
+    @classmethod
+    def from_range(cls, lo, hi):
+        """The parameters that cover [lo, hi] (widened to hold 0, which must
+        be exact: padding and ReLU's floor are zero)."""
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        if hi - lo < 1e-8:
+            hi = lo + 1e-8
+        scale = np.float32((hi - lo) / 255.0)
+        zp = int(np.clip(round(-lo / float(scale)), 0, 255))
+        return cls(float(scale), zp)
+
+
+def clamp_bounds(act, q):
+    """[qmin, qmax] of a uint8 output with parameters q under a clamp activation."""
+    lo, hi = ACTIVATIONS[act]
+    qmin = 0 if lo is None else int(np.clip(q.zero_point + round(lo / q.scale), 0, 255))
+    qmax = 255 if hi is None else int(np.clip(q.zero_point + round(hi / q.scale), 0, 255))
+    return qmin, qmax
+
+
+def integer_weight(w_float, clip=None, qmax=WEIGHT_QMAX):
+    """(int8 integers, per-channel scales) of a float weight for an integer layer."""
+    from .quant import encode
+    return encode(w_float, "int8", clip, qmax)
+
+
+@dataclass
+class Q8Node:
+    """One node in integer form (see the module docstring).
+
+    kind: "gemm" (1x1 stride-1 convolution), "im2col" (other dense
+    convolutions), "depthwise", "add" or "meanpool".  ``ins`` are the
+    parameters of the uint8 inputs; ``out`` those of the uint8 output, or
+    None for a float32 output (``fscale``, ``lo``, ``hi``)."""
+
+    kind: str
+    name: str
+    ins: list
+    out: object = None
+    attrs: dict = field(default_factory=dict)
+    wt: object = None          # int8 (n, k) for GEMMs, (C, KH, KW) for depthwise
+    bias: object = None        # int32 (n,), zero point folded in
+    m: object = None           # int32 per channel
+    e: object = None
+    fscale: object = None      # float32 per channel (float output)
+    qmin: int = 0
+    qmax: int = 255
+    lo: object = None
+    hi: object = None
+    add: tuple = ()            # (ma, mb, shift)
+
+    # ---- the exact numpy form of every kind (the reference the compiled
+    # kernels match) ----
+
+    def run(self, inputs):
+        """Outputs of uint8 inputs (already converted by ``entry``)."""
+        return getattr(self, "_" + self.kind)(*inputs)
+
+    def _finish(self, acc):
+        if self.out is None:
+            return q8_ref.dequantize_acc(acc, self.fscale, self.lo, self.hi)
+        return q8_ref.requantize(acc, self.m, self.e, self.out.zero_point, self.qmin, self.qmax)
+
+    def _gemm_acc(self, a):
+        # float64 products of 8-bit integers are exact (|sum| < 2**53): BLAS speed, integer answers
+        acc = a.astype(np.float64) @ self.wt.astype(np.float64).T
+        return (acc + self.bias).astype(np.int32)
+
+    def _gemm(self, x):
+        n, h, w, c = x.shape
+        return self._finish(self._gemm_acc(x.reshape(-1, c))).reshape(n, h, w, -1)
+
+    def _im2col(self, x):
+        (kh, kw), stride, pads, _ = window(self.attrs, self.name)
+        cols, (n, oh, ow) = q8_ref.im2col(x, (kh, kw), stride, pads, self.ins[0].zero_point)
+        return self._finish(self._gemm_acc(cols)).reshape(n, oh, ow, -1)
+
+    def _depthwise(self, x):
+        _, stride, pads, _ = window(self.attrs, self.name)
+        return self._finish(q8_ref.dwconv_acc(x, self.wt, self.bias, stride, pads, self.ins[0].zero_point))
+
+    def _add(self, a, b):
+        ma, mb, shift = self.add
+        return q8_ref.add(a, b, self.ins[0].zero_point, self.ins[1].zero_point, ma, mb, shift,
+                          self.out.zero_point, self.qmin, self.qmax)
+
+    def _meanpool(self, x):
+        n, h, w, c = x.shape
+        y = q8_ref.meanpool(x, self.ins[0].zero_point, self.ins[0].scale / (h * w))
+        return y.reshape(n, 1, 1, c)
+
+
+def _requant_factors(node_name, real):
+    if np.any(real >= 1.0):
+        raise DeviceNetError(f"node {node_name}: an output scale smaller than its input's times its "
+                             "weight's cannot run in integers")
+    return q8_ref.multiplier(real)
+
+
+def _weighted(node, kind, x_q, out_q, w_int, w_scales, bias_f):
+    """A convolution's Q8Node from its int8 weight (cout, kh, kw, cin) and scales."""
+    act = node.attrs.get("activation", "none")
+    w_scales = np.asarray(w_scales, np.float64)
+    n = w_int.shape[0]
+    wt = w_int.reshape(n, -1) if kind != "depthwise" else w_int[:, :, :, 0]
+    if np.abs(wt).max(initial=0) > 127:
+        raise DeviceNetError(f"node {node.name}: integer weights must be int8")
+    # A channel of zero weights (scale 0) still outputs its bias: give it a
+    # scale that keeps its factor in range (its weights are 0 whatever it is).
+    ref = out_q.scale if out_q is not None else 1.0
+    w_scales = np.where(w_scales > 0, w_scales, 0.5 * ref / x_q.scale)
+    sum_scale = x_q.scale * w_scales                       # the real value of one unit of a sum
+    b = np.zeros(n) if bias_f is None else np.asarray(bias_f, np.float64)
+    bias = np.rint(b / sum_scale)
+    wsum = wt.reshape(n, -1).astype(np.int64)
+    bound = np.abs(bias) + np.abs(x_q.zero_point * wsum.sum(axis=1)) + 255 * np.abs(wsum).sum(axis=1)
+    if np.any(bound >= ACC_LIMIT):
+        raise DeviceNetError(f"node {node.name}: its integer sums could overflow")
+    folded = q8_ref.fold_bias(bias.astype(np.int64), wt, x_q.zero_point)
+    q = Q8Node(kind, node.name, [x_q], out_q, dict(node.attrs), wt=np.ascontiguousarray(wt),
+               bias=folded)
+    if out_q is None:
+        q.fscale = sum_scale.astype(np.float32)
+        q.lo, q.hi = ACTIVATIONS[act]
+    else:
+        q.m, q.e = _requant_factors(node.name, sum_scale / out_q.scale)
+        q.qmin, q.qmax = clamp_bounds(act, out_q)
+    return q
+
+
+def conv_kind(node, in_shape, w_shape):
+    """Which integer kernel computes a convolution, or None when none can."""
+    a = node.attrs
+    if a.get("activation", "none") not in ACTIVATIONS or a.get("dilation", [1, 1]) != [1, 1] \
+            or a.get("pad_value", 0.0) != 0.0:
+        return None
+    groups = a.get("groups", 1)
+    cout, kh, kw, cin = w_shape
+    if groups > 1:
+        if groups == in_shape[3] == cout and cin == 1:
+            return "depthwise"
+        return None
+    if (kh, kw) == (1, 1) and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
+        return "gemm"
+    return "im2col"
+
+
+def supported(node, in_shape, w_shape=None):
+    """Whether a node can run in integers at all."""
+    if node.op == "conv":
+        return conv_kind(node, in_shape, w_shape) is not None
+    if node.op == "add":
+        return node.attrs.get("activation", "none") in ACTIVATIONS and len(node.inputs) == 2
+    return node.op == "global_avgpool" and len(in_shape) == 4
+
+
+def lower_node(node, in_shapes, qparams, float_out, weight=None, bias=None):
+    """The Q8Node of one node.  ``qparams``: tensor name -> QParams (its
+    inputs', and its output's unless ``float_out``); ``weight``: (int8
+    integers, scales) for a convolution; ``bias`` float."""
+    ins = [qparams[t] for t in node.inputs]
+    out = None if float_out else qparams[node.outputs[0]]
+    if node.op == "conv":
+        kind = conv_kind(node, in_shapes[0], weight[0].shape)
+        return _weighted(node, kind, ins[0], out, weight[0], weight[1], bias)
+    if node.op == "global_avgpool":
+        return Q8Node("meanpool", node.name, ins, None)
+    if node.op == "add":
+        if out is None:
+            raise DeviceNetError(f"node {node.name}: an integer add writes uint8")
+        shift = 20
+        while True:  # the largest shift whose sums fit int32
+            ma, mb = q8_ref.add_multipliers(ins[0].scale, ins[1].scale, out.scale, shift)
+            if 255 * (abs(ma) + abs(mb)) + (1 << shift) < (1 << 31) or shift <= 8:
+                break
+            shift -= 1
+        if 255 * (abs(ma) + abs(mb)) + (1 << shift) >= (1 << 31):
+            raise DeviceNetError(f"node {node.name}: input scales too far apart for an integer add")
+        q = Q8Node("add", node.name, ins, out, dict(node.attrs), add=(ma, mb, shift))
+        q.qmin, q.qmax = clamp_bounds(node.attrs.get("activation", "none"), out)
+        return q
+    raise DeviceNetError(f"node {node.name}: op {node.op} does not run in integers")
+
+
+def float_outputs(nodes, integer, output_name):
+    """Names of the integer nodes that write float32: those whose every
+    reader is a float node (or that are the model's output), and the mean
+    pools (whose output is a vector for the float classifier)."""
+    readers = {}
+    for n in nodes:
+        for t in n.inputs:
+            readers.setdefault(t, []).append(n.name)
+    found = set()
+    for n in nodes:
+        if n.name not in integer:
+            continue
+        if n.op == "global_avgpool":
+            found.add(n.name)
+            continue
+        rs = readers.get(n.outputs[0], [])
+        if n.op == "conv" and (n.outputs[0] == output_name or all(r not in integer for r in rs)):
+            found.add(n.name)
+    return found
+
+
+def spec_of(meta):
+    """(integer node names, tensor name -> QParams) from a model's metadata
+    (empty when the model is all float)."""
+    spec = meta.get("integer")
+    if not spec:
+        return set(), {}
+    return set(spec.get("nodes", [])), {t: QParams(float(s), int(z)) for t, (s, z) in spec["activations"].items()}
+
+
+def lower(graph, shapes):
+    """Every integer node of a Graph as a Q8Node: {node name: Q8Node}.  The
+    file's integer nodes must have int8 weights and parameters for every
+    activation they read or write (format.py checks the metadata's form)."""
+    names, qparams = spec_of(graph.meta)
+    if not names:
+        return {}
+    floats = float_outputs(graph.nodes, names, graph.output_name)
+    lowered = {}
+    for node in graph.nodes:
+        if node.name not in names:
+            continue
+        weight = bias = None
+        if node.op == "conv":
+            t = graph.tensors[node.params["weight"]]
+            if t.encoding != "int8":
+                raise DeviceNetError(f"node {node.name}: an integer layer needs int8 weights, not {t.encoding}")
+            weight = (np.asarray(t.data), t.scales)
+            if "bias" in node.params:
+                bias = graph.tensors[node.params["bias"]].decode()
+        lowered[node.name] = lower_node(node, [shapes[i] for i in node.inputs], qparams,
+                                        node.name in floats, weight, bias)
+    return lowered
+
+
+def entry(value, want, q):
+    """A value as a node reads it: ``want`` "u8" quantises a float32 value
+    with q, "f32" dequantises a uint8 one."""
+    if want == "u8":
+        return value if value.dtype == np.uint8 else q8_ref.quantize(value, q.scale, q.zero_point)
+    return value if value.dtype != np.uint8 else q8_ref.dequantize(value, q.scale, q.zero_point)

@@ -1,0 +1,167 @@
+"""Integer layers: the plan chosen by measurement, stored in the file, and
+run by every CPU implementation with the same integers."""
+
+import numpy as np
+import pytest
+
+from devicenet import calibrate, format as dnet, integer
+from devicenet.backends import q8_ref
+from devicenet.backends.cpu import CPUBackend
+from devicenet.backends.cpu_kernels import NATIVE
+from devicenet.convert.builder import Builder
+from devicenet.errors import DeviceNetError
+
+SPEC = {"resize": 36, "crop": 32, "mean": [127.5] * 3, "std": [64.0] * 3}
+
+
+def block_net(seed=0):
+    """An inverted-residual network in miniature: every kind of integer
+    layer (im2col, depthwise, 1x1 GEMM, residual add, mean pool) and a float
+    classifier."""
+    rng = np.random.default_rng(seed)
+    b = Builder([1, 32, 32, 3])
+
+    def conv(x, name, shape, **attrs):
+        cout = shape[0]
+        return b.add("conv", x, attrs, {"weight": rng.normal(0, 0.4, shape) / np.sqrt(np.prod(shape[1:]) / 4),
+                                        "bias": rng.normal(0, 0.1, cout)}, name=name)
+    x = conv("input", "stem", (8, 3, 3, 3), kernel=[3, 3], stride=[2, 2], pads=[1] * 4, activation="relu6")
+    y = conv(x, "expand", (24, 1, 1, 8), kernel=[1, 1], activation="relu6")
+    y = conv(y, "depthwise", (24, 3, 3, 1), kernel=[3, 3], pads=[1] * 4, groups=24, activation="relu6")
+    y = conv(y, "project", (8, 1, 1, 24), kernel=[1, 1])
+    x = b.add("add", [x, y], name="residual")
+    x = conv(x, "head", (32, 1, 1, 8), kernel=[1, 1], activation="relu6")
+    x = b.add("global_avgpool", x, name="pool")
+    x = b.add("flatten", x, name="features")
+    b.add("dense", x, {}, {"weight": rng.normal(0, 0.3, (10, 32)), "bias": rng.normal(0, 0.1, 10)},
+          name="classifier")
+    return b
+
+
+@pytest.fixture(scope="module")
+def integer_model(tmp_path_factory):
+    """(float Graph, integer Graph, report) of block_net, planned with a
+    budget that keeps every layer in integers."""
+    b = block_net()
+    meta = {"preprocess": SPEC, "labels": []}
+    plain = b.graph({**meta}, {t: "float32" for t in b.params})
+    encodings, clips, report = calibrate.choose_encodings(b, meta, arithmetic="auto", kl_budget=10.0)
+    meta["integer"], qmax = report.pop("integer"), report.pop("qmax")
+    path = tmp_path_factory.mktemp("integer") / "net.dnet"
+    dnet.write(b.graph(meta, encodings, clips, qmax), path)
+    return plain, dnet.load(path), meta["integer"]
+
+
+def batch(seed=1, n=3):
+    return np.random.default_rng(seed).normal(0, 1, (n, 32, 32, 3)).astype(np.float32)
+
+
+def test_zero_is_exact_and_ranges_cover_their_values():
+    for lo, hi in [(0.0, 6.0), (-3.2, 1.7), (0.5, 2.0), (-4.0, -1.0)]:
+        q = integer.QParams.from_range(lo, hi)
+        assert q8_ref.dequantize(np.uint8(q.zero_point), q.scale, q.zero_point) == 0.0
+        v = np.linspace(lo, hi, 101, dtype=np.float32)
+        back = q8_ref.dequantize(q8_ref.quantize(v, q.scale, q.zero_point), q.scale, q.zero_point)
+        assert np.abs(back - v).max() <= q.scale * 0.5001
+
+
+def test_requantisation_factors_stand_for_the_real_factor():
+    real = np.array([0.9999, 0.5, 0.3, 1e-3, 2.5e-7])
+    m, e = q8_ref.multiplier(real)
+    assert np.all((m >= 2 ** 30) & (m < 2 ** 31))
+    np.testing.assert_allclose(m * 2.0 ** -(31 + e.astype(np.float64)), real, rtol=1e-9)
+    with pytest.raises(ValueError):
+        q8_ref.multiplier([1.0])
+
+
+def test_plan_keeps_every_kind_of_layer_in_integers(integer_model):
+    _, g, spec = integer_model
+    assert set(spec["nodes"]) == {"stem", "expand", "depthwise", "project", "residual", "head", "pool"}
+    kinds = {q.kind for q in integer.lower(g, g.shapes()).values()}
+    assert kinds == {"im2col", "gemm", "depthwise", "add", "meanpool"}
+    # stored integer weights use [-64, 64] so that the fast kernels are exact
+    for name in ("stem", "expand", "depthwise", "project", "head"):
+        t = g.tensors[f"{name}.weight"]
+        assert t.encoding == "int8" and np.abs(t.data).max() <= integer.WEIGHT_QMAX
+
+
+def test_integer_network_stays_close_to_float(integer_model):
+    plain, g, _ = integer_model
+    x = batch()
+    ref = CPUBackend(plain, native=False).run(x)
+    got = CPUBackend(g, native=False).run(x)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    # eight-bit activations everywhere: close, not equal
+    assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()
+    assert not np.array_equal(got, ref)
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 2 / 3
+
+
+def test_integer_layers_match_their_exact_form(integer_model):
+    """Each integer node's output equals q8_ref's integers on the same inputs."""
+    _, g, spec = integer_model
+    shapes = g.shapes(2)
+    lowered = integer.lower(g, shapes)
+    x = q8_ref.quantize(batch(2, 2), *integer.spec_of(g.meta)[1]["input"].to_json())
+    stem = lowered["stem"]
+    cols, (n, oh, ow) = q8_ref.im2col(x, (3, 3), (2, 2), (1, 1, 1, 1), stem.ins[0].zero_point)
+    want = q8_ref.gemm(cols, stem.wt, stem.bias, stem.m, stem.e, stem.out.zero_point, stem.qmin, stem.qmax)
+    np.testing.assert_array_equal(stem.run([x]), want.reshape(n, oh, ow, -1))
+
+
+@pytest.mark.skipif(NATIVE is None, reason="compiled kernels not built")
+def test_compiled_and_numpy_compute_the_same_integers(integer_model):
+    _, g, _ = integer_model
+    # up to the float classifier, whose sums the two round in their own orders
+    cut = dnet.Graph({**g.meta, "output": "features"}, g.nodes[:-1], g.tensors)
+    x = batch(3, 4)
+    a = CPUBackend(cut, native=True, threads=2).run(x)
+    b = CPUBackend(cut, native=False, threads=1).run(x)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_file_records_version_and_integer_plan(integer_model, tmp_path):
+    plain, g, spec = integer_model
+    p = tmp_path / "plain.dnet"
+    dnet.write(plain, p)
+    assert open(p, "rb").read(8)[4:8] == bytes([1, 0, 0, 0])  # all-float files keep version 1.0
+    q = tmp_path / "int.dnet"
+    dnet.write(g, q)
+    assert open(q, "rb").read(8)[4:8] == bytes([1, 0, 1, 0])
+    assert dnet.load(q).meta["integer"]["nodes"] == spec["nodes"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["nodes"].append("nowhere"), "not in the graph"),
+    (lambda s: s["activations"].pop("stem"), "no scale for"),
+    (lambda s: s["activations"].__setitem__("stem", [-1.0, 3]), "scale > 0"),
+    (lambda s: s["activations"].__setitem__("stem", [0.1, 300]), "zero point"),
+    (lambda s: (s["nodes"].append("features"), s["activations"].__setitem__("features", [0.1, 0])),
+     "does not run in integers"),
+    (lambda s: s["activations"].__setitem__("expand", [1e-9, 0]), "cannot run in integers"),
+])
+def test_malformed_integer_plans_are_refused(integer_model, tmp_path, change, message):
+    _, g, spec = integer_model
+    bad = {**spec, "nodes": list(spec["nodes"]), "activations": dict(spec["activations"])}
+    change(bad)
+    g2 = dnet.Graph({**g.meta, "integer": bad}, g.nodes, g.tensors)
+    p = tmp_path / "bad.dnet"
+    dnet.write(g2, p)
+    with pytest.raises(DeviceNetError, match=message):
+        dnet.load(p)
+
+
+def test_float_arithmetic_plans_no_integer_layers():
+    b = block_net()
+    _, _, report = calibrate.choose_encodings(b, {"preprocess": SPEC})
+    assert "integer" not in report
+
+
+def test_tight_budget_sends_layers_back_to_float():
+    b = block_net()
+    _, _, report = calibrate.choose_encodings(b, {"preprocess": SPEC}, arithmetic="auto", kl_budget=0.0)
+    spec = report["integer"]
+    loose = calibrate.choose_encodings(block_net(), {"preprocess": SPEC}, arithmetic="auto",
+                                       kl_budget=10.0)[2]["integer"]
+    assert len(spec["nodes"]) < len(loose["nodes"])
+    assert set(spec["sensitivity"]) == set(loose["sensitivity"])
