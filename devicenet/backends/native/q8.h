@@ -70,7 +70,7 @@ typedef void (*dn_q8_gemm_ukernel)(size_t mr_, size_t nr_, size_t k, const uint8
                                    const void *panel, void *c, size_t ldc, const dn_q8_output *out);
 
 typedef struct {
-    const char *name;       /* "q8_gemm_4x16c4_avx2" */
+    const char *name;       /* "q8_gemm_6x16c4_avx2" */
     int mr, nr;             /* register tile */
     int kg, kr;             /* k interleaved kg at a time; k padded to a multiple of kr */
     unsigned features;      /* DN_CPU_* bits required */
@@ -137,7 +137,7 @@ typedef struct {
 void dn_q8_gemm_4x4c1_scalar(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                              const dn_q8_output *);
 #if DN_X86
-void dn_q8_gemm_4x16c4_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+void dn_q8_gemm_6x16c4_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                             const dn_q8_output *);
 void dn_q8_gemm_4x16c2_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                             const dn_q8_output *);

@@ -68,6 +68,9 @@ static const dn_variant f32_gemm[] = {
 /* the eight-bit GEMM (q8.h): weights are packed for the variant selected
  * then, or for the first exact one where they could saturate it */
 static const dn_variant q8_gemm[] = {
+    X86({"q8_gemm_6x16c4_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_6x16c4_avx2), NULL})
+    X86({"q8_gemm_4x16c2_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_4x16c2_avx2), NULL})
+    X86({"q8_gemm_4x8c2_sse2", DN_CPU_SSE2, FN(dn_q8_gemm_4x8c2_sse2), NULL})
     {"q8_gemm_4x4c1_scalar", 0, FN(dn_q8_gemm_4x4c1_scalar), NULL},
 };
 
