@@ -38,7 +38,7 @@ static int fill(step_t *s, const dn_arg *a, PyObject *value, Py_buffer *buf)
 {
     char *field = (char *)&s->args + a->offset;
     if (a->kind == ARG_SIZE) {
-        Py_ssize_t v = PyLong_AsSsize_t(value);
+        Py_ssize_t v = value ? PyLong_AsSsize_t(value) : (Py_ssize_t)a->fallback;
         ptrdiff_t p = (ptrdiff_t)v;
         if (v == -1 && PyErr_Occurred())
             return -1;
@@ -58,7 +58,7 @@ static int fill(step_t *s, const dn_arg *a, PyObject *value, Py_buffer *buf)
         if (PyObject_GetBuffer(value, buf, flags) < 0)
             return -1;
         p = buf->buf;
-    } else if (a->kind != ARG_OPT) {
+    } else if (a->kind != ARG_OPT && a->kind != ARG_OPT_INTS) {
         PyErr_Format(PyExc_TypeError, "%s: %s must be a buffer", s->op->name, a->name);
         return -1;
     }
@@ -371,7 +371,7 @@ static struct PyModuleDef module = {
 };
 
 /* the ops' functions: one method definition each (they live as long as the module) */
-static PyMethodDef op_methods[16];
+static PyMethodDef op_methods[32];
 
 PyMODINIT_FUNC PyInit__native(void)
 {

@@ -481,6 +481,187 @@ static int check_dense_q(step_t *s)
     return 0;
 }
 
+/* ---- eight-bit ops (q8.h) -------------------------------------------------- */
+
+/* Whether an argument's buffer holds ``need`` values of one of the buffer
+ * formats ``formats`` (struct module codes) of ``size`` bytes each. */
+static int typed(step_t *s, const char *name, const char *formats, Py_ssize_t size, const char *what,
+                 ptrdiff_t need)
+{
+    Py_buffer *b = dn_step_buffer(s, name);
+    if (!b->obj)  /* an optional argument left out */
+        return 0;
+    const char *f = b->format ? b->format + strlen(b->format) - 1 : "B";
+    if (b->itemsize != size || !*f || !strchr(formats, *f)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be %s", s->op->name, name, what);
+        return -1;
+    }
+    if (b->len < need * size) {
+        PyErr_Format(PyExc_ValueError, "%s: %s holds %zd values, %zd needed", s->op->name, name,
+                     b->len / size, (Py_ssize_t)need);
+        return -1;
+    }
+    return 0;
+}
+
+#define U8(s, name, need) typed(s, name, "B", 1, "uint8", need)
+#define I8(s, name, need) typed(s, name, "b", 1, "int8", need)
+#define I32(s, name, need) typed(s, name, "il", 4, "int32", need)
+#define F32(s, name, need) typed(s, name, "f", 4, "float32", need)
+
+/* Whether the optional buffer ``name`` was given. */
+static int given(step_t *s, const char *name)
+{
+    return dn_step_buffer(s, name)->obj != NULL;
+}
+
+/* A zero point and clamp of uint8 outputs. */
+static int q8_range(step_t *s, ptrdiff_t zero_point, ptrdiff_t qmin, ptrdiff_t qmax)
+{
+    if (zero_point < 0 || zero_point > 255 || qmin < 0 || qmax > 255 || qmin > qmax) {
+        PyErr_Format(PyExc_ValueError, "%s: zero_point, qmin and qmax must lie in [0, 255], qmin <= qmax",
+                     s->op->name);
+        return -1;
+    }
+    return 0;
+}
+
+#define Q8_RANGE_ARGS(T)                                                                           \
+    {"zero_point", ARG_SIZE, offsetof(T, zero_point), 1, 0}, {"qmin", ARG_SIZE, offsetof(T, qmin), 1, 0}, \
+    {"qmax", ARG_SIZE, offsetof(T, qmax), 1, 255}
+
+#define QP(f) offsetof(dn_q8_gemm_pack_args, f)
+static const dn_arg q8_gemm_pack_args[] = {
+    {"wt", ARG_INTS, QP(wt)}, {"bias", ARG_OPT_INTS, QP(bias), 1}, {"m", ARG_OPT_INTS, QP(m), 1},
+    {"e", ARG_OPT_INTS, QP(e), 1}, {"scale", ARG_OPT, QP(scale), 1}, {"packed", ARG_OUT, QP(packed)},
+    {"k", ARG_SIZE, QP(k)}, {"n", ARG_SIZE, QP(n)}, {NULL},
+};
+
+static void q8_gemm_pack_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_q8_gemm_pack_args *a = j->args;
+    const dn_variant *rv = (const dn_variant *)j->fn;
+    (void)t;
+    dn_q8_gemm_pack(dn_q8_gemm_variant_of((dn_q8_gemm_ukernel)rv->fn), (int)(rv - dn_op_variant(DN_OP_Q8_GEMM, 0)),
+                    a->wt, a->bias, a->m, a->e, a->scale, (size_t)a->k, (size_t)a->n, a->packed);
+}
+
+static const dn_q8_gemm_variant *q8_variant(const dn_variant *rv)
+{
+    return dn_q8_gemm_variant_of((dn_q8_gemm_ukernel)rv->fn);
+}
+
+/* The selected variant, or where the weights could saturate it, the first
+ * exact one after it that the CPU has. */
+static const dn_variant *q8_gemm_for(const int8_t *wt, size_t k, size_t n)
+{
+    const dn_variant *rv = dn_selected(DN_OP_Q8_GEMM);
+    if (q8_variant(rv)->exact || dn_q8_gemm_pairs_safe(wt, k, n))
+        return rv;
+    for (int i = (int)(rv - dn_op_variant(DN_OP_Q8_GEMM, 0)) + 1; i < dn_op_count(DN_OP_Q8_GEMM); i++) {
+        const dn_variant *next = dn_op_variant(DN_OP_Q8_GEMM, i);
+        if (q8_variant(next)->exact && dn_variant_available(next))
+            return next;
+    }
+    return dn_op_variant(DN_OP_Q8_GEMM, dn_op_count(DN_OP_Q8_GEMM) - 1);
+}
+
+static int check_q8_gemm_pack(step_t *s)
+{
+    dn_q8_gemm_pack_args *a = &s->args.q8_gemm_pack;
+    if (f32_gemm_sizes(0, a->k, a->n, "q8_gemm_pack") < 0)
+        return -1;
+    const int requant = given(s, "m") && given(s, "e") && !given(s, "scale");
+    if (!requant && !(given(s, "scale") && !given(s, "m") && !given(s, "e"))) {
+        PyErr_SetString(PyExc_TypeError, "q8_gemm_pack: give m and e (uint8 outputs) or scale (float32 outputs)");
+        return -1;
+    }
+    if (I8(s, "wt", a->n * a->k) < 0 || I32(s, "bias", a->n) < 0 || I32(s, "m", a->n) < 0
+            || I32(s, "e", a->n) < 0 || F32(s, "scale", a->n) < 0)
+        return -1;
+    for (ptrdiff_t c = 0; requant && c < a->n; c++)
+        if (a->e[c] < 0 || a->e[c] > 30 || a->m[c] < 0) {
+            PyErr_SetString(PyExc_ValueError, "q8_gemm_pack: multipliers must be >= 0 and shifts in [0, 30]");
+            return -1;
+        }
+    const dn_variant *rv = q8_gemm_for(a->wt, (size_t)a->k, (size_t)a->n);
+    if (U8(s, "packed", (ptrdiff_t)dn_q8_gemm_packed_bytes(q8_variant(rv), (size_t)a->k, (size_t)a->n)) < 0)
+        return -1;
+    s->job.task = q8_gemm_pack_task;
+    s->job.args = &s->args;
+    s->job.fn = (dn_fn)rv;  /* the registry row: the header records its index */
+    s->split = one_task;
+    s->worth = 0;
+    return 0;
+}
+
+#define QG(f) offsetof(dn_q8_gemm_args, f)
+static const dn_arg q8_gemm_args[] = {
+    {"a", ARG_INTS, QG(a)}, {"packed", ARG_INTS, QG(packed)}, {"y", ARG_OUT, QG(y)}, {"m", ARG_SIZE, QG(m)},
+    {"k", ARG_SIZE, QG(k)}, {"n", ARG_SIZE, QG(n)}, {"lda", ARG_SIZE, QG(lda)}, {"ldc", ARG_SIZE, QG(ldc)},
+    Q8_RANGE_ARGS(dn_q8_gemm_args), CLIP_ARGS(dn_q8_gemm_args), {NULL},
+};
+
+static void q8_gemm_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_q8_gemm_args *a = j->args;
+    const uint8_t *w = a->packed + DN_Q8_HEADER;
+    ptrdiff_t lo, hi;
+    if (j->across) {
+        share(j, t, a->n, &lo, &hi);
+        dn_q8_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
+                         0, (size_t)a->m, (size_t)lo, (size_t)hi, &a->out);
+    } else {
+        share(j, t, a->m, &lo, &hi);
+        dn_q8_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
+                         (size_t)lo, (size_t)hi, 0, (size_t)a->n, &a->out);
+    }
+}
+
+static void q8_gemm_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_q8_gemm_args *a = j->args;
+    if ((j->across = threads > 1 && a->m < 64 * threads && a->n >= 64 * threads))
+        split_even(j, a->n, threads, 2, a->v->nr);
+    else
+        split_even(j, a->m, threads, 2, a->v->mr);
+}
+
+static int check_q8_gemm(step_t *s)
+{
+    dn_q8_gemm_args *a = &s->args.q8_gemm;
+    if (f32_gemm_sizes(a->m, a->k, a->n, "q8_gemm") < 0)
+        return -1;
+    if (a->lda < a->k || a->ldc < a->n || too_big(a->m, a->lda, 1) || too_big(a->m, a->ldc, 1)) {
+        PyErr_SetString(PyExc_ValueError, "q8_gemm: bad strides");
+        return -1;
+    }
+    const Py_buffer *y = dn_step_buffer(s, "y");
+    const int to_float = y->itemsize == 4;
+    const ptrdiff_t a_len = a->m ? (a->m - 1) * a->lda + a->k : 0, y_len = a->m ? (a->m - 1) * a->ldc + a->n : 0;
+    if (q8_range(s, a->zero_point, a->qmin, a->qmax) < 0 || U8(s, "a", a_len) < 0
+            || (to_float ? F32(s, "y", y_len) : U8(s, "y", y_len)) < 0 || U8(s, "packed", DN_Q8_HEADER) < 0)
+        return -1;
+    const Py_buffer *p = dn_step_buffer(s, "packed");
+    const int index = dn_q8_gemm_tag(a->packed, (size_t)p->len, (size_t)a->k, (size_t)a->n, to_float);
+    const dn_variant *rv = dn_op_variant(DN_OP_Q8_GEMM, index);
+    a->v = rv ? q8_variant(rv) : NULL;
+    if (!a->v || !dn_variant_available(rv)) {
+        PyErr_Format(PyExc_ValueError, "q8_gemm: packed holds no weights of this k and n packed for %s "
+                     "outputs by this module and CPU (q8_gemm_pack)", to_float ? "float32" : "uint8");
+        return -1;
+    }
+    if (U8(s, "packed", (ptrdiff_t)dn_q8_gemm_packed_bytes(a->v, (size_t)a->k, (size_t)a->n)) < 0)
+        return -1;
+    a->out = (dn_q8_output){(int32_t)a->zero_point, (int32_t)a->qmin, (int32_t)a->qmax, a->lo, a->hi, to_float};
+    s->job.task = q8_gemm_task;
+    s->job.args = &s->args;
+    s->job.fn = dn_count(DN_OP_Q8_GEMM, rv)->fn;
+    s->split = q8_gemm_split;
+    s->worth = a->m * a->n * a->k >= 64 * MIN_SHARED;
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 const dn_opdef dn_opdefs[] = {
@@ -518,5 +699,19 @@ const dn_opdef dn_opdefs[] = {
      "[lo, hi], for integer weights q (n, k) (int8 or int16) and their float32\n"
      "per-row scales, read as stored; bias (n) may be None.",
      dense_q_args, check_dense_q},
+    {"q8_gemm_pack", "Pack int8 weights wt (n, k), as layers store them, for the selected\n"
+     "q8_gemm variant (or, where a pair of adjacent weights could saturate it,\n"
+     "the first exact one): bias int32 (n, already folded: q8_ref.fold_bias) or\n"
+     "None, and the output stage: m and e int32 (n) for uint8 outputs\n"
+     "(q8_ref.requantize), or scale float32 (n) for float32 ones\n"
+     "(q8_ref.dequantize_acc).  packed: uint8, at least\n"
+     "64 + n16 * (16 + k4) bytes, n16 being n rounded up to a multiple of 16\n"
+     "and k4 k rounded up to a multiple of 4.",
+     q8_gemm_pack_args, check_q8_gemm_pack},
+    {"q8_gemm", "y (m, n, rows ldc apart) = the output stage of bias + a (m, k, uint8,\n"
+     "rows lda bytes apart) @ w, with w, bias and the stage as q8_gemm_pack\n"
+     "packed them: y uint8 (requantised to zero_point, clamped to [qmin,\n"
+     "qmax]) or float32 (clamped to [lo, hi]), as packed.",
+     q8_gemm_args, check_q8_gemm},
     {NULL},
 };

@@ -7,7 +7,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include "gemm.h"
+#include "q8.h"
 
 /* What a keyword argument is. */
 enum {
@@ -15,6 +15,7 @@ enum {
     ARG_OUT,     /* a C-contiguous float32 buffer, written */
     ARG_OPT,     /* as ARG_IN, or None (a NULL pointer) */
     ARG_INTS,    /* a C-contiguous buffer of integers, read (the op checks their type) */
+    ARG_OPT_INTS, /* as ARG_INTS, or None (a NULL pointer) */
     ARG_SIZE,    /* an int (ptrdiff_t) */
     ARG_FLOAT,   /* a float */
 };
@@ -42,6 +43,8 @@ typedef struct step {
         dn_gemm_args gemm;
         dn_f32_gemm_args f32_gemm;
         dn_f32_gemm_pack_args f32_gemm_pack;
+        dn_q8_gemm_args q8_gemm;
+        dn_q8_gemm_pack_args q8_gemm_pack;
     } args;
     Py_buffer buf[MAX_BUFFERS];
     dn_job job;

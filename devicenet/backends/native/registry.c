@@ -6,7 +6,7 @@
  * table ends with the portable variant, which every CPU can run.  Adding a
  * variant is one row here and one file f32_<op>_<isa>.c.
  */
-#include "gemm.h"
+#include "q8.h"
 
 #include <stdlib.h>
 
@@ -65,6 +65,15 @@ static const dn_variant f32_gemm[] = {
     {"f32_gemm_4x4_scalar", 0, FN(dn_f32_gemm_4x4_scalar), NULL},
 };
 
+/* the eight-bit GEMM (q8.h): weights are packed for the variant selected
+ * then, or for the first exact one where they could saturate it */
+static const dn_variant q8_gemm[] = {
+    X86({"q8_gemm_6x16c4_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_6x16c4_avx2), NULL})
+    X86({"q8_gemm_4x16c2_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_4x16c2_avx2), NULL})
+    X86({"q8_gemm_4x8c2_sse2", DN_CPU_SSE2, FN(dn_q8_gemm_4x8c2_sse2), NULL})
+    {"q8_gemm_4x4c1_scalar", 0, FN(dn_q8_gemm_4x4c1_scalar), NULL},
+};
+
 #define TABLE(name, t) {name, t, (int)(sizeof t / sizeof t[0])}
 
 static const struct {
@@ -81,6 +90,7 @@ static const struct {
     [DN_OP_BIAS_ACT] = TABLE("bias_act", bias_act),
     [DN_OP_GEMM] = TABLE("gemm", gemm),
     [DN_OP_F32_GEMM] = TABLE("f32_gemm", f32_gemm),
+    [DN_OP_Q8_GEMM] = TABLE("q8_gemm", q8_gemm),
 };
 
 #define MAX_VARIANTS 8

@@ -1,0 +1,174 @@
+/* The eight-bit kernels: uint8 activations, int8 weights, int32 sums, one
+ * requantisation per output (devicenet/backends/q8_ref.py defines the
+ * arithmetic; every variant equals it bit for bit).
+ *
+ * Laid out as the float32 kernels are (native.h, gemm.h):
+ *   q8_gemm_pack.c          the weights wt (n, k) int8, packed once into
+ *                           panels of nr columns: a head of nr folded int32
+ *                           biases and the columns' output stage (m, shift,
+ *                           rounding; or float scales), then the weights,
+ *                           k padded to what the micro-kernel consumes;
+ *   q8_gemm_<MR>x<NR>c<KG>_<isa>.c
+ *                           micro-kernels over one panel, requantisation
+ *                           (or the hand-over to float) fused;
+ *   q8_gemm_driver.c        the walk over a block of C (gemm.h's
+ *                           dn_gemm_walk_block, in bytes) and the table of
+ *                           micro-kernels;
+ *   q8_<op>.h + q8_<op>_<isa>.c
+ *                           the other ops (depthwise, add, mean pool,
+ *                           quantise, dequantise), written once in plain C
+ *                           and compiled per instruction set, where the
+ *                           compiler's vectorisation of integer code is
+ *                           exact by construction.
+ */
+#ifndef DEVICENET_Q8_H
+#define DEVICENET_Q8_H
+
+#include "gemm.h"
+
+/* ---- the output stage ---------------------------------------------------
+ *
+ * Either uint8: clamp(zero_point + rshift_round(mulhi_round(acc, m), e),
+ * qmin, qmax); or float32: clamp(float32(acc) * scale, lo, hi). */
+typedef struct {
+    int32_t zero_point, qmin, qmax;  /* uint8 outputs */
+    float lo, hi;                    /* float32 outputs */
+    int to_float;
+} dn_q8_output;
+
+/* The rounding term of a right shift by e: 2**(e - 1), or 0. */
+static inline int32_t dn_q8_rounding(int32_t e)
+{
+    return e > 0 ? (int32_t)1 << (e - 1) : 0;
+}
+
+/* q8_ref.requantize of one sum (rnd = dn_q8_rounding(e)). */
+static inline uint8_t dn_q8_requantize(int32_t acc, int32_t m, int32_t e, int32_t rnd, int32_t zero_point,
+                                       int32_t qmin, int32_t qmax)
+{
+    int64_t p = ((int64_t)acc * m + ((int64_t)1 << 30)) >> 31;
+    p = ((p + rnd) >> e) + zero_point;
+    return (uint8_t)(p < qmin ? qmin : p > qmax ? qmax : p);
+}
+
+/* ---- GEMM ----------------------------------------------------------------
+ *
+ * C (m, n) = output stage (bias + A (m, k) uint8 x W (k, n) int8), A's rows
+ * lda bytes apart, C's rows ldc elements (bytes or floats) apart.
+ *
+ * A panel of nr columns is DN_Q8_HEAD int32 words per column: the folded
+ * biases, then the multipliers m (or the float scales), the shifts e and
+ * the rounding terms 2**(e - 1); then round_up(k, kr) rows of weights, kg
+ * consecutive k of one column together: W[p, j] at byte
+ * ((p / kg) * nr + j) * kg + p % kg.  Columns past n and rows past k are
+ * zeros. */
+#define DN_Q8_HEAD 4
+
+/* C[0:mr_, 0:nr_] from A[0:mr_, 0:k] and one panel (k: the true depth;
+ * the kernel reads no byte of A past it). */
+typedef void (*dn_q8_gemm_ukernel)(size_t mr_, size_t nr_, size_t k, const uint8_t *a, size_t lda,
+                                   const void *panel, void *c, size_t ldc, const dn_q8_output *out);
+
+typedef struct {
+    const char *name;       /* "q8_gemm_6x16c4_avx2" */
+    int mr, nr;             /* register tile */
+    int kg, kr;             /* k interleaved kg at a time; k padded to a multiple of kr */
+    unsigned features;      /* DN_CPU_* bits required */
+    int exact;              /* 0: needs weights whose adjacent pairs cannot saturate int16 */
+    dn_q8_gemm_ukernel ukernel;
+} dn_q8_gemm_variant;
+
+/* widest panel and deepest k padding of any variant: buffers sized for
+ * them hold weights packed for any variant */
+#define DN_Q8_MAX_NR 16
+#define DN_Q8_MAX_KR 4
+/* bytes of the header in front of the panels */
+#define DN_Q8_HEADER 64
+
+/* Bytes of one panel of k rows for v, and of a whole packed (k, n) matrix
+ * (header included). */
+size_t dn_q8_gemm_panel_bytes(const dn_q8_gemm_variant *v, size_t k);
+size_t dn_q8_gemm_packed_bytes(const dn_q8_gemm_variant *v, size_t k, size_t n);
+
+/* Whether every pair of weights (k = 2i, 2i + 1) of every column of wt
+ * (n, k) has |w0| + |w1| <= 128, so that vpmaddubsw on uint8 activations
+ * cannot saturate. */
+int dn_q8_gemm_pairs_safe(const int8_t *wt, size_t k, size_t n);
+
+/* Pack wt (n, k), bias (n; NULL: zeros) and the output stage (m and e, or
+ * scale) into out for variant v, header included. */
+void dn_q8_gemm_pack(const dn_q8_gemm_variant *v, int registry_index, const int8_t *wt, const int32_t *bias,
+                     const int32_t *m, const int32_t *e, const float *scale, size_t k, size_t n, uint8_t *out);
+/* The registry index recorded in a packed buffer of ``bytes`` bytes for
+ * this (k, n) and output kind (to_float), or -1. */
+int dn_q8_gemm_tag(const uint8_t *packed, size_t bytes, size_t k, size_t n, int to_float);
+
+/* Rows [r0, r1), columns [c0, c1) (c0 a multiple of v->nr) of C; packed
+ * without its header. */
+void dn_q8_gemm_block(const dn_q8_gemm_variant *v, size_t k, size_t n, const uint8_t *a, size_t lda,
+                      const uint8_t *packed, void *c, size_t ldc, size_t r0, size_t r1, size_t c0, size_t c1,
+                      const dn_q8_output *out);
+
+extern const dn_q8_gemm_variant dn_q8_gemm_variants[];
+extern const int dn_q8_gemm_nvariants;
+const dn_q8_gemm_variant *dn_q8_gemm_variant_of(dn_q8_gemm_ukernel ukernel);
+
+/* The arguments of op "q8_gemm_pack". */
+typedef struct {
+    const int8_t *wt;
+    const int32_t *bias, *m, *e;
+    const float *scale;
+    uint8_t *packed;
+    ptrdiff_t k, n;
+} dn_q8_gemm_pack_args;
+
+/* The arguments of op "q8_gemm". */
+typedef struct {
+    const uint8_t *a, *packed;
+    void *y;
+    ptrdiff_t m, k, n, lda, ldc;
+    ptrdiff_t zero_point, qmin, qmax;
+    float lo, hi;
+    dn_q8_output out;
+    const dn_q8_gemm_variant *v;
+} dn_q8_gemm_args;
+
+/* The micro-kernels. */
+void dn_q8_gemm_4x4c1_scalar(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+                             const dn_q8_output *);
+#if DN_X86
+void dn_q8_gemm_6x16c4_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+                            const dn_q8_output *);
+void dn_q8_gemm_4x16c2_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+                            const dn_q8_output *);
+void dn_q8_gemm_4x8c2_sse2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+                           const dn_q8_output *);
+#endif
+#if DN_NEON && defined(__aarch64__)
+void dn_q8_gemm_8x8c1_neon(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+                           const dn_q8_output *);
+#elif DN_NEON
+void dn_q8_gemm_4x8c1_neon(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+                           const dn_q8_output *);
+#endif
+
+/* The whole-panel output stage for kernels that finish in scalar code:
+ * rows of nr int32 sums acc[i * nr + j]. */
+static inline void dn_q8_store_tile(size_t mr_, size_t nr_, size_t nr, const int32_t *acc, const int32_t *head,
+                                    void *c, size_t ldc, const dn_q8_output *out)
+{
+    const int32_t *m = head + nr, *e = head + 2 * nr, *rnd = head + 3 * nr;
+    for (size_t i = 0; i < mr_; i++)
+        for (size_t j = 0; j < nr_; j++) {
+            const int32_t s = acc[i * nr + j];
+            if (out->to_float) {
+                float scale;
+                memcpy(&scale, m + j, sizeof scale);
+                ((float *)c)[i * ldc + j] = clamp((float)s * scale, out->lo, out->hi);
+            } else
+                ((uint8_t *)c)[i * ldc + j] = dn_q8_requantize(s, m[j], e[j], rnd[j], out->zero_point,
+                                                               out->qmin, out->qmax);
+        }
+}
+
+#endif

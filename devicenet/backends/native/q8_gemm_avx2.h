@@ -1,0 +1,161 @@
+/* The AVX2 eight-bit GEMM micro-kernels (q8.h), written once for both:
+ * included by q8_gemm_6x16c4_avx2.c and q8_gemm_4x16c2_avx2.c, which
+ * define KG (how many k one step consumes, the panel's interleave) and
+ * NAME.
+ *
+ * An MR x 16 tile: per row two vectors of 8 int32 sums.  One step reads,
+ * for 16 columns, KG consecutive k of each, and broadcasts the same KG
+ * bytes of a row of A into every lane:
+ *   KG = 4: vpmaddubsw multiplies the uint8 activations by the int8
+ *           weights and adds pairs into int16 (exact while no pair of
+ *           weights has |w0| + |w1| > 128: the packing checks), then
+ *           vpmaddwd by ones adds the two pairs into int32;
+ *   KG = 2: both widened to int16 and vpmaddwd adds the pair into int32,
+ *           exact for any weights, half the work per instruction.
+ * The output stage runs on the vectors: requantisation through 64-bit
+ * products of even and odd lanes (vpmuldq), or float32 conversion. */
+#include <immintrin.h>
+
+#define NR 16
+#define TARGET __attribute__((target("avx2")))
+
+/* The KG bytes of A at p as one 32-bit lane value: KG = 4 as is, KG = 2
+ * widened to two uint16. */
+TARGET INLINE __m256i broadcast_a(const uint8_t *p, size_t have)
+{
+    uint32_t v = 0;
+    if (have >= KG)
+        memcpy(&v, p, KG);
+    else
+        memcpy(&v, p, have);  /* the last, partial group: the weights past k are zeros */
+#if KG == 2
+    v = (v & 0xff) | (v & 0xff00) << 8;
+#endif
+    return _mm256_set1_epi32((int)v);
+}
+
+/* The partial sums of one step: 8 columns' weights w (as loaded) by a. */
+#if KG == 4
+#define STEP(a, w) _mm256_madd_epi16(_mm256_maddubs_epi16(a, w), ones)
+#define LOAD_W(p) _mm256_loadu_si256((const __m256i *)(p))
+#else
+#define STEP(a, w) _mm256_madd_epi16(a, w)
+#define LOAD_W(p) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p)))
+#endif
+
+/* q8_ref.requantize's rounding multiply and shift of 8 sums. */
+TARGET INLINE __m256i requantize(__m256i acc, __m256i m, __m256i m_odd, __m256i e, __m256i rnd)
+{
+    const __m256i half = _mm256_set1_epi64x((long long)1 << 30);
+    __m256i even = _mm256_add_epi64(_mm256_mul_epi32(acc, m), half);
+    __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_shuffle_epi32(acc, 0xF5), m_odd), half);
+    /* bits 31..62 of each product: the even ones shifted down into the low
+     * halves, the odd ones up into the high halves (doubled: an add runs
+     * on more ports than a shift) */
+    __m256i p = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_add_epi64(odd, odd), 0xAA);
+    return _mm256_srav_epi32(_mm256_add_epi32(p, rnd), e);
+}
+
+TARGET INLINE void store_bytes(uint8_t *c, size_t nr_, __m128i v)
+{
+    if (nr_ == NR)
+        _mm_storeu_si128((__m128i *)c, v);
+    else {
+        uint8_t t[NR];
+        _mm_storeu_si128((__m128i *)t, v);
+        memcpy(c, t, nr_);
+    }
+}
+
+TARGET INLINE void store_floats(float *c, size_t nr_, __m256 y0, __m256 y1)
+{
+    if (nr_ == NR) {
+        _mm256_storeu_ps(c, y0);
+        _mm256_storeu_ps(c + 8, y1);
+    } else {
+        float t[NR];
+        _mm256_storeu_ps(t, y0);
+        _mm256_storeu_ps(t + 8, y1);
+        memcpy(c, t, nr_ * sizeof(float));
+    }
+}
+
+TARGET __attribute__((always_inline))
+static inline void rows(const size_t MR, const size_t NV, size_t nr_, size_t k, const uint8_t *a, size_t lda,
+                        const int32_t *head, void *c, size_t ldc, const dn_q8_output *out)
+{
+    __m256i acc[MR_MAX][2];
+    const uint8_t *ar[MR_MAX];
+    const int8_t *w = (const int8_t *)(head + DN_Q8_HEAD * NR);
+#if KG == 4
+    const __m256i ones = _mm256_set1_epi16(1);
+#endif
+#pragma GCC unroll 8
+    for (size_t i = 0; i < MR; i++) {
+        acc[i][0] = _mm256_loadu_si256((const __m256i *)head);  /* the bias */
+        acc[i][1] = _mm256_loadu_si256((const __m256i *)(head + 8));
+        ar[i] = a + i * lda;
+    }
+    size_t p = 0;
+    for (; p + KG <= k; p += KG, w += KG * NR) {
+        const __m256i w0 = LOAD_W(w), w1 = NV == 2 ? LOAD_W(w + KG * 8) : w0;
+#pragma GCC unroll 8
+        for (size_t i = 0; i < MR; i++) {
+            const __m256i x = broadcast_a(ar[i] + p, KG);
+            acc[i][0] = _mm256_add_epi32(acc[i][0], STEP(x, w0));
+            if (NV == 2)
+                acc[i][1] = _mm256_add_epi32(acc[i][1], STEP(x, w1));
+        }
+    }
+    if (p < k) {  /* the last, partial group */
+        const __m256i w0 = LOAD_W(w), w1 = NV == 2 ? LOAD_W(w + KG * 8) : w0;
+#pragma GCC unroll 8
+        for (size_t i = 0; i < MR; i++) {
+            const __m256i x = broadcast_a(ar[i] + p, k - p);
+            acc[i][0] = _mm256_add_epi32(acc[i][0], STEP(x, w0));
+            if (NV == 2)
+                acc[i][1] = _mm256_add_epi32(acc[i][1], STEP(x, w1));
+        }
+    }
+    if (out->to_float) {
+        const __m256 s0 = _mm256_loadu_ps((const float *)(head + NR)), s1 = _mm256_loadu_ps((const float *)(head + NR + 8));
+        const __m256 lo = _mm256_set1_ps(out->lo), hi = _mm256_set1_ps(out->hi);
+#pragma GCC unroll 8
+        for (size_t i = 0; i < MR; i++) {
+            __m256 y0 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][0]), s0);
+            __m256 y1 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][1]), s1);
+            store_floats((float *)c + i * ldc, nr_, _mm256_min_ps(_mm256_max_ps(y0, lo), hi),
+                         _mm256_min_ps(_mm256_max_ps(y1, lo), hi));
+        }
+        return;
+    }
+    const __m256i m0 = _mm256_loadu_si256((const __m256i *)(head + NR));
+    const __m256i m1 = _mm256_loadu_si256((const __m256i *)(head + NR + 8));
+    const __m256i e0 = _mm256_loadu_si256((const __m256i *)(head + 2 * NR));
+    const __m256i e1 = _mm256_loadu_si256((const __m256i *)(head + 2 * NR + 8));
+    const __m256i r0 = _mm256_loadu_si256((const __m256i *)(head + 3 * NR));
+    const __m256i r1 = _mm256_loadu_si256((const __m256i *)(head + 3 * NR + 8));
+    const __m256i m0_odd = _mm256_srli_epi64(m0, 32), m1_odd = _mm256_srli_epi64(m1, 32);
+    const __m256i zp = _mm256_set1_epi16((short)out->zero_point);
+    const __m128i qmin = _mm_set1_epi8((char)out->qmin), qmax = _mm_set1_epi8((char)out->qmax);
+#pragma GCC unroll 8
+    for (size_t i = 0; i < MR; i++) {
+        /* int16 with saturation (beyond int16 the clamp to [0, 255] decides
+         * the same), plus the zero point, to uint8 with saturation */
+        __m256i s = _mm256_packs_epi32(requantize(acc[i][0], m0, m0_odd, e0, r0),
+                                       requantize(acc[i][1], m1, m1_odd, e1, r1));
+        s = _mm256_permute4x64_epi64(_mm256_adds_epi16(s, zp), 0xD8);  /* columns back in order */
+        __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        store_bytes((uint8_t *)c + i * ldc, nr_, _mm_min_epu8(_mm_max_epu8(b, qmin), qmax));
+    }
+}
+
+TARGET
+void NAME(size_t mr_, size_t nr_, size_t k, const uint8_t *a, size_t lda, const void *panel, void *c,
+          size_t ldc, const dn_q8_output *out)
+{
+/* NV = 1: a last panel of at most 8 columns (24 or 40 channels) at half the work */
+#define ROWS(MR) (nr_ > 8 ? rows(MR, 2, nr_, k, a, lda, panel, c, ldc, out) \
+                          : rows(MR, 1, nr_, k, a, lda, panel, c, ldc, out))
+    DN_GEMM_ROWS_SWITCH(mr_, MR_MAX)
+}

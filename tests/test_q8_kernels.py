@@ -1,0 +1,128 @@
+"""The eight-bit kernels (native/q8.h) against q8_ref, bit for bit.
+
+Every built variant of every q8 op is forced in turn and run over awkward
+shapes (sizes around the register tiles, k = 1, long k), zero points 0,
+128 and 255, clamps that saturate, multipliers near both ends of their
+range, and one to three threads; its outputs must equal the numpy
+reference exactly.  An op without cases fails, and so does a variant the
+forcing did not reach."""
+
+import numpy as np
+import pytest
+
+from devicenet.backends import cpu_kernels, q8_ref as ref
+
+native = cpu_kernels.NATIVE
+pytestmark = pytest.mark.skipif(native is None, reason="the compiled kernels are not built")
+if native is not None:
+    from devicenet.backends.cpu_q8 import PackedQ8
+
+THREADS = (1, 2, 3)
+ZERO_POINTS = (0, 128, 255)
+
+
+def multipliers(rng, n, case):
+    """(m, e) per channel: random factors, or ones at the ends of the range
+    (m near 2**30 and 2**31, e = 0 and 30)."""
+    if case == 0:
+        return ref.multiplier(rng.uniform(1e-4, 0.02, n))
+    m = np.where(np.arange(n) % 2, 2 ** 31 - 1 - rng.integers(0, 4, n), 2 ** 30 + rng.integers(0, 4, n))
+    e = np.where(np.arange(n) % 3 == 0, 0, np.where(np.arange(n) % 3 == 1, 30, rng.integers(1, 30, n)))
+    if case == 2:
+        e[:] = 0  # every output saturates: the clamps decide
+    return m.astype(np.int32), e.astype(np.int32)
+
+
+def gemm_operands(rng, m, k, n, zp_a, wmax=127):
+    a = rng.integers(0, 256, (m, k)).astype(np.uint8)
+    wt = rng.integers(-wmax, wmax + 1, (n, k)).astype(np.int8)
+    bias = ref.fold_bias(rng.integers(-5000, 5000, n).astype(np.int32), wt, zp_a)
+    return a, wt, bias
+
+
+def run_q8_gemm(rng, m, k, n, i, threads, wmax=127, ldc_pad=0):
+    """(got, want, packed) for one case: uint8 outputs on even i, float32 on odd."""
+    zp = ZERO_POINTS[i % 3]
+    a, wt, bias = gemm_operands(rng, m, k, n, zp, wmax)
+    if i % 2 == 0:
+        mm, e = multipliers(rng, n, i // 2 % 3)
+        qmin, qmax = ((0, 255), (zp // 2, 255), (3, 200))[i % 3]
+        packed = PackedQ8(wt, bias, m=mm, e=e)
+        want = ref.gemm(a, wt, bias, mm, e, zp, qmin, qmax)
+        y = np.full((m, n + ldc_pad), 77, np.uint8)
+        native.q8_gemm(**packed.call(a, y, zp, qmin, qmax, ldc=n + ldc_pad), threads=threads)
+    else:
+        scale = rng.uniform(1e-5, 1e-2, n).astype(np.float32)
+        lo, hi = ((None, None), (0.0, None), (0.0, 6.0))[i % 3]
+        packed = PackedQ8(wt, bias, scale=scale)
+        want = ref.dequantize_acc(ref.gemm_acc(a, wt, bias), scale, lo, hi)
+        y = np.full((m, n + ldc_pad), 77, np.float32)
+        native.q8_gemm(**packed.call(a, y, lo=lo, hi=hi, ldc=n + ldc_pad), threads=threads)
+    assert np.all(y[:, n:] == 77), "wrote past column n"
+    return y[:, :n], want, packed
+
+
+def tile(name):
+    """(mr, nr) of q8_gemm_<MR>x<NR>c<KG>_<isa>."""
+    mr, nr = name.split("_")[2].split("c")[0].split("x")
+    return int(mr), int(nr)
+
+
+def q8_gemm(rng, threads):
+    mr, nr = tile(next(v[0] for v in native.variants("q8_gemm") if v[2]))
+    ms = (1, mr - 1 or 1, mr + 1, 3 * mr + 2, 64 * mr + 3)
+    ns = (1, nr - 1 or 1, nr + 1, 2 * nr + 3, 130)
+    ks = (1, 2, 3, 5, 16, 17, 37, 300)
+    for i in range(12):
+        m, n, k = ms[i % 5], ns[(i * 2) % 5], ks[i % 8]
+        got, want, _ = run_q8_gemm(rng, m, k, n, i, threads, wmax=64, ldc_pad=i % 3)
+        yield got, want
+    # long k, and weights at the int8 extremes
+    got, want, _ = run_q8_gemm(rng, 9, 1000, 40, 0, threads, wmax=64)
+    yield got, want
+    got, want, _ = run_q8_gemm(rng, 7, 33, 21, 1, threads, wmax=128)
+    yield got, want
+
+
+#: op -> cases(rng, threads), yielding (got, want)
+CASES = {
+    "q8_gemm": q8_gemm,
+}
+
+
+def q8_variants():
+    if native is None:
+        return []
+    return [(op, v[0]) for op in native.ops() if op.startswith("q8_") for v in native.variants(op)]
+
+
+def calls(op, name):
+    return next(v[4] for v in native.variants(op) if v[0] == name)
+
+
+@pytest.mark.parametrize("op, name", q8_variants())
+def test_variant_equals_the_reference(op, name):
+    if not next(v[3] for v in native.variants(op) if v[0] == name):
+        pytest.skip(f"{name} cannot run on this CPU")
+    before = calls(op, name)
+    native.force(op, name)
+    try:
+        rng = np.random.default_rng(sum(map(ord, name)))
+        count = 0
+        for threads in THREADS:
+            for got, want in CASES[op](rng, threads):
+                assert got.dtype == want.dtype and got.shape == want.shape
+                bad = np.argwhere(got != want)
+                assert bad.size == 0, f"{name}, {threads} threads: {len(bad)} differ, first at {bad[0]}"
+                count += 1
+        assert count > 0
+    finally:
+        native.force(op, None)
+    assert calls(op, name) > before  # the cases ran on the forced variant
+
+
+def test_every_q8_op_has_cases():
+    assert {op for op in native.ops() if op.startswith("q8_")} == set(CASES)
+    for op in CASES:
+        variants = native.variants(op)
+        assert variants and sum(v[2] for v in variants) == 1 and not variants[-1][1]
