@@ -9,16 +9,19 @@ integer arithmetic on the same calibration batch:
    (0.01% cut from each end) or ``mse`` (the clip that minimises the
    squared error of quantising the tensor).  Each rule is tried on the
    whole network and the one whose answers move least is kept.
-2. **Integer weights**: a layer that may run integer gets int8 weights in
-   [-64, 64] (integer.WEIGHT_QMAX), with the per-channel clip and the bias
-   correction chosen as for stored int8 weights.
+2. **Integer weights**: a convolution that may run integer gets int8
+   weights at two ranges, [-64, 64] (integer.WEIGHT_QMAX: x86's fastest
+   kernel is exact on them) and [-127, 127] (exact everywhere, slower on
+   x86), each with the per-channel clip and the bias correction chosen as
+   for stored int8 weights.
 3. **Sensitivity**: with only that layer in integers (its inputs and output
-   quantised), the KL divergence of the class probabilities from the float
-   network's.
-4. **Budget**: starting from every candidate in integers, the layers that
-   move the answers most for the time they save (sensitivity per
-   multiply-add) go back to float until the whole network's divergence is
-   within the budget.
+   quantised), at each weight range, the KL divergence of the class
+   probabilities from the float network's.
+4. **Budget**: starting from every candidate at its fastest integer level,
+   layers move up a level (wider weights, then float) in the order that
+   removes the most divergence for the time it adds (lone sensitivities
+   against an estimate of each level's time), and the first plan of that
+   sequence whose whole-network divergence is within the budget is kept.
 
 The integer execution measured here is the exact one the runtime performs
 (integer.Q8Node), so what is measured is what runs.
@@ -80,7 +83,18 @@ def macs(node, shapes, params):
 class IntegerPlanner:
     """The integer plan of a calibrated network (calibrate.Quantizer ``q``)
     whose float layers use ``weights`` (tensor name -> what the runtime
-    sees)."""
+    sees).
+
+    A convolution has three levels: integers with weights in [-64, 64]
+    (x86's fastest kernel is exact on them), integers with the whole int8
+    range (an exact, slower kernel), and float; an add or a mean pool two:
+    integers and float.  A plan gives each candidate a level."""
+
+    #: weight ranges of a convolution's integer levels, fastest first
+    WEIGHT_RANGES = (integer.WEIGHT_QMAX, 127)
+    #: time of a layer at each level, as a fraction of its float time (an
+    #: estimate from the kernels' measured throughput: scripts/bench_q8.py)
+    COST = {64: 0.6, 127: 0.85, "int": 0.5, None: 1.0}
 
     def __init__(self, q, weights, plain_biases=None, progress=None):
         self.q, self.b, self.nodes = q, q.b, q.nodes
@@ -93,12 +107,18 @@ class IntegerPlanner:
             w = self.b.params[node.params["weight"]].shape if "weight" in node.params else None
             if node.op in integer.OPS and integer.supported(node, q.cache[node.inputs[0]].shape, w):
                 self.candidates.append(node)
-        self.iweights = {n.name: self._integer_weight(n) for n in self.candidates if n.op == "conv"}
+        self.iweights = {(n.name, r): self._integer_weight(n, r) for n in self.candidates if n.op == "conv"
+                         for r in self.WEIGHT_RANGES}
         self._lowered = {}
 
-    def _integer_weight(self, node):
-        """(int8, scales, corrected float bias, clip kind) of an integer
-        layer: the clip that moves its output least, then bias correction."""
+    def levels(self, node):
+        """A candidate's levels, fastest first (None: float)."""
+        return self.WEIGHT_RANGES + (None,) if node.op == "conv" else ("int", None)
+
+    def _integer_weight(self, node, qmax):
+        """(integers, scales, corrected float bias, clip kind, clip) of an
+        integer layer with weights in [-qmax, qmax]: the clip that moves its
+        output least, then bias correction."""
         from .calibrate import clip_candidates
         w = self.b.params[node.params["weight"]]
         bname = node.params.get("bias")
@@ -109,10 +129,10 @@ class IntegerPlanner:
         # raised until the bias fits, which leaves its weights at zero.
         x = self.q.cache[node.inputs[0]]
         x_scale = max(float(x.max()) - min(float(x.min()), 0.0), 1e-8) / 255.0
-        floor = 0.0 if plain is None else np.abs(plain) * integer.WEIGHT_QMAX / (x_scale * 2.0 ** 26)
-        for kind, clip in zip(("absmax", "mse"), clip_candidates(w, qmax=integer.WEIGHT_QMAX)):
+        floor = 0.0 if plain is None else np.abs(plain) * qmax / (x_scale * 2.0 ** 26)
+        for kind, clip in zip(("absmax", "mse"), clip_candidates(w, "int8", qmax)):
             clip = np.maximum(clip, floor).astype(np.float32)
-            wi, scales = integer.integer_weight(w, clip)
+            wi, scales = integer.integer_weight(w, clip, qmax)
             wq = wi.astype(np.float32) * scales.reshape((-1,) + (1,) * (w.ndim - 1))
             e = self.q._error(node, wq - w)
             shift = e.mean(axis=0) if bname else 0.0
@@ -127,23 +147,23 @@ class IntegerPlanner:
         names = {t for n in self.candidates for t in n.inputs + n.outputs}
         return {t: tensor_qparams(self.q.cache[t], rule) for t in sorted(names)}
 
-    def _lower(self, node, qp, rule, float_out):
-        key = (node.name, rule, float_out)
+    def _lower(self, node, qp, rule, level, float_out):
+        key = (node.name, rule, level, float_out)
         if key not in self._lowered:
             weight = bias = None
             if node.op == "conv":
-                wi, scales, bias, _, _ = self.iweights[node.name]
+                wi, scales, bias, _, _ = self.iweights[(node.name, level)]
                 weight = (wi, scales)
             self._lowered[key] = integer.lower_node(node, [self.shapes[i] for i in node.inputs], qp,
                                                     float_out, weight, bias)
         return self._lowered[key]
 
-    def run(self, chosen, qp, rule, start=0, lone=False):
-        """The network's output with the nodes named in ``chosen`` in
-        integers, from node ``start`` on (earlier values from the float
-        cache).  ``lone``: outputs stay uint8 even where only float nodes
-        read them (to measure one layer with its output quantised)."""
-        floats = set() if lone else integer.float_outputs(self.nodes, chosen, self.q.output)
+    def run(self, plan, qp, rule, start=0, lone=False):
+        """The network's output with the nodes ``plan`` names (name ->
+        level) in integers, from node ``start`` on (earlier values from the
+        float cache).  ``lone``: outputs stay uint8 even where only float
+        nodes read them (to measure one layer with its output quantised)."""
+        floats = set() if lone else integer.float_outputs(self.nodes, set(plan), self.q.output)
         values = {}
         last = {}
         for i, n in enumerate(self.nodes):
@@ -151,8 +171,9 @@ class IntegerPlanner:
                 last[t] = i
         for i, node in enumerate(self.nodes[start:], start):
             ins = [values[t] if t in values else self.q.cache[t] for t in node.inputs]
-            if node.name in chosen:
-                qn = self._lower(node, qp, rule, node.name in floats or node.op == "global_avgpool")
+            if node.name in plan:
+                qn = self._lower(node, qp, rule, plan[node.name],
+                                 node.name in floats or node.op == "global_avgpool")
                 out = qn.run([integer.entry(v, "u8", qp[t]) for v, t in zip(ins, node.inputs)])
             else:
                 ins = [integer.entry(v, "f32", qp.get(t)) for v, t in zip(ins, node.inputs)]
@@ -162,79 +183,105 @@ class IntegerPlanner:
             for t in node.inputs:
                 if last.get(t) == i and t != self.q.output:
                     values.pop(t, None)
-        out = values.get(self.q.output, self.q.cache[self.q.output])
+        out = values[self.q.output] if self.q.output in values else self.q.cache[self.q.output]
         return integer.entry(out, "f32", qp.get(self.q.output))
 
-    def measure(self, chosen, qp, rule):
+    def measure(self, plan, qp, rule):
         """(KL, top-1 agreement) with the float network."""
-        out = self.run(chosen, qp, rule)
+        out = self.run(plan, qp, rule)
         ref = self.q.reference
         return kl(ref, out), float((out.argmax(-1) == ref.argmax(-1)).mean())
 
+    def moves(self, sens, work):
+        """Plans from the cheapest (every candidate at its fastest level) to
+        all float, one layer one level up at a time: each step the move that
+        removes the most estimated divergence (the layers' lone
+        sensitivities) per unit of time it adds."""
+        state = {n.name: 0 for n in self.candidates}
+        levels = {n.name: self.levels(n) for n in self.candidates}
+
+        def plan():
+            return {n: levels[n][k] for n, k in state.items() if levels[n][k] is not None}
+        seq = [plan()]
+        while True:
+            best = None
+            for name, k in state.items():
+                if k + 1 >= len(levels[name]):
+                    continue
+                cur, nxt = levels[name][k], levels[name][k + 1]
+                gain = sens[name].get(cur, 0.0) - sens[name].get(nxt, 0.0)
+                dt = (self.COST[nxt] - self.COST[cur]) * work[name]
+                score = gain / max(dt, 1e-9)
+                if best is None or score > best[0]:
+                    best = (score, name)
+            if best is None:
+                return seq
+            state[best[1]] += 1
+            seq.append(plan())
+
     def plan(self, budget=DEFAULT_KL_BUDGET):
-        """Choose the range rule and the integer layers; return the report
+        """Choose the range rule and each layer's level; return the report
         (with ``nodes`` and ``activations`` as the file stores them)."""
-        everything = {n.name for n in self.candidates}
+        exact = {n.name: self.levels(n)[-2] for n in self.candidates}  # every layer at its best integer level
         rules = {}
         for rule in RANGE_RULES:
             qp = self.qparams(rule)
-            rules[rule] = (qp,) + self.measure(everything, qp, rule)
-            self.say(f"  activation ranges by {rule}: all {len(everything)} candidate layers in integers, "
+            rules[rule] = (qp,) + self.measure(exact, qp, rule)
+            self.say(f"  activation ranges by {rule}: all {len(exact)} candidate layers in integers, "
                      f"KL {rules[rule][1]:.3g}, top-1 agreement {rules[rule][2] * 100:.0f}%")
         rule = min(RANGE_RULES, key=lambda r: rules[r][1])
         qp = rules[rule][0]
         index = {n.name: i for i, n in enumerate(self.nodes)}
         sens = {}
         for count, n in enumerate(self.candidates, 1):
-            sens[n.name] = kl(self.q.reference, self.run({n.name}, qp, rule, start=index[n.name], lone=True))
+            sens[n.name] = {lv: kl(self.q.reference, self.run({n.name: lv}, qp, rule, start=index[n.name],
+                                                              lone=True))
+                            for lv in self.levels(n)[:-1]}
             if count % 10 == 0 or count == len(self.candidates):
                 self.say(f"  measured {count}/{len(self.candidates)} layers in integers")
         work = {n.name: macs(n, self.shapes, self.b.params) for n in self.candidates}
-        # The layers that cost the most answer-movement per unit of time saved go back to float first.
-        order = sorted(self.candidates, key=lambda n: (-sens[n.name] / max(work[n.name], 1), n.name))
-
-        def keep(k):
-            return everything - {n.name for n in order[:k]}
-        # the fewest layers back in float that bring the divergence within budget (bisection on k)
-        lo_k, hi_k = 0, len(order)
+        seq = self.moves(sens, work)
         results = {}
 
         def at(k):
             if k not in results:
-                results[k] = self.measure(keep(k), qp, rule)
+                results[k] = self.measure(seq[k], qp, rule)
             return results[k]
-        if at(0)[0] > budget:
-            while hi_k - lo_k > 1:
-                mid = (lo_k + hi_k) // 2
-                if at(mid)[0] <= budget:
-                    hi_k = mid
-                else:
-                    lo_k = mid
-            k = hi_k
-        else:
-            k = 0
-        chosen = keep(k)
-        total_kl, agree = at(k)
+        # the first plan of the sequence within budget (bisection: the
+        # divergence falls, roughly, along it)
+        lo_k, hi_k = 0, len(seq) - 1
+        if at(0)[0] <= budget:
+            hi_k = 0
+        while hi_k - lo_k > 1:
+            mid = (lo_k + hi_k) // 2
+            if at(mid)[0] <= budget:
+                hi_k = mid
+            else:
+                lo_k = mid
+        chosen = seq[hi_k]
+        total_kl, agree = at(hi_k)
         total_work = sum(work.values())
+        time_est = sum(work[n] * self.COST[chosen.get(n)] for n in work) / max(total_work, 1)
         share = sum(work[n] for n in chosen) / max(total_work, 1)
         used = {t for n in self.nodes if n.name in chosen for t in n.inputs + n.outputs}
         summary = (f"{len(chosen)} of {len(self.candidates)} candidate layers in integers "
-                   f"({share * 100:.0f}% of their multiply-adds), activation ranges by {rule}; "
-                   f"on {len(self.q.reference)} calibration inputs KL {total_kl:.2g}, "
-                   f"top-1 agreement {agree * 100:.0f}%")
+                   f"({share * 100:.0f}% of their multiply-adds, estimated {time_est:.2f}x their float time), "
+                   f"activation ranges by {rule}; on {len(self.q.reference)} calibration inputs "
+                   f"KL {total_kl:.2g}, top-1 agreement {agree * 100:.0f}%")
         self.say("  " + summary)
         return {
             "nodes": [n.name for n in self.nodes if n.name in chosen],
             "activations": {t: qp[t].to_json() for t in sorted(used)},
             "summary": summary,
             "method": "per-tensor activation ranges (rule chosen by measured KL), per-layer sensitivity "
-                      "(KL with only that layer in integers), layers back to float by sensitivity per "
-                      "multiply-add until the KL budget holds",
-            "weights_qmax": integer.WEIGHT_QMAX,
+                      "(KL with only that layer in integers, at each weight range), layers moved up a level "
+                      "(wider weights, then float) by divergence removed per time added until the KL "
+                      "budget holds",
+            "weight_ranges": {n: lv for n, lv in chosen.items() if lv != "int"},
             "budget_kl": budget,
             "ranges": {r: {"kl": float(f"{v[1]:.3g}"), "agreement": round(v[2], 4)} for r, v in rules.items()},
             "rule": rule,
-            "sensitivity": {n: float(f"{v:.3g}") for n, v in sens.items()},
+            "sensitivity": {n: {str(lv): float(f"{v:.3g}") for lv, v in d.items()} for n, d in sens.items()},
         }
 
 
@@ -248,12 +295,12 @@ def choose_arithmetic(q, weights, encodings, clips, plain_biases=None, budget=No
     planner = IntegerPlanner(q, weights, plain_biases, progress)
     report = planner.plan(budget)
     qmax = {}
-    chosen = set(report["nodes"])
     for node in planner.candidates:
-        if node.name in chosen and node.op == "conv":
-            _, _, bias, kind, clip = planner.iweights[node.name]
+        level = report["weight_ranges"].get(node.name)
+        if level is not None:
+            _, _, bias, kind, clip = planner.iweights[(node.name, level)]
             wname = node.params["weight"]
-            encodings[wname], clips[wname], qmax[wname] = "int8", clip, integer.WEIGHT_QMAX
+            encodings[wname], clips[wname], qmax[wname] = "int8", clip, level
             if bias is not None:
                 q.b.params[node.params["bias"]] = bias
     return report, qmax

@@ -65,9 +65,10 @@ def clamp_bounds(act, q):
 
 
 def integer_weight(w_float, clip=None, qmax=WEIGHT_QMAX):
-    """(int8 integers, per-channel scales) of a float weight for an integer layer."""
+    """(integers, per-channel scales) of a float weight for an integer layer:
+    int8, or int16 for a range beyond 127."""
     from .quant import encode
-    return encode(w_float, "int8", clip, qmax)
+    return encode(w_float, "int8" if qmax <= 127 else "int16", clip, qmax)
 
 
 @dataclass
@@ -149,8 +150,8 @@ def _weighted(node, kind, x_q, out_q, w_int, w_scales, bias_f):
     w_scales = np.asarray(w_scales, np.float64)
     n = w_int.shape[0]
     wt = w_int.reshape(n, -1) if kind != "depthwise" else w_int[:, :, :, 0]
-    if np.abs(wt).max(initial=0) > 127:
-        raise DeviceNetError(f"node {node.name}: integer weights must be int8")
+    if wt.dtype not in (np.int8, np.int16):
+        raise DeviceNetError(f"node {node.name}: integer weights must be int8 or int16")
     # A channel of zero weights (scale 0) still outputs its bias: give it a
     # scale that keeps its factor in range (its weights are 0 whatever it is).
     ref = out_q.scale if out_q is not None else 1.0

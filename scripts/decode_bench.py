@@ -7,8 +7,8 @@
 Pillow's ``draft()`` lets the JPEG decoder downscale by 1/2, 1/4 or 1/8 in
 the DCT domain, which is much faster than decoding every pixel but aliases
 where an antialiased resize does not.  For every large photo this decodes
-three ways -- in full, drafted down to the resize target, drafted down to
-twice the target (what devicenet does, image.DRAFT_MARGIN) -- applies the
+several ways -- in full, and drafted down to 1, 2, 3 and 4 times the
+resize target (devicenet drafts to twice the target, image.DRAFT_MARGIN) -- applies the
 same preprocessing, runs the float32 EfficientNet-Lite0 on each, and
 prints how often the drafted decodes change the top-1 of the full decode,
 and the median decode times.  The photos are the photographic wallpapers
@@ -73,6 +73,8 @@ def decode(path, spec, draft):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", default=eval_photos.DEFAULT_CACHE)
+    ap.add_argument("--margins", default="1,2,3,4",
+                    help="draft down to these multiples of the resize target (default: %(default)s)")
     args = ap.parse_args()
     paths = large_photos(args.cache)
     net = os.path.join(args.cache, "efficientnet-lite0-float32.dnet")
@@ -80,8 +82,10 @@ def main():
         convert(checkpoint("lite0"), net, weights="float32")
     model = load(net, backend="cpu")
     spec = model.graph.meta["preprocess"]
-    ways = {"full": None, "draft to the target": (spec["resize"],) * 2,
-            f"draft to {DRAFT_MARGIN}x the target": (DRAFT_MARGIN * spec["resize"],) * 2}
+    ways = {"full": None}
+    for k in map(int, args.margins.split(",")):
+        mark = " (devicenet)" if k == DRAFT_MARGIN else ""
+        ways[f"draft to {k}x the target{mark}"] = (k * spec["resize"],) * 2
     probs, times = {w: [] for w in ways}, {w: [] for w in ways}
     for i, path in enumerate(paths, 1):
         for way, draft in ways.items():

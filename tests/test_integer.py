@@ -92,7 +92,7 @@ def test_integer_network_stays_close_to_float(integer_model):
     got = CPUBackend(g, native=False).run(x)
     assert got.dtype == np.float32 and got.shape == ref.shape
     # eight-bit activations everywhere: close, not equal
-    assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()
+    assert np.abs(got - ref).max() <= 0.15 * np.abs(ref).max()
     assert not np.array_equal(got, ref)
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 2 / 3
 

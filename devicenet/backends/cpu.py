@@ -351,7 +351,7 @@ class CPUBackend(Backend):
         kernels = []
         for node in self.graph.nodes:
             if node.name in lowered:
-                kernels.append(self._impl.q8(lowered[node.name], shapes[node.outputs[0]]))
+                kernels.append(self._impl.q8(lowered[node.name], shapes[node.inputs[0]], shapes[node.outputs[0]]))
                 continue
             weight = node.params.get("weight")
             weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
@@ -364,6 +364,7 @@ class CPUBackend(Backend):
         steps, sizes = cpu_kernels.plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]
         for s in steps:
+            s.entry = self._entries.get(s.node.name)
             s.out = None if s.out is None else buffers[s.out][:math.prod(s.shape)].reshape(s.shape)
             s.temps = [None if t is None else buffers[t] for t in s.temps]
         # Runs of compiled steps become programs that go from layer to layer
@@ -408,9 +409,8 @@ class CPUBackend(Backend):
             i += 1
             t0 = time.perf_counter() if profile is not None else 0.0
             ins = [values[n] for n in step.node.inputs]
-            conv = self._entries.get(step.node.name)
-            if conv:  # a float value read by an integer node, or the other way round
-                ins = [v if c is None else entry(v, *c) for v, c in zip(ins, conv)]
+            if step.entry:  # a float value read by an integer node, or the other way round
+                ins = [v if c is None else entry(v, *c) for v, c in zip(ins, step.entry)]
             if step.kernel is None:
                 out = self.run_node(step.node, ins)
             else:

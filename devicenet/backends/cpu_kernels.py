@@ -183,7 +183,7 @@ class Numpy:
             activate(yb, act)
         _parallel(band, a.shape[0], self.pool, min_rows=16)
 
-    def q8(self, qnode, shape):
+    def q8(self, qnode, in_shape, shape):
         """The kernel of an integer node (integer.Q8Node) with output shape ``shape``."""
         return Q8Numpy(qnode, shape)
 
@@ -610,7 +610,8 @@ def programs(graph, steps, input_buffer, native):
 
     for i, step in enumerate(steps):
         ins = [where.get(n) for n in step.node.inputs]
-        bind = getattr(step.kernel, "bind", None)
+        # a step that converts what it reads (float <-> uint8) runs from Python
+        bind = None if step.entry else getattr(step.kernel, "bind", None)
         calls = None
         if bind is not None and step.out is not None and all(v is not None for v in ins):
             calls = bind(ins, step.out, step.temps)
@@ -640,6 +641,7 @@ class _Step:
     def __init__(self, node, kernel, shape, out, temps, drop):
         self.node, self.kernel, self.shape = node, kernel, shape
         self.out, self.temps, self.drop = out, temps, drop
+        self.entry = None  # how it converts its inputs (CPUBackend sets it)
 
 
 def plan(graph, shapes, kernels):

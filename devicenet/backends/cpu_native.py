@@ -31,10 +31,11 @@ class Compiled:
         # small layer takes.
         set_blas_threads(1 if native_gemm() else threads.wanted)
 
-    def q8(self, qnode, shape):
-        """The kernel of an integer node (integer.Q8Node) with output shape ``shape``."""
-        from .cpu_kernels import Q8Numpy
-        return Q8Numpy(qnode, shape)
+    def q8(self, qnode, in_shape, shape):
+        """The kernel of an integer node (integer.Q8Node) with input shape
+        ``in_shape`` (its first input's) and output shape ``shape``."""
+        from .cpu_integer import kernel
+        return kernel(qnode, in_shape, shape, self)
 
     def gemm(self, a, wt, y, bias, act):
         """y = act(a @ wt + bias): on the team, bias and activation added by

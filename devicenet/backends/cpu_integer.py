@@ -1,0 +1,94 @@
+"""Planned kernels of integer nodes (integer.Q8Node) in the compiled
+implementation: the eight-bit ops of the compiled module (``cpu_q8``) where
+it has them, the exact numpy form (``cpu_kernels.Q8Numpy``) where not.
+
+Like the float kernels, each one writes into a buffer of the plan's arena
+(a uint8 value takes a quarter of a float32 slot, ``out_view``) and those
+that are single compiled calls ``bind`` into programs, so that a run of
+integer layers goes from layer to layer without returning to Python.
+"""
+
+import numpy as np
+
+from . import q8_ref
+from .cpu_kernels import Kernel, Q8Numpy, out_view
+
+
+def as_u8(value, shape):
+    """A uint8 value as its reader sees it: bound into a program, a value is
+    the float32 arena slot it lives in."""
+    return value if value.dtype == np.uint8 else out_view(value, shape, np.uint8)
+
+
+class _Q8Call(Kernel):
+    """An integer node computed by compiled calls (``bind``)."""
+
+    def __init__(self, qnode, in_shape, shape, impl):
+        self.q, self.in_shape, self.shape, self.impl = qnode, in_shape, shape, impl
+        self.dtype = np.float32 if qnode.out is None else np.uint8
+
+    def output(self, out):
+        if out is None:  # the graph's output: the caller keeps it
+            return np.empty(self.shape, self.dtype)
+        return out_view(out, self.shape, self.dtype)
+
+    def stage(self):
+        """The output stage's arguments: zero point and clamp, or float bounds."""
+        q = self.q
+        if q.out is None:
+            return dict(lo=q.lo, hi=q.hi)
+        return dict(zero_point=q.out.zero_point, qmin=q.qmin, qmax=q.qmax)
+
+    def __call__(self, inputs, out, temps):
+        y = self.output(out)
+        for name, args in self.bind(inputs, y, temps):
+            getattr(self.impl.module, name)(**args, threads=self.impl.threads.n)
+        return y
+
+
+class Q8Gemm(_Q8Call):
+    """A 1x1 stride-1 convolution: one eight-bit GEMM over the pixels."""
+
+    op = "q8_gemm"
+
+    def __init__(self, qnode, in_shape, shape, impl):
+        super().__init__(qnode, in_shape, shape, impl)
+        from .cpu_q8 import PackedQ8
+        q = qnode
+        self.packed = (PackedQ8(q.wt, q.bias, scale=q.fscale) if q.out is None else
+                       PackedQ8(q.wt, q.bias, m=q.m, e=q.e))
+
+    def bind(self, inputs, out, temps):
+        a = as_u8(inputs[0], self.in_shape).reshape(-1, self.packed.k)
+        y = out_view(out, self.shape, self.dtype).reshape(-1, self.packed.n)
+        return [("q8_gemm", self.packed.call(a, y, **self.stage()))]
+
+
+class Q8Im2col(Q8Gemm):
+    """Any other dense convolution: the patches of the uint8 input (its
+    zero point in the padding), then one eight-bit GEMM."""
+
+    def bind(self, inputs, out, temps):
+        return None  # the patches are made in numpy, per call
+
+    def __call__(self, inputs, out, temps):
+        from ..graph import window
+        (kh, kw), stride, pads, _ = window(self.q.attrs, self.q.name)
+        x = as_u8(inputs[0], self.in_shape)
+        cols, _ = q8_ref.im2col(x, (kh, kw), stride, pads, self.q.ins[0].zero_point)
+        y = self.output(out)
+        self.impl.module.q8_gemm(**self.packed.call(np.ascontiguousarray(cols), y.reshape(-1, self.packed.n),
+                                                    **self.stage()), threads=self.impl.threads.n)
+        return y
+
+
+#: integer kinds -> the class computing them where the compiled module has its op
+KERNELS = {"gemm": (Q8Gemm, "q8_gemm"), "im2col": (Q8Im2col, "q8_gemm")}
+
+
+def kernel(qnode, in_shape, shape, impl):
+    """The planned kernel of an integer node."""
+    cls, op = KERNELS.get(qnode.kind, (None, None))
+    if cls is None or op not in impl.module.ops():
+        return Q8Numpy(qnode, shape)
+    return cls(qnode, in_shape, shape, impl)
