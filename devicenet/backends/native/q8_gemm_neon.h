@@ -6,15 +6,12 @@
  * Eight columns; k four steps at a time: the weights of a step are 8
  * int8 widened to int16, the four activations of each row widened to
  * int16 once and used by lane (vmlal_lane_s16 sums into int32 exactly, for
- * any weights).  The output stage is NEON's own rounding: vqrdmulh is
- * (acc * m + 2**30) >> 31 and vrshl by -e the rounding shift right, exactly
- * q8_ref.requantize. */
+ * any weights).  The output stage is NEON's own rounding (q8_neon.h). */
 #ifndef DEVICENET_Q8_GEMM_NEON_H
 #define DEVICENET_Q8_GEMM_NEON_H
 
-#include <arm_neon.h>
-
 #include "q8.h"
+#include "q8_neon.h"
 
 #define NR 8
 
@@ -78,11 +75,7 @@ static inline void rows(const size_t MR, size_t nr_, size_t k, const uint8_t *a,
     const uint8x8_t qmin = vdup_n_u8((uint8_t)out->qmin), qmax = vdup_n_u8((uint8_t)out->qmax);
 #pragma GCC unroll 8
     for (size_t i = 0; i < MR; i++) {
-        const int32x4_t p0 = vrshlq_s32(vqrdmulhq_s32(acc[i][0], m0), e0);
-        const int32x4_t p1 = vrshlq_s32(vqrdmulhq_s32(acc[i][1], m1), e1);
-        /* saturating narrowing: beyond int16 the clamp to [0, 255] decides the same */
-        const int16x8_t s = vqaddq_s16(vcombine_s16(vqmovn_s32(p0), vqmovn_s32(p1)), zp);
-        const uint8x8_t b = vmin_u8(vmax_u8(vqmovun_s16(s), qmin), qmax);
+        const uint8x8_t b = requantize8(acc[i][0], acc[i][1], m0, m1, e0, e1, zp, qmin, qmax);
         uint8_t *ci = (uint8_t *)c + i * ldc;
         if (nr_ == NR)
             vst1_u8(ci, b);
