@@ -15,6 +15,7 @@ from devicenet.backends import cpu_kernels, q8_ref as ref
 native = cpu_kernels.NATIVE
 pytestmark = pytest.mark.skipif(native is None, reason="the compiled kernels are not built")
 if native is not None:
+    from devicenet.backends import cpu_q8
     from devicenet.backends.cpu_q8 import PackedQ8
 
 THREADS = (1, 2, 3)
@@ -84,9 +85,75 @@ def q8_gemm(rng, threads):
     yield got, want
 
 
+def q8_dwconv(rng, threads):
+    # (H, W, C, kernel, stride, pads top/left/bottom/right): channels that
+    # are and are not multiples of 16, images narrower than the kernel,
+    # uneven pads, more than 8 blocks of channels (split across channels)
+    for i, (h, w, c, k, stride, pads) in enumerate([
+            (12, 11, 32, 3, 1, (1, 1, 1, 1)), (13, 17, 48, 3, 2, (0, 0, 1, 1)), (9, 10, 21, 5, 1, (2, 2, 2, 2)),
+            (15, 14, 40, 5, 2, (1, 2, 2, 1)), (7, 7, 200, 5, 1, (2, 2, 2, 2)), (3, 2, 17, 3, 1, (1, 1, 1, 1)),
+            (6, 6, 5, 5, 2, (2, 2, 2, 2)), (8, 9, 3, 3, 2, (1, 1, 1, 1))]):
+        zx, zp = ZERO_POINTS[i % 3], ZERO_POINTS[(i + 1) % 3]
+        x = rng.integers(0, 256, (1, h, w, c)).astype(np.uint8)
+        weight = rng.integers(-127, 128, (c, k, k)).astype(np.int8)
+        bias = ref.fold_bias(rng.integers(-3000, 3000, c).astype(np.int32), weight, zx)
+        m, e = multipliers(rng, c, i % 3)
+        qmin, qmax = ((0, 255), (zp // 2, 255), (3, 200))[i % 3]
+        want = ref.requantize(ref.dwconv_acc(x, weight, bias, (stride, stride), pads, zx), m, e, zp, qmin, qmax)
+        got = cpu_q8.DepthwiseQ8(weight, bias, m, e)(x, (stride, stride), pads, zx, zp, qmin, qmax, threads)
+        yield got, want
+
+
+def q8_add(rng, threads):
+    for i, shape in enumerate([(2, 7, 7, 40), (1, 3), (5, 13, 11, 3), (300000,)]):
+        a, b = (rng.integers(0, 256, shape).astype(np.uint8) for _ in range(2))
+        za, zb, zp = ZERO_POINTS[i % 3], ZERO_POINTS[(i + 1) % 3], ZERO_POINTS[(i + 2) % 3]
+        ma, mb = ref.add_multipliers(*rng.uniform(0.01, 0.2, 2), rng.uniform(0.02, 0.1))
+        shift = (16, 1, 20, 9)[i]
+        if shift < 16:
+            ma, mb = ma >> (16 - shift), mb >> (16 - shift)
+        qmin, qmax = ((0, 255), (zp // 2, 255), (3, 200))[i % 3]
+        want = ref.add(a, b, za, zb, ma, mb, shift, zp, qmin, qmax)
+        yield cpu_q8.add(a, b, za, zb, ma, mb, shift, zp, qmin, qmax, threads=threads), want
+        # the largest multipliers allowed, in place
+        want = ref.add(a, b, za, zb, 2 ** 21 - 1, -(2 ** 21 - 1), 31, zp)
+        yield cpu_q8.add(a, b, za, zb, 2 ** 21 - 1, -(2 ** 21 - 1), 31, zp, out=a, threads=threads), want
+
+
+def q8_meanpool(rng, threads):
+    for i, (n, h, w, c) in enumerate([(2, 7, 7, 40), (1, 1, 1, 3), (3, 5, 1, 1280), (1, 17, 13, 13)]):
+        x = rng.integers(0, 256, (n, h, w, c)).astype(np.uint8)
+        zp, scale = ZERO_POINTS[i % 3], rng.uniform(0.01, 0.1) / (h * w)
+        yield cpu_q8.meanpool(x, zp, scale, threads), ref.meanpool(x, zp, scale)
+
+
+def q8_quantize(rng, threads):
+    for i, shape in enumerate([(2, 7, 7, 40), (1, 3), (100003,)]):
+        # a power of two on even cases, so that x / scale hits halves exactly
+        scale, zp = (2.0 ** -5 if i % 2 == 0 else rng.uniform(0.005, 0.1)), ZERO_POINTS[i % 3]
+        x = (rng.normal(size=shape) * 200 * scale).astype(np.float32)
+        x.reshape(-1)[::3] = np.round(x.reshape(-1)[::3] / scale * 2) / 2 * scale
+        # ties to even, huge values
+        special = np.float32([0.5, 1.5, 2.5, -0.5, -1.5, 1e30, -1e30, 3e38]) * np.float32(scale)
+        x.reshape(-1)[:8] = special[:x.size]
+        yield cpu_q8.quantize(x, scale, zp, threads=threads), ref.quantize(x, scale, zp)
+
+
+def q8_dequantize(rng, threads):
+    for i, shape in enumerate([(2, 7, 7, 40), (1, 3), (100003,)]):
+        q = rng.integers(0, 256, shape).astype(np.uint8)
+        scale, zp = rng.uniform(0.005, 0.1), ZERO_POINTS[i % 3]
+        yield cpu_q8.dequantize(q, scale, zp, threads=threads), ref.dequantize(q, scale, zp)
+
+
 #: op -> cases(rng, threads), yielding (got, want)
 CASES = {
     "q8_gemm": q8_gemm,
+    "q8_dwconv": q8_dwconv,
+    "q8_add": q8_add,
+    "q8_meanpool": q8_meanpool,
+    "q8_quantize": q8_quantize,
+    "q8_dequantize": q8_dequantize,
 }
 
 

@@ -72,3 +72,85 @@ class PackedQ8:
         y = np.empty((a.shape[0], self.n), np.float32 if self.to_float else np.uint8)
         NATIVE.q8_gemm(**self.call(a, y, zero_point, qmin, qmax, lo, hi), threads=threads)
         return y
+
+
+class DepthwiseQ8:
+    """A depthwise convolution's int8 weights (C, KH, KW), folded int32 bias
+    (C; q8_ref.fold_bias with the input's zero point) and per-channel
+    requantisation (m, e), laid out once for op q8_dwconv."""
+
+    def __init__(self, weight, bias, m, e, kernel=None):
+        weight = np.asarray(weight, np.int8)
+        weight = weight.reshape(weight.shape[0], *(kernel or weight.shape[1:3]))
+        self.c, self.kh, self.kw = weight.shape
+        # pairs of taps (native/q8_dwconv.h): int16 (pairs, C, 2), an odd
+        # last tap paired with zeros
+        taps = weight.reshape(self.c, -1).T.astype(np.int16)  # (KH * KW, C)
+        if len(taps) % 2:
+            taps = np.concatenate([taps, np.zeros((1, self.c), np.int16)])
+        self.w = np.ascontiguousarray(taps.reshape(-1, 2, self.c).transpose(0, 2, 1))
+        self.bias, self.m, self.e = (_ints(v, np.int32) for v in (bias, m, e))
+
+    def call(self, x, out, stride, pads, x_zero_point, zero_point, qmin=0, qmax=255):
+        """q8_dwconv's arguments for one image: x (H, W, C) uint8, out
+        (OH, OW, C) uint8; pads (top, left, bottom, right)."""
+        h, w, c = x.shape
+        oh, ow, _ = out.shape
+        return dict(x=x, weight=self.w, bias=self.bias, m=self.m, e=self.e, out=out, h=h, w=w, c=c, row0=0,
+                    rows=h, oh=oh, ow=ow, kh=self.kh, kw=self.kw, sh=stride[0], sw=stride[1], pad_top=pads[0],
+                    pad_left=pads[1], r0=0, r1=oh, x_zero_point=x_zero_point, zero_point=zero_point,
+                    qmin=qmin, qmax=qmax)
+
+    def __call__(self, x, stride, pads, x_zero_point, zero_point, qmin=0, qmax=255, threads=1):
+        """The convolution of x (N, H, W, C) uint8 as a new uint8 array."""
+        x = np.ascontiguousarray(x, np.uint8)
+        n, h, w, _ = x.shape
+        oh = (h + pads[0] + pads[2] - self.kh) // stride[0] + 1
+        ow = (w + pads[1] + pads[3] - self.kw) // stride[1] + 1
+        y = np.empty((n, oh, ow, self.c), np.uint8)
+        for b in range(n):
+            NATIVE.q8_dwconv(**self.call(x[b], y[b], stride, pads, x_zero_point, zero_point, qmin, qmax),
+                             threads=threads)
+        return y
+
+
+def _out(out, shape, dtype):
+    return np.empty(shape, dtype) if out is None else out
+
+
+def add(a, b, a_zero_point, b_zero_point, ma, mb, shift, zero_point, qmin=0, qmax=255, out=None, threads=1):
+    """q8_ref.add of two uint8 arrays of one shape (``q8_ref.add_multipliers``
+    gives ma and mb); out may be a or b."""
+    a, b = np.ascontiguousarray(a, np.uint8), np.ascontiguousarray(b, np.uint8)
+    y = _out(out, a.shape, np.uint8)
+    NATIVE.q8_add(a=a, b=b, y=y, a_zero_point=a_zero_point, b_zero_point=b_zero_point, ma=ma, mb=mb,
+                  shift=shift, zero_point=zero_point, qmin=qmin, qmax=qmax, threads=threads)
+    return y
+
+
+def meanpool(x, zero_point, scale, threads=1):
+    """q8_ref.meanpool: x (N, H, W, C) uint8 to (N, C) float32; scale is the
+    input's scale / (H * W)."""
+    x = np.ascontiguousarray(x, np.uint8)
+    n, h, w, c = x.shape
+    y = np.empty((n, c), np.float32)
+    NATIVE.q8_meanpool(x=x, y=y, images=n, hw=h * w, c=c, zero_point=zero_point, scale=float(np.float32(scale)),
+                       threads=threads)
+    return y
+
+
+def quantize(x, scale, zero_point, out=None, threads=1):
+    """q8_ref.quantize: float32 x to uint8."""
+    x = np.ascontiguousarray(x, np.float32)
+    y = _out(out, x.shape, np.uint8)
+    NATIVE.q8_quantize(x=x, y=y, inv_scale=float(np.float32(1.0 / scale)), zero_point=zero_point,
+                       threads=threads)
+    return y
+
+
+def dequantize(q, scale, zero_point, out=None, threads=1):
+    """q8_ref.dequantize: uint8 q to float32."""
+    q = np.ascontiguousarray(q, np.uint8)
+    y = _out(out, q.shape, np.float32)
+    NATIVE.q8_dequantize(x=q, y=y, scale=float(np.float32(scale)), zero_point=zero_point, threads=threads)
+    return y

@@ -177,7 +177,8 @@ int dn_have_blas(void);
 /* ---- the registry (registry.c) ------------------------------------------ */
 
 enum { DN_OP_DWCONV, DN_OP_CONV_DIRECT, DN_OP_DENSE_Q8, DN_OP_DENSE_Q16, DN_OP_ADD, DN_OP_MEANPOOL,
-       DN_OP_BIAS_ACT, DN_OP_GEMM, DN_OP_F32_GEMM, DN_OP_Q8_GEMM, DN_NOPS };
+       DN_OP_BIAS_ACT, DN_OP_GEMM, DN_OP_F32_GEMM, DN_OP_Q8_GEMM,
+       DN_OP_Q8_DWCONV, DN_OP_Q8_ADD, DN_OP_Q8_MEANPOOL, DN_OP_Q8_QUANTIZE, DN_OP_Q8_DEQUANTIZE, DN_NOPS };
 
 typedef void (*dn_fn)(void);
 

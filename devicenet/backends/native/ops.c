@@ -70,30 +70,43 @@ static void split_even(dn_job *j, ptrdiff_t units, ptrdiff_t threads, ptrdiff_t 
 static const dn_arg depthwise_args[] = {WINDOW_ARGS, {NULL}};
 static const dn_arg direct_args[] = {WINDOW_ARGS, {"cout", ARG_SIZE, W(g.cout)}, {NULL}};
 
-static void depthwise_task(const dn_job *j, ptrdiff_t t)
+/* A depthwise task's share: output rows [b[0], b[1]) and channels [b[2], b[3]). */
+static void window_share(const dn_job *j, ptrdiff_t t, const dn_geometry *g, ptrdiff_t r0, ptrdiff_t r1,
+                         ptrdiff_t b[4])
 {
-    const dn_window_args *a = j->args;
-    const dn_dwconv_fn f = (dn_dwconv_fn)j->fn;
     ptrdiff_t lo, hi;
     if (j->across) {
-        share(j, t, a->g.c, &lo, &hi);
-        f(a, a->r0, a->r1, lo, hi);
+        share(j, t, g->c, &lo, &hi);
+        b[0] = r0, b[1] = r1, b[2] = lo, b[3] = hi;
     } else {
-        share(j, t, a->r1 - a->r0, &lo, &hi);
-        f(a, a->r0 + lo, a->r0 + hi, 0, a->g.c);
+        share(j, t, r1 - r0, &lo, &hi);
+        b[0] = r0 + lo, b[1] = r0 + hi, b[2] = 0, b[3] = g->c;
     }
 }
 
 /* Bands of rows; a small image with many channels is split across
  * channels instead: bands of rows would each read KH extra input rows. */
+static void window_split(dn_job *j, ptrdiff_t threads, ptrdiff_t c, ptrdiff_t rows)
+{
+    const ptrdiff_t blocks = (c + 15) / 16;
+    if ((j->across = threads > 1 && blocks >= 8 * threads))
+        split_even(j, c, threads, 2, 16);
+    else
+        split_even(j, rows, threads, 2, 1);
+}
+
+static void depthwise_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_window_args *a = j->args;
+    ptrdiff_t b[4];
+    window_share(j, t, &a->g, a->r0, a->r1, b);
+    ((dn_dwconv_fn)j->fn)(a, b[0], b[1], b[2], b[3]);
+}
+
 static void depthwise_split(dn_job *j, ptrdiff_t threads)
 {
     const dn_window_args *a = j->args;
-    const ptrdiff_t blocks = (a->g.c + 15) / 16;
-    if ((j->across = threads > 1 && blocks >= 8 * threads))
-        split_even(j, a->g.c, threads, 2, 16);
-    else
-        split_even(j, a->r1 - a->r0, threads, 2, 1);
+    window_split(j, threads, a->g.c, a->r1 - a->r0);
 }
 
 static void direct_task(const dn_job *j, ptrdiff_t t)
@@ -111,32 +124,41 @@ static void direct_split(dn_job *j, ptrdiff_t threads)
     split_even(j, a->r1 - a->r0, threads, 2, 1);
 }
 
-static int check_window(step_t *s, int direct)
+/* The geometry of output rows [r0, r1) of a window op with wc weights per
+ * tap: sizes that do not overflow, and every input row they read held. */
+static int check_geometry(step_t *s, const dn_geometry *g, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t wc)
 {
-    dn_window_args *a = &s->args.window;
-    dn_geometry *g = &a->g;
     const char *name = s->op->name;
-    if (!direct)
-        g->cout = g->c;
-    const ptrdiff_t wc = direct ? g->c * g->cout : g->c;  /* weights per tap */
     if (g->h < 1 || g->w < 1 || g->c < 1 || g->cout < 1 || g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1
             || g->oh < 0 || g->ow < 0 || g->rows < 0 || g->row0 < 0 || g->pt < 0 || g->pl < 0
-            || a->r0 < 0 || a->r1 > g->oh || a->r0 > a->r1
+            || r0 < 0 || r1 > g->oh || r0 > r1
             || too_big(g->rows, g->w, g->c) || too_big(g->oh, g->ow, g->cout) || too_big(g->c, g->cout, 1)
             || too_big(g->kh, g->kw, wc) || too_big(g->oh, g->sh, 1) || too_big(g->ow, g->sw, 1)
             || too_big(g->h, 1, 1) || too_big(g->row0, 1, 1) || too_big(g->pt, 1, 1) || too_big(g->pl, 1, 1)) {
         PyErr_Format(PyExc_ValueError, "%s: inconsistent geometry", name);
         return -1;
     }
-    if (a->r0 < a->r1) {
+    if (r0 < r1) {
         /* Every input row the requested output rows can read must be held. */
-        ptrdiff_t first = max_z(0, a->r0 * g->sh - g->pt);
-        ptrdiff_t last = min_z(g->h, (a->r1 - 1) * g->sh - g->pt + g->kh);
+        ptrdiff_t first = max_z(0, r0 * g->sh - g->pt);
+        ptrdiff_t last = min_z(g->h, (r1 - 1) * g->sh - g->pt + g->kh);
         if (first < g->row0 || last > g->row0 + g->rows) {
             PyErr_Format(PyExc_ValueError, "%s: input rows out of range", name);
             return -1;
         }
     }
+    return 0;
+}
+
+static int check_window(step_t *s, int direct)
+{
+    dn_window_args *a = &s->args.window;
+    dn_geometry *g = &a->g;
+    if (!direct)
+        g->cout = g->c;
+    const ptrdiff_t wc = direct ? g->c * g->cout : g->c;  /* weights per tap */
+    if (check_geometry(s, g, a->r0, a->r1, wc) < 0)
+        return -1;
     if (floats(s, "x", g->rows * g->w * g->c) < 0 || floats(s, "weight", g->kh * g->kw * wc) < 0
             || floats(s, "out", g->oh * g->ow * g->cout) < 0 || floats(s, "bias", g->cout) < 0)
         return -1;
@@ -662,6 +684,176 @@ static int check_q8_gemm(step_t *s)
     return 0;
 }
 
+/* depthwise: the window ops' geometry (check_window's rules), eight-bit */
+#define QD(f) offsetof(dn_q8_dwconv_args, f)
+static const dn_arg q8_dwconv_args[] = {
+    {"x", ARG_INTS, QD(x)}, {"weight", ARG_INTS, QD(w)}, {"bias", ARG_INTS, QD(bias)}, {"m", ARG_INTS, QD(m)},
+    {"e", ARG_INTS, QD(e)}, {"out", ARG_OUT, QD(y)}, {"h", ARG_SIZE, QD(g.h)}, {"w", ARG_SIZE, QD(g.w)},
+    {"c", ARG_SIZE, QD(g.c)}, {"row0", ARG_SIZE, QD(g.row0)}, {"rows", ARG_SIZE, QD(g.rows)},
+    {"oh", ARG_SIZE, QD(g.oh)}, {"ow", ARG_SIZE, QD(g.ow)}, {"kh", ARG_SIZE, QD(g.kh)},
+    {"kw", ARG_SIZE, QD(g.kw)}, {"sh", ARG_SIZE, QD(g.sh)}, {"sw", ARG_SIZE, QD(g.sw)},
+    {"pad_top", ARG_SIZE, QD(g.pt)}, {"pad_left", ARG_SIZE, QD(g.pl)},
+    {"r0", ARG_SIZE, QD(r0)}, {"r1", ARG_SIZE, QD(r1)}, {"x_zero_point", ARG_SIZE, QD(x_zero_point)},
+    Q8_RANGE_ARGS(dn_q8_dwconv_args), {NULL},
+};
+
+static void q8_dwconv_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_q8_dwconv_args *a = j->args;
+    ptrdiff_t b[4];
+    window_share(j, t, &a->g, a->r0, a->r1, b);
+    ((dn_q8_dwconv_fn)j->fn)(a, b[0], b[1], b[2], b[3]);
+}
+
+static void q8_dwconv_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_q8_dwconv_args *a = j->args;
+    window_split(j, threads, a->g.c, a->r1 - a->r0);
+}
+
+static int check_q8_dwconv(step_t *s)
+{
+    dn_q8_dwconv_args *a = &s->args.q8_dwconv;
+    dn_geometry *g = &a->g;
+    g->cout = g->c;
+    if (check_geometry(s, g, a->r0, a->r1, g->c) < 0)
+        return -1;
+    if (g->kh * g->kw > 64) {
+        PyErr_SetString(PyExc_ValueError, "q8_dwconv: more than 64 taps");
+        return -1;
+    }
+    if (q8_range(s, a->zero_point, a->qmin, a->qmax) < 0 || q8_range(s, a->x_zero_point, 0, 255) < 0
+            || U8(s, "x", g->rows * g->w * g->c) < 0
+            || typed(s, "weight", "h", 2, "int16", (g->kh * g->kw + 1) / 2 * 2 * g->c) < 0
+            || I32(s, "bias", g->c) < 0 || I32(s, "m", g->c) < 0 || I32(s, "e", g->c) < 0
+            || U8(s, "out", g->oh * g->ow * g->c) < 0)
+        return -1;
+    for (ptrdiff_t c = 0; c < g->c; c++)
+        if (a->e[c] < 0 || a->e[c] > 30 || a->m[c] < 0) {
+            PyErr_SetString(PyExc_ValueError, "q8_dwconv: multipliers must be >= 0 and shifts in [0, 30]");
+            return -1;
+        }
+    set_job(s, DN_OP_Q8_DWCONV, q8_dwconv_task, q8_dwconv_split, a->r1 > a->r0);
+    return 0;
+}
+
+/* residual add */
+#define QA(f) offsetof(dn_q8_add_args, f)
+static const dn_arg q8_add_args[] = {
+    {"a", ARG_INTS, QA(a)}, {"b", ARG_INTS, QA(b)}, {"y", ARG_OUT, QA(y)},
+    {"a_zero_point", ARG_SIZE, QA(a_zero_point)}, {"b_zero_point", ARG_SIZE, QA(b_zero_point)},
+    {"ma", ARG_SIZE, QA(ma)}, {"mb", ARG_SIZE, QA(mb)}, {"shift", ARG_SIZE, QA(shift)},
+    Q8_RANGE_ARGS(dn_q8_add_args), {NULL},
+};
+
+/* value-by-value ops: the task's share of values [lo, hi) */
+#define VALUES_TASK(name, T, FN_T, count)                                     \
+    static void name(const dn_job *j, ptrdiff_t t)                             \
+    {                                                                          \
+        const T *a = j->args;                                                  \
+        ptrdiff_t lo, hi;                                                      \
+        share(j, t, a->count, &lo, &hi);                                       \
+        ((FN_T)j->fn)(a, lo, hi);                                              \
+    }
+
+VALUES_TASK(q8_add_task, dn_q8_add_args, dn_q8_add_fn, n)
+VALUES_TASK(q8_meanpool_task, dn_q8_meanpool_args, dn_q8_meanpool_fn, images)
+VALUES_TASK(q8_quantize_task, dn_q8_quantize_args, dn_q8_quantize_fn, n)
+VALUES_TASK(q8_dequantize_task, dn_q8_dequantize_args, dn_q8_dequantize_fn, n)
+
+static void q8_add_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_q8_add_args *)j->args)->n, threads, 64);
+}
+
+static void q8_quantize_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_q8_quantize_args *)j->args)->n, threads, 64);
+}
+
+static void q8_dequantize_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_q8_dequantize_args *)j->args)->n, threads, 64);
+}
+
+static int check_q8_add(step_t *s)
+{
+    dn_q8_add_args *a = &s->args.q8_add;
+    const ptrdiff_t limit = (ptrdiff_t)1 << 21;
+    a->n = dn_step_buffer(s, "y")->len;
+    if (q8_range(s, a->zero_point, a->qmin, a->qmax) < 0 || q8_range(s, a->a_zero_point, 0, 255) < 0
+            || q8_range(s, a->b_zero_point, 0, 255) < 0)
+        return -1;
+    if (a->ma <= -limit || a->ma >= limit || a->mb <= -limit || a->mb >= limit || a->shift < 1 || a->shift > 31) {
+        PyErr_SetString(PyExc_ValueError, "q8_add: ma and mb must lie within +-2**21 and shift in [1, 31]");
+        return -1;
+    }
+    if (U8(s, "y", a->n) < 0 || U8(s, "a", a->n) < 0 || U8(s, "b", a->n) < 0)
+        return -1;
+    set_job(s, DN_OP_Q8_ADD, q8_add_task, q8_add_split, a->n >= 4 * MIN_SHARED);
+    return 0;
+}
+
+/* global mean pool to float32 */
+#define QM(f) offsetof(dn_q8_meanpool_args, f)
+static const dn_arg q8_meanpool_args[] = {
+    {"x", ARG_INTS, QM(x)}, {"y", ARG_OUT, QM(y)}, {"images", ARG_SIZE, QM(images)}, {"hw", ARG_SIZE, QM(hw)},
+    {"c", ARG_SIZE, QM(c)}, {"zero_point", ARG_SIZE, QM(zero_point)}, {"scale", ARG_FLOAT, QM(scale)}, {NULL},
+};
+
+static void q8_meanpool_split(dn_job *j, ptrdiff_t threads)
+{
+    dn_split(j, ((const dn_q8_meanpool_args *)j->args)->images, threads, 1);
+}
+
+static int check_q8_meanpool(step_t *s)
+{
+    dn_q8_meanpool_args *a = &s->args.q8_meanpool;
+    /* sums of hw uint8 within int32 */
+    if (a->images < 0 || a->hw < 1 || a->c < 1 || a->hw > (1 << 23) || too_big(a->images, a->hw, a->c)) {
+        PyErr_SetString(PyExc_ValueError, "q8_meanpool: bad sizes");
+        return -1;
+    }
+    if (q8_range(s, a->zero_point, 0, 255) < 0 || U8(s, "x", a->images * a->hw * a->c) < 0
+            || F32(s, "y", a->images * a->c) < 0)
+        return -1;
+    set_job(s, DN_OP_Q8_MEANPOOL, q8_meanpool_task, q8_meanpool_split, 0);
+    return 0;
+}
+
+/* float32 <-> uint8 */
+static const dn_arg q8_quantize_args[] = {
+    {"x", ARG_IN, offsetof(dn_q8_quantize_args, x)}, {"y", ARG_OUT, offsetof(dn_q8_quantize_args, y)},
+    {"inv_scale", ARG_FLOAT, offsetof(dn_q8_quantize_args, inv_scale)},
+    {"zero_point", ARG_SIZE, offsetof(dn_q8_quantize_args, zero_point)}, {NULL},
+};
+
+static int check_q8_quantize(step_t *s)
+{
+    dn_q8_quantize_args *a = &s->args.q8_quantize;
+    a->n = dn_step_buffer(s, "y")->len;
+    if (q8_range(s, a->zero_point, 0, 255) < 0 || U8(s, "y", a->n) < 0 || F32(s, "x", a->n) < 0)
+        return -1;
+    set_job(s, DN_OP_Q8_QUANTIZE, q8_quantize_task, q8_quantize_split, a->n >= MIN_SHARED);
+    return 0;
+}
+
+static const dn_arg q8_dequantize_args[] = {
+    {"x", ARG_INTS, offsetof(dn_q8_dequantize_args, x)}, {"y", ARG_OUT, offsetof(dn_q8_dequantize_args, y)},
+    {"scale", ARG_FLOAT, offsetof(dn_q8_dequantize_args, scale)},
+    {"zero_point", ARG_SIZE, offsetof(dn_q8_dequantize_args, zero_point)}, {NULL},
+};
+
+static int check_q8_dequantize(step_t *s)
+{
+    dn_q8_dequantize_args *a = &s->args.q8_dequantize;
+    a->n = dn_step_buffer(s, "y")->len / 4;
+    if (q8_range(s, a->zero_point, 0, 255) < 0 || F32(s, "y", a->n) < 0 || U8(s, "x", a->n) < 0)
+        return -1;
+    set_job(s, DN_OP_Q8_DEQUANTIZE, q8_dequantize_task, q8_dequantize_split, a->n >= MIN_SHARED);
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 const dn_opdef dn_opdefs[] = {
@@ -713,5 +905,26 @@ const dn_opdef dn_opdefs[] = {
      "packed them: y uint8 (requantised to zero_point, clamped to [qmin,\n"
      "qmax]) or float32 (clamped to [lo, hi]), as packed.",
      q8_gemm_args, check_q8_gemm},
+    {"q8_dwconv", "Eight-bit depthwise convolution of one image, output rows [r0, r1) of\n"
+     "out (q8_ref.dwconv_acc, then requantize): x uint8 (rows, w, c) holding\n"
+     "input rows [row0, row0 + rows), padded taps reading x_zero_point;\n"
+     "weight int16 (pairs, c, 2): taps t = i * kw + j in pairs (2p, 2p + 1),\n"
+     "an odd last one with a zero partner (cpu_q8.DepthwiseQ8 lays them out);\n"
+     "bias int32 (c, folded); m and e int32 (c); at most 64 taps;\n"
+     "out uint8 (oh, ow, c) at zero_point, clamped to [qmin, qmax].  The\n"
+     "geometry arguments are depthwise()'s.",
+     q8_dwconv_args, check_q8_dwconv},
+    {"q8_add", "y = q8_ref.add(a, b, a_zero_point, b_zero_point, ma, mb, shift,\n"
+     "zero_point, qmin, qmax): uint8 buffers of one size (y may be a or b);\n"
+     "|ma|, |mb| < 2**21, 1 <= shift <= 31.",
+     q8_add_args, check_q8_add},
+    {"q8_meanpool", "y (images, c) float32 = q8_ref.meanpool of x (images, hw, c) uint8\n"
+     "with its zero_point and scale (the input's scale / hw).",
+     q8_meanpool_args, check_q8_meanpool},
+    {"q8_quantize", "y uint8 = q8_ref.quantize(x float32, scale, zero_point), given\n"
+     "inv_scale = float32(1 / scale).",
+     q8_quantize_args, check_q8_quantize},
+    {"q8_dequantize", "y float32 = q8_ref.dequantize(x uint8, scale, zero_point).",
+     q8_dequantize_args, check_q8_dequantize},
     {NULL},
 };

@@ -28,7 +28,7 @@ typedef struct {
     double fallback;
 } dn_arg;
 
-#define MAX_BUFFERS 6
+#define MAX_BUFFERS 8
 
 /* One checked call of an op: its struct of arguments, the buffers they
  * point into (held until released), and its job for the team. */
@@ -45,6 +45,11 @@ typedef struct step {
         dn_f32_gemm_pack_args f32_gemm_pack;
         dn_q8_gemm_args q8_gemm;
         dn_q8_gemm_pack_args q8_gemm_pack;
+        dn_q8_dwconv_args q8_dwconv;
+        dn_q8_add_args q8_add;
+        dn_q8_meanpool_args q8_meanpool;
+        dn_q8_quantize_args q8_quantize;
+        dn_q8_dequantize_args q8_dequantize;
     } args;
     Py_buffer buf[MAX_BUFFERS];
     dn_job job;

@@ -171,4 +171,75 @@ static inline void dn_q8_store_tile(size_t mr_, size_t nr_, size_t nr, const int
         }
 }
 
+
+/* ---- the other eight-bit ops ------------------------------------------ */
+
+/* Depthwise convolution of one image, output rows [r0, r1): x uint8 (rows,
+ * w, c) holding input rows [row0, row0 + rows); w int16 (pairs of taps,
+ * c, 2) as q8_dwconv.h lays them out; bias int32 (c, folded); padded taps
+ * read as x_zero_point; y uint8 (oh, ow, c) requantised per channel (m,
+ * e). */
+typedef struct {
+    dn_geometry g;
+    const uint8_t *x;
+    const int16_t *w;
+    const int32_t *bias, *m, *e;
+    uint8_t *y;
+    ptrdiff_t r0, r1;
+    ptrdiff_t x_zero_point, zero_point, qmin, qmax;
+} dn_q8_dwconv_args;
+
+/* y = q8_ref.add(a, b, ...): n values; |ma|, |mb| < 2**21 so that the sums
+ * fit int32; 1 <= shift <= 31. */
+typedef struct {
+    const uint8_t *a, *b;
+    uint8_t *y;
+    ptrdiff_t n;
+    ptrdiff_t a_zero_point, b_zero_point, ma, mb, shift, zero_point, qmin, qmax;
+} dn_q8_add_args;
+
+/* y (images, c) float32 = q8_ref.meanpool of x (images, hw, c) uint8. */
+typedef struct {
+    const uint8_t *x;
+    float *y;
+    ptrdiff_t images, hw, c, zero_point;
+    float scale;
+} dn_q8_meanpool_args;
+
+/* y = q8_ref.quantize(x) (inv_scale = float32(1 / scale)), or
+ * q8_ref.dequantize(x): n values. */
+typedef struct {
+    const float *x;
+    uint8_t *y;
+    ptrdiff_t n, zero_point;
+    float inv_scale;
+} dn_q8_quantize_args;
+
+typedef struct {
+    const uint8_t *x;
+    float *y;
+    ptrdiff_t n, zero_point;
+    float scale;
+} dn_q8_dequantize_args;
+
+/* rows [r0, r1), channels [k0, k1) */
+typedef void (*dn_q8_dwconv_fn)(const dn_q8_dwconv_args *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t);
+/* values (add, quantize, dequantize) or images (meanpool) [i0, i1) */
+typedef void (*dn_q8_add_fn)(const dn_q8_add_args *, ptrdiff_t, ptrdiff_t);
+typedef void (*dn_q8_meanpool_fn)(const dn_q8_meanpool_args *, ptrdiff_t, ptrdiff_t);
+typedef void (*dn_q8_quantize_fn)(const dn_q8_quantize_args *, ptrdiff_t, ptrdiff_t);
+typedef void (*dn_q8_dequantize_fn)(const dn_q8_dequantize_args *, ptrdiff_t, ptrdiff_t);
+
+/* The variants of the ops written once (q8_<op>.h), one per instruction
+ * set: dn_q8_<op>_<isa>. */
+#define DN_Q8_DECLARE(OP, ARGS)                                                    \
+    void dn_q8_##OP##_scalar ARGS; void dn_q8_##OP##_sse2 ARGS;                    \
+    void dn_q8_##OP##_avx2 ARGS; void dn_q8_##OP##_neon ARGS;
+
+DN_Q8_DECLARE(dwconv, (const dn_q8_dwconv_args *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t))
+DN_Q8_DECLARE(add, (const dn_q8_add_args *, ptrdiff_t, ptrdiff_t))
+DN_Q8_DECLARE(meanpool, (const dn_q8_meanpool_args *, ptrdiff_t, ptrdiff_t))
+DN_Q8_DECLARE(quantize, (const dn_q8_quantize_args *, ptrdiff_t, ptrdiff_t))
+DN_Q8_DECLARE(dequantize, (const dn_q8_dequantize_args *, ptrdiff_t, ptrdiff_t))
+
 #endif

@@ -14,10 +14,9 @@
  *           exact for any weights, half the work per instruction.
  * The output stage runs on the vectors: requantisation through 64-bit
  * products of even and odd lanes (vpmuldq), or float32 conversion. */
-#include <immintrin.h>
+#include "q8_avx2.h"
 
 #define NR 16
-#define TARGET __attribute__((target("avx2")))
 
 /* The KG bytes of A at p as one 32-bit lane value: KG = 4 as is, KG = 2
  * widened to two uint16. */
@@ -42,19 +41,6 @@ TARGET INLINE __m256i broadcast_a(const uint8_t *p, size_t have)
 #define STEP(a, w) _mm256_madd_epi16(a, w)
 #define LOAD_W(p) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p)))
 #endif
-
-/* q8_ref.requantize's rounding multiply and shift of 8 sums. */
-TARGET INLINE __m256i requantize(__m256i acc, __m256i m, __m256i m_odd, __m256i e, __m256i rnd)
-{
-    const __m256i half = _mm256_set1_epi64x((long long)1 << 30);
-    __m256i even = _mm256_add_epi64(_mm256_mul_epi32(acc, m), half);
-    __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_shuffle_epi32(acc, 0xF5), m_odd), half);
-    /* bits 31..62 of each product: the even ones shifted down into the low
-     * halves, the odd ones up into the high halves (doubled: an add runs
-     * on more ports than a shift) */
-    __m256i p = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_add_epi64(odd, odd), 0xAA);
-    return _mm256_srav_epi32(_mm256_add_epi32(p, rnd), e);
-}
 
 TARGET INLINE void store_bytes(uint8_t *c, size_t nr_, __m128i v)
 {
@@ -140,13 +126,8 @@ static inline void rows(const size_t MR, const size_t NV, size_t nr_, size_t k, 
     const __m128i qmin = _mm_set1_epi8((char)out->qmin), qmax = _mm_set1_epi8((char)out->qmax);
 #pragma GCC unroll 8
     for (size_t i = 0; i < MR; i++) {
-        /* int16 with saturation (beyond int16 the clamp to [0, 255] decides
-         * the same), plus the zero point, to uint8 with saturation */
-        __m256i s = _mm256_packs_epi32(requantize(acc[i][0], m0, m0_odd, e0, r0),
-                                       requantize(acc[i][1], m1, m1_odd, e1, r1));
-        s = _mm256_permute4x64_epi64(_mm256_adds_epi16(s, zp), 0xD8);  /* columns back in order */
-        __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        store_bytes((uint8_t *)c + i * ldc, nr_, _mm_min_epu8(_mm_max_epu8(b, qmin), qmax));
+        store_bytes((uint8_t *)c + i * ldc, nr_, narrow16(requantize(acc[i][0], m0, m0_odd, e0, r0),
+                                                          requantize(acc[i][1], m1, m1_odd, e1, r1), zp, qmin, qmax));
     }
 }
 

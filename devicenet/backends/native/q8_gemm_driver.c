@@ -43,6 +43,11 @@ const dn_q8_gemm_variant dn_q8_gemm_variants[] = {
     {"q8_gemm_4x16c2_avx2", 4, 16, 2, 2, DN_CPU_AVX2, 1, dn_q8_gemm_4x16c2_avx2},
     {"q8_gemm_4x8c2_sse2", 4, 8, 2, 2, DN_CPU_SSE2, 1, dn_q8_gemm_4x8c2_sse2},
 #endif
+#if DN_NEON && defined(__aarch64__)
+    {"q8_gemm_8x8c1_neon", 8, 8, 1, 4, DN_CPU_NEON, 1, dn_q8_gemm_8x8c1_neon},
+#elif DN_NEON
+    {"q8_gemm_4x8c1_neon", 4, 8, 1, 4, DN_CPU_NEON, 1, dn_q8_gemm_4x8c1_neon},
+#endif
     {"q8_gemm_4x4c1_scalar", 4, 4, 1, 1, 0, 1, dn_q8_gemm_4x4c1_scalar},
 };
 const int dn_q8_gemm_nvariants = (int)(sizeof dn_q8_gemm_variants / sizeof dn_q8_gemm_variants[0]);

@@ -71,8 +71,28 @@ static const dn_variant q8_gemm[] = {
     X86({"q8_gemm_6x16c4_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_6x16c4_avx2), NULL})
     X86({"q8_gemm_4x16c2_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_4x16c2_avx2), NULL})
     X86({"q8_gemm_4x8c2_sse2", DN_CPU_SSE2, FN(dn_q8_gemm_4x8c2_sse2), NULL})
+#if DN_NEON && defined(__aarch64__)
+    {"q8_gemm_8x8c1_neon", DN_CPU_NEON, FN(dn_q8_gemm_8x8c1_neon), NULL},
+#elif DN_NEON
+    {"q8_gemm_4x8c1_neon", DN_CPU_NEON, FN(dn_q8_gemm_4x8c1_neon), NULL},
+#endif
     {"q8_gemm_4x4c1_scalar", 0, FN(dn_q8_gemm_4x4c1_scalar), NULL},
 };
+
+/* the other eight-bit ops (q8_<op>.h): one variant per instruction set */
+#define Q8_PER_ISA(op)                                                                             \
+    {                                                                                              \
+        X86({"q8_" #op "_avx2", DN_CPU_AVX2, FN(dn_q8_##op##_avx2), NULL})                          \
+        X86({"q8_" #op "_sse2", DN_CPU_SSE2, FN(dn_q8_##op##_sse2), NULL})                          \
+        NEON({"q8_" #op "_neon", DN_CPU_NEON, FN(dn_q8_##op##_neon), NULL})                         \
+        {"q8_" #op "_scalar", 0, FN(dn_q8_##op##_scalar), NULL},                                   \
+    }
+
+static const dn_variant q8_dwconv[] = Q8_PER_ISA(dwconv);
+static const dn_variant q8_add[] = Q8_PER_ISA(add);
+static const dn_variant q8_meanpool[] = Q8_PER_ISA(meanpool);
+static const dn_variant q8_quantize[] = Q8_PER_ISA(quantize);
+static const dn_variant q8_dequantize[] = Q8_PER_ISA(dequantize);
 
 #define TABLE(name, t) {name, t, (int)(sizeof t / sizeof t[0])}
 
@@ -91,6 +111,11 @@ static const struct {
     [DN_OP_GEMM] = TABLE("gemm", gemm),
     [DN_OP_F32_GEMM] = TABLE("f32_gemm", f32_gemm),
     [DN_OP_Q8_GEMM] = TABLE("q8_gemm", q8_gemm),
+    [DN_OP_Q8_DWCONV] = TABLE("q8_dwconv", q8_dwconv),
+    [DN_OP_Q8_ADD] = TABLE("q8_add", q8_add),
+    [DN_OP_Q8_MEANPOOL] = TABLE("q8_meanpool", q8_meanpool),
+    [DN_OP_Q8_QUANTIZE] = TABLE("q8_quantize", q8_quantize),
+    [DN_OP_Q8_DEQUANTIZE] = TABLE("q8_dequantize", q8_dequantize),
 };
 
 #define MAX_VARIANTS 8

@@ -1,0 +1,71 @@
+/* Eight-bit depthwise convolution (q8.h), written once: the walk over
+ * output pixels and the portable sums here, the vector sums of 16
+ * channels in the including variant (q8_dwconv_<isa>.c, which defines
+ * DWCONV and, for a vector variant, BLOCK16: see block_scalar).
+ *
+ * The weights come in pairs of taps (the op's layout): int16 (pairs, c, 2),
+ * taps t = i * kw + j paired (2p, 2p + 1), an odd last tap paired with a
+ * zero weight, so that a vector variant multiplies and adds two taps at a
+ * time (vpmaddwd) or takes them apart in one load (vld2).  Every output
+ * pixel gathers the rows its taps read once (a tap on the padding reads a
+ * row of the input's zero point, q8_ref.pad), then sums channel block by
+ * channel block in registers from the folded bias and requantises. */
+
+#define DW_CHUNK 4096           /* channels per pass: the padding row's length */
+#define DW_MAX_TAPS 64          /* kh * kw (the op checks) */
+
+/* Channels [k, k + cb) of one pixel, any cb: taps' rows x[t] (offset so
+ * that x[t][j] is channel k + j), weights w at channel k of pair 0, c
+ * channels apart per pair. */
+INLINE void block_scalar(const dn_q8_dwconv_args *a, const uint8_t *const *x, ptrdiff_t pairs, ptrdiff_t k,
+                         ptrdiff_t cb, uint8_t *y)
+{
+    const ptrdiff_t c = a->g.c;
+    for (ptrdiff_t j = 0; j < cb; j++) {
+        int32_t acc = a->bias[k + j];
+        const int16_t *w = a->w + 2 * (k + j);
+        for (ptrdiff_t p = 0; p < pairs; p++, w += 2 * c)
+            acc += (int32_t)x[2 * p][j] * w[0] + (int32_t)x[2 * p + 1][j] * w[1];
+        const int32_t e = a->e[k + j];
+        y[j] = dn_q8_requantize(acc, a->m[k + j], e, dn_q8_rounding(e), (int32_t)a->zero_point,
+                                (int32_t)a->qmin, (int32_t)a->qmax);
+    }
+}
+
+void DWCONV(const dn_q8_dwconv_args *args, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t k1)
+{
+    const dn_q8_dwconv_args a = *args;  /* a copy the outputs cannot alias */
+    const dn_geometry *g = &a.g;
+    const ptrdiff_t c = g->c, taps = g->kh * g->kw, pairs = (taps + 1) / 2;
+    uint8_t pad[DW_CHUNK];
+    const uint8_t *base[DW_MAX_TAPS + 1], *x[DW_MAX_TAPS + 1];
+    memset(pad, (int)a.x_zero_point, sizeof pad);
+    for (ptrdiff_t oy = r0; oy < r1; oy++)
+        for (ptrdiff_t ox = 0; ox < g->ow; ox++) {
+            const ptrdiff_t iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+            for (ptrdiff_t i = 0, t = 0; i < g->kh; i++)
+                for (ptrdiff_t j = 0; j < g->kw; j++, t++) {
+                    const ptrdiff_t iy = iy0 + i, ix = ix0 + j;
+                    base[t] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
+                        ? a.x + ((iy - g->row0) * g->w + ix) * c : NULL;
+                }
+            uint8_t *y = a.y + (oy * g->ow + ox) * c;
+            for (ptrdiff_t kc = k0; kc < k1; kc += DW_CHUNK) {
+                const ptrdiff_t kend = min_z(k1, kc + DW_CHUNK);
+                for (ptrdiff_t t = 0; t < taps; t++)
+                    x[t] = base[t] ? base[t] + kc : pad;
+                x[taps] = x[0];  /* an odd last tap's partner: its weight is zero */
+                ptrdiff_t k = kc;
+#ifdef BLOCK16
+                for (; k + 16 <= kend; k += 16)
+                    BLOCK16(&a, x, pairs, k, k - kc, y + k);
+#endif
+                if (k < kend) {
+                    const uint8_t *xt[DW_MAX_TAPS + 1];
+                    for (ptrdiff_t t = 0; t <= taps; t++)
+                        xt[t] = x[t] + (k - kc);
+                    block_scalar(&a, xt, pairs, k, kend - k, y + k);
+                }
+            }
+        }
+}
