@@ -230,9 +230,10 @@ def lower_node(node, in_shapes, qparams, float_out, weight=None, bias=None):
 
 
 def float_outputs(nodes, integer, output_name):
-    """Names of the integer nodes that write float32: those whose every
-    reader is a float node (or that are the model's output), and the mean
-    pools (whose output is a vector for the float classifier)."""
+    """Names of the integer nodes that write float32: the dense
+    convolutions whose every reader is a float node (or that are the
+    model's output), and the mean pools (whose output is a vector for the
+    float classifier)."""
     readers = {}
     for n in nodes:
         for t in n.inputs:
@@ -245,7 +246,9 @@ def float_outputs(nodes, integer, output_name):
             found.add(n.name)
             continue
         rs = readers.get(n.outputs[0], [])
-        if n.op == "conv" and (n.outputs[0] == output_name or all(r not in integer for r in rs)):
+        # (a depthwise layer writes uint8 always: its readers convert)
+        if n.op == "conv" and n.attrs.get("groups", 1) == 1 \
+                and (n.outputs[0] == output_name or all(r not in integer for r in rs)):
             found.add(n.name)
     return found
 

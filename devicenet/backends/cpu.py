@@ -25,7 +25,6 @@ import time
 import numpy as np
 
 from ..graph import Tensor, window
-from ..integer import entry
 from . import cpu_kernels
 from .base import Backend, is_depthwise
 from .cpu_kernels import activate as _activate
@@ -410,7 +409,7 @@ class CPUBackend(Backend):
             t0 = time.perf_counter() if profile is not None else 0.0
             ins = [values[n] for n in step.node.inputs]
             if step.entry:  # a float value read by an integer node, or the other way round
-                ins = [v if c is None else entry(v, *c) for v, c in zip(ins, step.entry)]
+                ins = [v if c is None else self._impl.entry(v, *c) for v, c in zip(ins, step.entry)]
             if step.kernel is None:
                 out = self.run_node(step.node, ins)
             else:
@@ -425,4 +424,4 @@ class CPUBackend(Backend):
                 values.pop(n, None)
         out = values[g.output_name]
         conv = self._entries.get("(output)")
-        return entry(out, *conv[0]) if conv else out
+        return self._impl.entry(out, *conv[0]) if conv else out

@@ -82,13 +82,70 @@ class Q8Im2col(Q8Gemm):
         return y
 
 
-#: integer kinds -> the class computing them where the compiled module has its op
-KERNELS = {"gemm": (Q8Gemm, "q8_gemm"), "im2col": (Q8Im2col, "q8_gemm")}
+class Q8Depthwise(_Q8Call):
+    """A depthwise convolution, image by image (the team splits each)."""
+
+    op = "q8_dwconv"
+
+    def __init__(self, qnode, in_shape, shape, impl):
+        super().__init__(qnode, in_shape, shape, impl)
+        from .cpu_q8 import DepthwiseQ8
+        from ..graph import window
+        _, self.stride, self.pads, _ = window(qnode.attrs, qnode.name)
+        self.w = DepthwiseQ8(qnode.wt, qnode.bias, qnode.m, qnode.e)
+
+    def bind(self, inputs, out, temps):
+        x = as_u8(inputs[0], self.in_shape)
+        y = out_view(out, self.shape, np.uint8)
+        q = self.q
+        return [("q8_dwconv", self.w.call(x[b], y[b], self.stride, self.pads, q.ins[0].zero_point,
+                                          q.out.zero_point, q.qmin, q.qmax)) for b in range(x.shape[0])]
+
+
+class Q8Add(_Q8Call):
+    """A residual add of two uint8 values of other scales."""
+
+    op = "q8_add"
+
+    def bind(self, inputs, out, temps):
+        a, b = (as_u8(v, self.shape) for v in inputs)
+        (za, zb), (ma, mb, shift) = (q.zero_point for q in self.q.ins), self.q.add
+        return [("q8_add", dict(a=a, b=b, y=out_view(out, self.shape, np.uint8), a_zero_point=za,
+                                b_zero_point=zb, ma=ma, mb=mb, shift=shift, zero_point=self.q.out.zero_point,
+                                qmin=self.q.qmin, qmax=self.q.qmax))]
+
+
+class Q8Meanpool(_Q8Call):
+    """A global average pool of a uint8 value to float32."""
+
+    op = "q8_meanpool"
+
+    def bind(self, inputs, out, temps):
+        x = as_u8(inputs[0], self.in_shape)
+        n, h, w, c = x.shape
+        q = self.q.ins[0]
+        return [("q8_meanpool", dict(x=x, y=out_view(out, self.shape, np.float32).reshape(n, c), images=n,
+                                     hw=h * w, c=c, zero_point=q.zero_point,
+                                     scale=float(np.float32(q.scale / (h * w)))))]
+
+
+#: integer kinds -> the class computing them and the compiled op it needs
+KERNELS = {"gemm": (Q8Gemm, "q8_gemm"), "im2col": (Q8Im2col, "q8_gemm"),
+           "depthwise": (Q8Depthwise, "q8_dwconv"), "add": (Q8Add, "q8_add"),
+           "meanpool": (Q8Meanpool, "q8_meanpool")}
+
+
+def entry(value, want, q, threads):
+    """integer.entry on the compiled module's team."""
+    from . import cpu_q8
+    if want == "u8":
+        return value if value.dtype == np.uint8 else cpu_q8.quantize(value, q.scale, q.zero_point, threads=threads)
+    return value if value.dtype != np.uint8 else cpu_q8.dequantize(value, q.scale, q.zero_point, threads=threads)
 
 
 def kernel(qnode, in_shape, shape, impl):
     """The planned kernel of an integer node."""
     cls, op = KERNELS.get(qnode.kind, (None, None))
-    if cls is None or op not in impl.module.ops():
+    if cls is None or op not in impl.module.ops() or (qnode.kind == "depthwise" and qnode.out is None):
         return Q8Numpy(qnode, shape)
     return cls(qnode, in_shape, shape, impl)

@@ -183,6 +183,11 @@ class Numpy:
             activate(yb, act)
         _parallel(band, a.shape[0], self.pool, min_rows=16)
 
+    def entry(self, value, want, q):
+        """A value converted for its reader (integer.entry)."""
+        from ..integer import entry
+        return entry(value, want, q)
+
     def q8(self, qnode, in_shape, shape):
         """The kernel of an integer node (integer.Q8Node) with output shape ``shape``."""
         return Q8Numpy(qnode, shape)

@@ -37,6 +37,14 @@ class Compiled:
         from .cpu_integer import kernel
         return kernel(qnode, in_shape, shape, self)
 
+    def entry(self, value, want, q):
+        """integer.entry (a value converted for its reader) on the team."""
+        from .cpu_integer import entry
+        if "q8_quantize" not in self.module.ops():
+            from ..integer import entry as numpy_entry
+            return numpy_entry(value, want, q)
+        return entry(value, want, q, self.threads.n)
+
     def gemm(self, a, wt, y, bias, act):
         """y = act(a @ wt + bias): on the team, bias and activation added by
         each thread to its share; where the BLAS cannot be reached, BLAS
