@@ -25,6 +25,7 @@ class PhotoResult:
     reference_top5: list
     max_error: float
     mean_error: float
+    reference_lead: float = 0.0  # the reference's top-1 probability less its top-2's
 
     @property
     def agrees(self):
@@ -51,6 +52,11 @@ class Report:
     def top5_overlap(self):
         return float(np.mean([p.overlap for p in self.photos]))
 
+    def confident_flips(self, lead=0.1):
+        """Photos whose label changed although the reference's top-1 led its
+        top-2 by at least ``lead`` in probability."""
+        return [p for p in self.photos if not p.agrees and p.reference_lead >= lead]
+
     @property
     def mean_logit_error(self):
         return float(np.mean([p.mean_error for p in self.photos]))
@@ -71,6 +77,7 @@ class Report:
         return {"photos": len(self.photos), "failed": self.failed,
                 "top1_agreement": self.top1_agreement, "top5_overlap": self.top5_overlap,
                 "mean_logit_error": self.mean_logit_error, "max_logit_error": self.max_logit_error,
+                "confident_flips": len(self.confident_flips()),
                 "worst": [{"image": p.image, "label": self.label(p.top5[0]),
                            "reference_label": self.label(p.reference_top5[0]), "top5_overlap": p.overlap,
                            "max_logit_error": p.max_error} for p in self.worst(worst)]}
@@ -153,7 +160,7 @@ def evaluate(model, reference, images, batch=8, progress=None):
             raise DeviceNetError(f"the model gives {got.shape[1]} outputs, the reference {want.shape[1]}")
         for name, g, w in zip(names, got, want):
             err = np.abs(g - w)
-            photos.append(PhotoResult(name, _top5(g), _top5(w), float(err.max()), float(err.mean())))
+            photos.append(PhotoResult(name, _top5(g), _top5(w), float(err.max()), float(err.mean()), lead(w)))
         if progress:
             progress(f"  {len(photos)}/{len(paths)} photos")
     if not photos:
@@ -163,3 +170,11 @@ def evaluate(model, reference, images, batch=8, progress=None):
 
 def _top5(logits):
     return [int(i) for i in np.argsort(-logits, kind="stable")[:5]]
+
+
+def lead(logits):
+    """How far the top-1 probability is ahead of the top-2's."""
+    z = np.asarray(logits, np.float64)
+    p = np.exp(z - z.max())
+    p.sort()
+    return float((p[-1] - p[-2]) / p.sum()) if len(p) > 1 else 1.0

@@ -28,7 +28,11 @@ from devicenet.convert import convert  # noqa: E402
 from devicenet.convert.efficientnet import RESOLUTION  # noqa: E402
 from devicenet.evaluate import evaluate  # noqa: E402
 
-SCHEMES = ("int8", "auto", "float16", "float32")
+#: weight schemes; "auto" also chooses the layers that run in integers,
+#: "auto-float" is the same weights all in float arithmetic
+SCHEMES = ("int8", "auto", "auto-float", "float16", "float32")
+#: onnxruntime's own static int8 quantisation of the float network, as a peer
+ORT_INT8 = "onnxruntime int8"
 
 
 def reference(variant, cache):
@@ -44,9 +48,13 @@ def measure(variant, photos, cache, schemes):
     ref = reference(variant, cache)
     rows = []
     for scheme in schemes:
+        if scheme == ORT_INT8:
+            rows.append(ort_int8(variant, ref, photos, cache))
+            continue
         out = os.path.join(cache, f"efficientnet-{variant}-{scheme}.dnet")
         t0 = time.perf_counter()
-        s = convert(checkpoint(variant), out, weights=scheme)
+        weights, _, arithmetic = scheme.partition("-")
+        s = convert(checkpoint(variant), out, weights=weights, arithmetic=arithmetic or None)
         seconds = time.perf_counter() - t0
         r = evaluate(out, ref, photos)
         rows.append((variant, scheme, s["file_bytes"], r, seconds))
@@ -55,15 +63,41 @@ def measure(variant, photos, cache, schemes):
     return rows
 
 
+def ort_int8(variant, ref, photos, cache):
+    """onnxruntime's static int8 model of the float network (bench_peers.py:
+    the same calibration photos as devicenet's converter) against the float
+    reference, on the same preprocessed photos."""
+    import numpy as np
+    from bench_peers import ort_static_int8
+    from devicenet.convert.efficientnet import preprocess as spec_for
+    from devicenet.evaluate import PhotoResult, Report, _top5, lead, reference_runner
+    from devicenet.image import draft_size, open_image, preprocess
+    path = os.path.join(cache, f"efficientnet-{variant}-ort-int8.onnx")
+    t0 = time.perf_counter()
+    if not os.path.exists(path):
+        ort_static_int8(ref, path, RESOLUTION[variant])
+    seconds = time.perf_counter() - t0
+    spec = spec_for(RESOLUTION[variant])
+    run_q, run_f = reference_runner(path), reference_runner(ref)
+    found = []
+    for name in image_files(photos):
+        x = preprocess(open_image(name, draft_size(spec)), spec)[None]
+        g, w = run_q(x)[0], run_f(x)[0]
+        err = np.abs(g - w)
+        found.append(PhotoResult(name, _top5(g), _top5(w), float(err.max()), float(err.mean()), lead(w)))
+    return (variant, ORT_INT8, os.path.getsize(path), Report(found), seconds)
+
+
 def table(rows):
     int8 = {v: size for v, scheme, size, _, _ in rows if scheme == "int8"}
     lines = ["| model | weights | file size | vs all-int8 | top-1 agreement | top-5 overlap "
-             "| mean / max logit error | convert time |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| flips with lead >= 0.1 | mean / max logit error | convert time |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for variant, scheme, size, r, seconds in rows:
         ratio = f"{size / int8[variant]:.3f}x" if variant in int8 else "-"
         lines.append(f"| {variant} | {scheme} | {size / 1e6:.2f} MB | {ratio} | {r.top1_agreement * 100:.1f}% "
-                     f"| {r.top5_overlap * 100:.1f}% | {r.mean_logit_error:.3f} / {r.max_logit_error:.2f} "
+                     f"| {r.top5_overlap * 100:.1f}% | {len(r.confident_flips())} "
+                     f"| {r.mean_logit_error:.3f} / {r.max_logit_error:.2f} "
                      f"| {seconds:.0f} s |")
     return "\n".join(lines)
 
@@ -71,7 +105,7 @@ def table(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="lite0", help="comma-separated: lite0, lite1, lite2")
-    ap.add_argument("--schemes", default=",".join(SCHEMES), help="default: %(default)s")
+    ap.add_argument("--schemes", default=",".join(SCHEMES + (ORT_INT8,)), help="default: %(default)s")
     ap.add_argument("--photos", help="a folder of photos (default: gather them with eval_photos.py)")
     ap.add_argument("--cache", default=eval_photos.DEFAULT_CACHE, help="default: %(default)s")
     args = ap.parse_args()

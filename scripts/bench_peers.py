@@ -91,7 +91,7 @@ def prepare(workdir, nets):
     return out
 
 
-def ort_static_int8(float_onnx, out):
+def ort_static_int8(float_onnx, out, size=224):
     """onnxruntime's static quantisation of a float ONNX model: QDQ,
     per-channel int8 weights, uint8 activations, MinMax ranges from
     devicenet's calibration photos (calibrate.calibration_inputs, the ones
@@ -102,7 +102,7 @@ def ort_static_int8(float_onnx, out):
     import onnx
     from devicenet.calibrate import calibration_inputs
     from devicenet.convert.efficientnet import preprocess
-    x = calibration_inputs(preprocess(224)).transpose(0, 3, 1, 2)
+    x = calibration_inputs(preprocess(size)).transpose(0, 3, 1, 2)
     name = onnx.load(float_onnx).graph.input[0].name
 
     class Reader(CalibrationDataReader):
