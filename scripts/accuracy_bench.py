@@ -28,9 +28,9 @@ from devicenet.convert import convert  # noqa: E402
 from devicenet.convert.efficientnet import RESOLUTION  # noqa: E402
 from devicenet.evaluate import evaluate  # noqa: E402
 
-#: weight schemes; "auto" also chooses the layers that run in integers,
-#: "auto-float" is the same weights all in float arithmetic
-SCHEMES = ("int8", "auto", "auto-float", "float16", "float32")
+#: weight schemes; "auto-integer" is "auto" with the layers that run in
+#: eight-bit integers chosen by measurement too (--arithmetic auto)
+SCHEMES = ("int8", "auto", "auto-integer", "float16", "float32")
 #: onnxruntime's own static int8 quantisation of the float network, as a peer
 ORT_INT8 = "onnxruntime int8"
 
@@ -53,8 +53,8 @@ def measure(variant, photos, cache, schemes):
             continue
         out = os.path.join(cache, f"efficientnet-{variant}-{scheme}.dnet")
         t0 = time.perf_counter()
-        weights, _, arithmetic = scheme.partition("-")
-        s = convert(checkpoint(variant), out, weights=weights, arithmetic=arithmetic or None)
+        weights, _, integer = scheme.partition("-")
+        s = convert(checkpoint(variant), out, weights=weights, arithmetic="auto" if integer else "float")
         seconds = time.perf_counter() - t0
         r = evaluate(out, ref, photos)
         rows.append((variant, scheme, s["file_bytes"], r, seconds))

@@ -62,15 +62,15 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
 
     ``weights`` is an encoding for every conv and dense weight (int8, int16,
     float16, float32) or ``auto``: per-layer precision chosen by measured
-    sensitivity (see devicenet.calibrate).  ``arithmetic`` "auto" (the
-    default with ``auto`` weights) also chooses the layers that run in
-    eight-bit integers (devicenet.calibrate_int, within ``kl_budget``);
-    "float" keeps every layer in float.  Nothing is written unless the
+    sensitivity (see devicenet.calibrate).  ``arithmetic`` "auto" (with
+    ``auto`` weights) also chooses the layers that run in eight-bit
+    integers (devicenet.calibrate_int, within ``kl_budget``); "float", the
+    default, keeps every layer in float.  Nothing is written unless the
     whole conversion succeeds, and an existing file is replaced atomically.
     """
     if weights not in ENCODINGS + ("auto",):
         raise DeviceNetError(f"unknown weight encoding {weights!r}; use auto, {', '.join(ENCODINGS)}")
-    arithmetic = arithmetic or ("auto" if weights == "auto" else "float")
+    arithmetic = arithmetic or "float"
     if arithmetic not in ("auto", "float"):
         raise DeviceNetError(f"unknown arithmetic {arithmetic!r}; use auto or float")
     if arithmetic == "auto" and weights != "auto":
