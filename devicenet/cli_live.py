@@ -28,7 +28,8 @@ def source_options(f):
               help="How many labels to show per frame.")
 @click.option("--every", default=1, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Classify every N-th frame only.")
-@click.option("--fps", type=click.FloatRange(0, 1000, min_open=True), help="Classify at most this many frames a second.")
+@click.option("--fps", type=click.FloatRange(0, 1000, min_open=True),
+              help="Classify at most this many frames a second.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON line per classified frame, then one with the summary.")
 @source_options
 @model_options

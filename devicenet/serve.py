@@ -174,11 +174,34 @@ class Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.app.timeout  # each read of the request line and headers
         super().setup()
 
+    linger = False
+
     def handle(self):
         try:
             super().handle()
         except (ConnectionError, socket.timeout):
             pass  # the client left or stalled: nothing to answer
+
+    def finish(self):
+        super().finish()
+        if self.linger:
+            self.drain()
+
+    def drain(self, limit=1 << 20, seconds=1.0):
+        """Read and discard what the client still sends, a little while:
+        closing a socket with unread data resets the connection, and the
+        client may lose the answer it was sent (a 413 for a large upload)."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + seconds
+            while limit > 0 and time.monotonic() < deadline:
+                self.connection.settimeout(max(0.01, deadline - time.monotonic()))
+                got = self.connection.recv(min(limit, 1 << 16))
+                if not got:
+                    break
+                limit -= len(got)
+        except OSError:
+            pass
 
     def do_GET(self):
         self.route({"/": self.get_page, "/health": self.get_health, "/camera.jpg": self.get_camera_jpeg,
@@ -198,7 +221,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise HTTPError(404, f"no such page: {url.path}")
             handler(parse_qs(url.query))
         except HTTPError as e:
-            self.send_json(e.status, {"error": str(e)}, close=e.status in (408, 411, 413) or method == "POST")
+            # A POST's body may be left unread: the connection is closed after the answer.
+            self.linger = method == "POST"
+            self.send_json(e.status, {"error": str(e)}, close=e.status in (408, 411, 413) or self.linger)
         except (ConnectionError, socket.timeout):
             self.close_connection = True
         except Exception as e:  # a bug must cost one request, not the server
@@ -228,8 +253,11 @@ class Handler(BaseHTTPRequestHandler):
     def post_classify(self, query):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if not ctype.startswith(IMAGE_TYPES):
-            hint = " (send the file's bytes as the body, not a form)" if ctype.startswith(("multipart/", "application/x-www-form")) else ""
-            raise HTTPError(415, f"Content-Type must be image/* or application/octet-stream, not {ctype or 'none'}{hint}")
+            form = ctype.startswith(("multipart/", "application/x-www-form"))
+            hint = (" (send the photo's bytes as the body, e.g. "
+                    "curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg URL)")
+            raise HTTPError(415, f"Content-Type must be image/* or application/octet-stream, "
+                                 f"not {ctype or 'none'}{hint if form else ''}")
         top = query.get("top", [None])[0]
         if top is not None and not (top.isdigit() and 1 <= int(top) <= 1000):
             raise HTTPError(400, "top must be a whole number from 1 to 1000")
@@ -290,6 +318,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (a malformed request line, 501), as JSON."""
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # a garbled request line: answer with a status line all the same
         self.send_json(code, {"error": message or self.responses.get(code, ("error",))[0]}, close=True)
 
     def log_request(self, code="-", size="-"):

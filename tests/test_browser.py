@@ -163,7 +163,7 @@ def test_page_shows_the_labels_of_a_photo_picked_in_it(browser, server, photo, t
     assert shown_pct == [f"{p.probability * 100:.1f}%" for p in want.predictions]
     assert "inference" in browser.evaluate("document.getElementById('latency').textContent")
     shot = browser.call("Page.captureScreenshot", format="png")["data"]
-    (tmp_path / f"page-{photo}.png").write_bytes(base64.b64decode(shot))
+    (tmp_path / f"page-{os.path.splitext(photo)[0]}.png").write_bytes(base64.b64decode(shot))
 
 
 def _video_camera():
