@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from .errors import DeviceNetError
+from .threads import working_alongside
 
 
 def result_json(res):
@@ -35,7 +36,8 @@ class Frame:
     pixels: np.ndarray
     #: counted from the source's first frame
     index: int
-    #: the source's time in seconds (a file's timestamp, a camera's clock)
+    #: seconds from the source's first frame, by the source's clock (a
+    #: file's timestamps, a camera's); None where it has none
     time_s: float
     #: time.monotonic() when it was grabbed
     grabbed: float
@@ -95,13 +97,18 @@ class Grabber(threading.Thread):
         self._halt.set()
 
     def run(self):
-        start = None
+        start = first = None
         try:
             while not self._halt.is_set():
-                got = self.source.read()
+                with working_alongside():  # the network's kernels leave the decoder a core meanwhile
+                    got = self.source.read()
                 if got is None:
                     break
                 pixels, t = got
+                if t is not None:
+                    # seconds from the first frame (a camera's clock starts anywhere)
+                    first = t if first is None else first
+                    t -= first
                 if not self.source.live and t is not None:
                     # A file plays at its own rate; behind it (a slow
                     # decoder), frames follow at once.
