@@ -31,16 +31,27 @@ def frame_latency(res):
     return res.latency_ms["total"] - res.latency_ms.get("setup", 0.0)
 
 
-@dataclass
 class Frame:
-    pixels: np.ndarray
-    #: counted from the source's first frame
-    index: int
-    #: seconds from the source's first frame, by the source's clock (a
-    #: file's timestamps, a camera's); None where it has none
-    time_s: float
-    #: time.monotonic() when it was grabbed
-    grabbed: float
+    """One grabbed frame; its pixels are converted to RGB when first asked for."""
+
+    __slots__ = ("index", "time_s", "grabbed", "_raw", "_rgb", "_pixels")
+
+    def __init__(self, raw, rgb, index, time_s, grabbed):
+        self._raw, self._rgb, self._pixels = raw, rgb, None
+        #: counted from the source's first frame
+        self.index = index
+        #: seconds from the source's first frame, by the source's clock (a
+        #: file's timestamps, a camera's); None where it has none
+        self.time_s = time_s
+        #: time.monotonic() when it was grabbed
+        self.grabbed = grabbed
+
+    @property
+    def pixels(self):
+        """HxWx3 uint8 RGB."""
+        if self._pixels is None:  # two threads converting at once both get the same pixels
+            self._pixels = self._rgb(self._raw)
+        return self._pixels
 
 
 class Latest:
@@ -101,10 +112,10 @@ class Grabber(threading.Thread):
         try:
             while not self._halt.is_set():
                 with working_alongside():  # the network's kernels leave the decoder a core meanwhile
-                    got = self.source.read()
+                    got = self.source.grab()
                 if got is None:
                     break
-                pixels, t = got
+                raw, t = got
                 if t is not None:
                     # seconds from the first frame (a camera's clock starts anywhere)
                     first = t if first is None else first
@@ -116,7 +127,7 @@ class Grabber(threading.Thread):
                     start = now - t if start is None else start
                     if start + t > now and self._halt.wait(start + t - now):
                         break
-                frame = Frame(pixels, self.grabbed, t, time.monotonic())
+                frame = Frame(raw, self.source.rgb, self.grabbed, t, time.monotonic())
                 self.grabbed += 1
                 self.newest = frame
                 if frame.index % self.every:
@@ -194,7 +205,13 @@ class Watch:
                 if frame is None:
                     break
                 last_start = time.monotonic()
-                res = self.model.classify(frame.pixels, top=self.top)
+                t0 = time.perf_counter()
+                pixels = frame.pixels
+                convert_ms = (time.perf_counter() - t0) * 1e3
+                res = self.model.classify(pixels, top=self.top)
+                # Converting the frame to RGB is part of decoding it.
+                res.latency_ms["decode"] += convert_ms
+                res.latency_ms["total"] += convert_ms
                 done = time.monotonic()
                 self.classified += 1
                 self.latencies.add(frame_latency(res))
