@@ -34,10 +34,11 @@ def frame_latency(res):
 class Frame:
     """One grabbed frame; its pixels are converted to RGB when first asked for."""
 
-    __slots__ = ("index", "time_s", "grabbed", "_raw", "_rgb", "_pixels")
+    __slots__ = ("index", "time_s", "grabbed", "_raw", "_rgb", "_pixels", "_lock")
 
     def __init__(self, raw, rgb, index, time_s, grabbed):
         self._raw, self._rgb, self._pixels = raw, rgb, None
+        self._lock = threading.Lock()
         #: counted from the source's first frame
         self.index = index
         #: seconds from the source's first frame, by the source's clock (a
@@ -49,9 +50,13 @@ class Frame:
     @property
     def pixels(self):
         """HxWx3 uint8 RGB."""
-        if self._pixels is None:  # two threads converting at once both get the same pixels
-            self._pixels = self._rgb(self._raw)
-        return self._pixels
+        # Once, under a lock: the network and serve's live view may ask at
+        # the same moment, and PyAV's converter of one frame is not safe to
+        # run on two threads at once (it crashed the process).
+        with self._lock:
+            if self._pixels is None:
+                self._pixels = self._rgb(self._raw)
+            return self._pixels
 
 
 class Latest:

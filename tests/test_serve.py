@@ -310,6 +310,27 @@ def test_camera_view_serves_the_newest_frame_and_its_labels(model, tmp_path):
         assert request(p, "GET", "/health")[1]["camera"] == video
 
 
+def test_many_clients_asking_for_the_camera_while_it_is_classified(model, tmp_path):
+    # The live view converts the newest frame to JPEG while the network may
+    # be converting the same frame: once, under the frame's lock (two
+    # conversions of one frame at once crashed the process).
+    from test_frames import make_video
+    from devicenet.frames import VideoFile
+    video = make_video(tmp_path / "v.mp4", ["chelsea.png", "coffee.png"], fps=30, per_photo=45)
+    with serving(model, camera=VideoFile(video), camera_fps=1000) as p:
+        def viewer(_):
+            sizes, deadline = [], time.monotonic() + 3
+            while time.monotonic() < deadline:
+                status, jpeg = request(p, "GET", "/camera.jpg")
+                if status == 200:
+                    sizes.append(Image.open(io.BytesIO(jpeg)).size)
+            return sizes
+        with ThreadPoolExecutor(6) as pool:
+            sizes = [s for got in pool.map(viewer, range(6)) for s in got]
+        assert sizes and set(sizes) == {(640, 480)}
+        assert request(p, "GET", "/health")[1]["status"] == "ok"
+
+
 def test_no_camera_means_404_on_its_pages(port):
     for path in ("/camera.jpg", "/camera.json"):
         status, doc = request(port, "GET", path)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -61,6 +62,23 @@ def test_latest_slot_take_waits_for_a_frame():
     slot.put("frame")
     reader.join(10)
     assert got == ["frame"] and slot.dropped == 0
+
+
+def test_a_frame_is_converted_once_however_many_threads_ask():
+    from devicenet.watch import Frame
+    calls, inside = [], []
+
+    def rgb(raw):  # notes whether another thread was converting at the same time
+        inside.append(1)
+        calls.append(len(inside))
+        time.sleep(0.05)
+        inside.pop()
+        return np.full((2, 2, 3), raw, np.uint8)
+    frame = Frame(7, rgb, 0, 0.0, time.monotonic())
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: frame.pixels, range(8)))
+    assert calls == [1]  # once, and alone
+    assert all(g is got[0] for g in got) and got[0][0, 0, 0] == 7
 
 
 def test_latency_percentiles_within_one_percent_of_numpys():
