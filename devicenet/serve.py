@@ -159,6 +159,27 @@ class App:
                 "camera": self.camera.watch.source.name if self.camera else None}
 
 
+class _HeadDeadline:
+    """The request's reader, with one deadline for the request line and its
+    headers: http.server reads them a line at a time, each within the
+    socket's timeout, so a client sending a header every few seconds would
+    hold its connection forever."""
+
+    def __init__(self, reader, connection):
+        self._reader, self._connection = reader, connection
+        self.deadline = None
+
+    def readline(self, limit=-1):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the request's headers took too long")
+        self._connection.settimeout(left)
+        return self._reader.readline(limit)
+
+    def __getattr__(self, name):
+        return getattr(self._reader, name)
+
+
 class Handler(BaseHTTPRequestHandler):
     """Routes: GET /, /health, /camera.jpg, /camera.json; POST /classify."""
 
@@ -171,8 +192,15 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.app
 
     def setup(self):
-        self.timeout = self.server.app.timeout  # each read of the request line and headers
+        self.timeout = self.server.app.timeout
         super().setup()
+        self.rfile = _HeadDeadline(self.rfile, self.connection)
+
+    def handle_one_request(self):
+        # Waiting for a request on an open connection counts too: an idle
+        # keep-alive connection is closed after the same time.
+        self.rfile.deadline = time.monotonic() + self.app.timeout
+        super().handle_one_request()
 
     linger = False
 

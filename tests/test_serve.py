@@ -221,6 +221,27 @@ def test_a_client_that_sends_nothing_is_disconnected(port):
         assert s.recv(100) == b""  # closed by the server after its timeout, long before ours
 
 
+def test_a_client_trickling_its_headers_is_disconnected(port):
+    # each header line well within the per-read timeout, all of them far beyond it
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        closed = False
+        for i in range(20):
+            time.sleep(0.3)
+            try:
+                s.sendall(b"X-Slow-%d: 1\r\n" % i)
+            except OSError:
+                closed = True
+                break
+        if not closed:
+            try:
+                closed = s.recv(100) == b""
+            except ConnectionResetError:
+                closed = True
+        assert closed
+    assert request(port, "GET", "/health")[0] == 200
+
+
 @pytest.mark.parametrize("line, status", [
     (b"GET /nowhere HTTP/1.1", 404), (b"GET /classify HTTP/1.1", 405), (b"POST /health HTTP/1.1", 405),
     (b"PUT /classify HTTP/1.1", 501), (b"GARBAGE", 400), (b"GET / HTTP/9.9", 505),
