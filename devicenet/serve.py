@@ -239,6 +239,7 @@ class Handler(BaseHTTPRequestHandler):
         self.route({"/classify": self.post_classify}, method="POST")
 
     def route(self, table, method="GET"):
+        self.connection.settimeout(self.app.timeout)  # not what was left of the headers' deadline
         url = urlsplit(self.path)
         handler = table.get(url.path)
         try:
@@ -355,6 +356,8 @@ class Handler(BaseHTTPRequestHandler):
             super().log_request(code, size)  # only failures: a phone polling the camera is not news
 
     def log_message(self, fmt, *args):
+        if fmt.startswith("Request timed out"):
+            return  # an idle kept-alive connection closing (a page left open), or a stalled client: not news
         self.server.log(f"{self.address_string()} {fmt % args}")
 
 
