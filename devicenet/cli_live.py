@@ -147,7 +147,7 @@ def serve(host, http_port, top, max_bytes, timeout, camera_source, camera_fps, s
         fail(str(e))
     warning = exposure_warning(host)
     if warning:
-        say(warning)
+        say(f"Warning: {warning}")
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     say(f"serving {model.name} ({model.backend}) on http://{shown}:{bound_port}/ (Ctrl-C to stop)")

@@ -56,7 +56,7 @@ def exposure_warning(host):
     """The warning to print when ``host`` is reachable from other machines, or None."""
     if is_loopback(host):
         return None
-    return (f"warning: serving on {host}: anyone who can reach this machine on the network can use "
+    return (f"serving on {host}: anyone who can reach this machine on the network can use "
             "this server (there is no password); use the default 127.0.0.1 to keep it to this machine")
 
 

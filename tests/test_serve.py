@@ -368,6 +368,27 @@ def test_warning_when_others_can_reach_it(host):
     assert "anyone" in exposure_warning(host)
 
 
+def test_serve_on_all_interfaces_warns(monkeypatch):
+    # (not bound for real: the server is replaced by one that stops at once)
+    import devicenet.serve
+
+    class Stopped:
+        server_address = ("0.0.0.0", 8080)
+        closed = False
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            Stopped.closed = True
+    monkeypatch.setattr(devicenet.serve, "make_server", lambda *a, **kw: Stopped())
+    result = cli_runner().invoke(_main(), ["serve", "--host", "0.0.0.0", "--backend", "cpu"])
+    assert result.exit_code == 130 and Stopped.closed
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Warning: serving on 0.0.0.0: anyone who can reach this machine")
+    assert lines[1].startswith("serving efficientnet-lite0 (cpu) on http://0.0.0.0:8080/")
+
+
 def test_serve_command_starts_answers_and_exits_130_on_ctrl_c():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "devicenet", "serve", "--port", "0", "--backend", "cpu"],
