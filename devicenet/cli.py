@@ -524,5 +524,10 @@ def benchmark(runs, warmup, net, layers, residency, image, as_json, save, tables
         click.echo(line)
 
 
+from .cli_live import serve, watch  # noqa: E402  (the live commands import this module's helpers)
+main.add_command(watch)
+main.add_command(serve)
+
+
 if __name__ == "__main__":
     main()
