@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import devicenet
+from devicenet import report
 from devicenet.cli import main
 from conftest import PHOTOS, cli_runner, data
 
@@ -33,8 +34,10 @@ def test_every_command_has_help(run):
 def test_classify_prints_top_labels_and_latency(run):
     r = run("classify", data("coffee.png"), "--top", "3")
     assert r.exit_code == 0, r.output
-    lines = r.output.splitlines()
-    assert lines[0].endswith("coffee.png") and "espresso" in lines[1]
+    lines = r.stdout.splitlines()
+    # the first line names the model, the backend and the device that ran
+    assert lines[0].startswith("efficientnet-lite0 on cpu: ") and report.cpu_name() in lines[0]
+    assert lines[1].endswith("coffee.png") and "espresso" in lines[2]
     assert len([l for l in lines if "%" in l]) == 3
     assert "inference" in lines[-1] and "total" in lines[-1]
 
