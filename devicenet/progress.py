@@ -54,7 +54,7 @@ class Progress:
 
     def _draw(self, done, item):
         if self._bar is None:
-            if time.monotonic() - self.start < self.delay and done < self.total:
+            if time.monotonic() - self.start < self.delay:
                 return
             self._bar = click.progressbar(length=self.total, label=self.label.ljust(LABEL), file=self.stream,
                                           show_pos=True, show_eta=True, width=20,
