@@ -53,20 +53,14 @@ def quiet_option(f):
     return click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")(f)
 
 
-def cpu_count():
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def check_threads(threads):
     """Warn when --threads asks for more threads than there are CPUs: they
     then take turns on the cores and every layer waits for the slowest."""
-    if threads and threads > cpu_count():
-        warn(f"--threads {threads} is more than the {cpu_count()} CPUs here, which makes every layer slower; "
-             f"use --threads {cpu_count()} or fewer")
+    from .threads import default_threads
+    cpus = default_threads()  # the CPUs this process may run on
+    if threads and threads > cpus:
+        warn(f"--threads {threads} is more than the {cpus} CPUs here, which makes every layer slower; "
+             f"use --threads {cpus} or fewer")
 
 
 def refuse_existing(output, force):
@@ -283,8 +277,7 @@ class Output:
         if self.fmt == "json":
             self.results.append(report.result_json(res))
         elif self.fmt == "jsonl":
-            click.echo(json.dumps(report.result_json(res), allow_nan=False))
-            sys.stdout.flush()
+            click.echo(json.dumps(report.result_json(res), allow_nan=False))  # echo flushes: a pipe sees it now
         elif self.fmt == "csv":
             self._csv(report.csv_rows(res))
         elif not isinstance(res, DeviceNetError):
@@ -294,7 +287,6 @@ class Output:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(rows)
         click.echo(buf.getvalue(), nl=False)
-        sys.stdout.flush()
 
     def finish(self, interrupted=False):
         if self.fmt == "json":

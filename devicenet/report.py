@@ -8,7 +8,6 @@ of the API that answers in JSON.  docs/CLI.md documents every key.
 """
 
 import math
-import os
 import platform
 
 #: version of the JSON documents' layout
@@ -86,8 +85,9 @@ def device_name(model):
     name = getattr(be, "device_name", None)
     if name:
         return name
+    from .threads import default_threads
     kernels = getattr(be, "kernels", None)
-    threads = getattr(be, "threads", None)
+    threads = getattr(be, "threads", None) or default_threads()
     extra = [f"{kernels} kernels"] if kernels else []
     extra += [f"{threads} thread{'s' * (threads != 1)}"] if threads else []
     return cpu_name() + (f" ({', '.join(extra)})" if extra else "")
@@ -104,7 +104,3 @@ def cpu_name():
     except OSError:
         pass
     return platform.machine() or "CPU"
-
-
-def basename(path):
-    return os.path.basename(path) if path else path

@@ -316,8 +316,8 @@ def test_info_layers_names_what_features_takes(run, tmp_path):
 
 
 def test_threads_above_the_cpus_warn(run, monkeypatch):
-    from devicenet import cli
-    monkeypatch.setattr(cli, "cpu_count", lambda: 2)
+    from devicenet import threads
+    monkeypatch.setattr(threads, "default_threads", lambda: 2)
     r = run("classify", "--threads", "8", "--top", "1", data("coffee.png"))
     assert r.exit_code == 0
     assert r.stderr.splitlines() == ["Warning: --threads 8 is more than the 2 CPUs here, which makes every "
@@ -412,11 +412,6 @@ def test_every_json_document_is_documented(run, tmp_path, shipped_model):
     check_documented("ports --json", json.loads(run("ports", "--json").stdout))
     r = run("benchmark", "--runs", "1", "--warmup", "0", "--json", "--layers")
     check_documented("benchmark --json", json.loads(r.stdout), ["layers"])
-    onnx = pytest.importorskip("onnx")
-    from onnx_graphs import CASES
-    onnx.save(CASES["conv3x3"](), tmp_path / "m.onnx")
-    check_documented("convert --json", json.loads(run("convert", tmp_path / "m.onnx", tmp_path / "m.dnet",
-                                                      "--json").stdout))
     from test_learn import make_dataset
     root = make_dataset(tmp_path / "set", per_class=3, classes={"cat": "chelsea.png", "cup": "coffee.png"})
     (root / "README.txt").write_text("two classes")
@@ -425,3 +420,8 @@ def test_every_json_document_is_documented(run, tmp_path, shipped_model):
     check_documented("learn --json", doc, ["held_out", "accuracy", "confusion"])
     assert doc["ignored"] == [{"path": str(root / "README.txt"), "reason": "not images"}]
     assert "Warning: ignored 1 entry" in r.stderr
+    onnx = pytest.importorskip("onnx")
+    from onnx_graphs import CASES
+    onnx.save(CASES["conv3x3"](), tmp_path / "m.onnx")
+    check_documented("convert --json", json.loads(run("convert", tmp_path / "m.onnx", tmp_path / "m.dnet",
+                                                      "--json").stdout))
