@@ -6,6 +6,7 @@ go to stderr, errors as one line and a non-zero exit, never a traceback.
 
 import csv
 import errno
+import inspect
 import io
 import json
 import os
@@ -138,13 +139,10 @@ def main():
         devicenet benchmark
     Convert a trained model:
         devicenet convert model.onnx model.dnet
-
-    \b
-    Environment:
     """
 
 
-main.help += "".join(f"\n    {name:24s} {what}" for name, what in ENVIRONMENT)
+main.help = inspect.cleandoc(main.help) + "\n\n\b\nEnvironment:" + "".join(f"\n  {name:24s} {what}" for name, what in ENVIRONMENT)
 
 
 def expand_or_fail(args, stdin_ok=False):

@@ -105,3 +105,22 @@ def test_read_stdin_spools_the_bytes_and_refuses_nothing_or_a_terminal():
             return True
     with pytest.raises(DeviceNetError, match="terminal"):
         read_stdin(Terminal(blob))
+
+
+def test_learn_lists_everything_it_ignores(tmp_path):
+    from devicenet.learn import scan
+    for cls in ("cat", "cup"):
+        (tmp_path / cls / "more").mkdir(parents=True)
+        shutil.copy(data("coffee.png"), tmp_path / cls / "1.png")
+        shutil.copy(data("coffee.png"), tmp_path / cls / "more" / "2.png")  # one level too deep
+    shutil.copy(data("rocket.jpg"), tmp_path / "stray.jpg")
+    (tmp_path / "cat" / "labels.csv").write_text("a,b\n")
+    (tmp_path / ".devicenet-cache").mkdir()
+    ignored = []
+    classes, items = scan(tmp_path, ignored)
+    assert classes == ["cat", "cup"]
+    assert items == [(str(tmp_path / "cat" / "1.png"), 0), (str(tmp_path / "cup" / "1.png"), 1)]
+    assert sorted(ignored) == sorted([(str(tmp_path / "stray.jpg"), "files beside the class folders"),
+                                      (str(tmp_path / "cat" / "more"), "sub-folders"),
+                                      (str(tmp_path / "cup" / "more"), "sub-folders"),
+                                      (str(tmp_path / "cat" / "labels.csv"), "not images")])
