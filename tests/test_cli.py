@@ -258,6 +258,27 @@ def test_jsonl_lines_arrive_as_images_are_classified(tmp_path):
         proc.communicate()
 
 
+@pytest.mark.parametrize("fmt", ["--jsonl", "--csv"])
+def test_ctrl_c_keeps_the_lines_already_printed(fmt):
+    import signal
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-m", "devicenet", "classify", fmt, "--top", "1",
+                             *[data("coffee.png")] * 300], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    first = [proc.stdout.readline() for _ in range(2)]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    lines = [line for line in (first + out.splitlines(keepends=True)) if line.strip()]
+    assert proc.returncode == 130 and err.strip() == "Interrupted.", err
+    assert 2 <= len(lines) < 301 and all(line.endswith("\n") for line in lines)  # whole lines only
+    if fmt == "--jsonl":
+        assert all(json.loads(line)["predictions"][0]["label"] == "espresso" for line in lines)
+    else:
+        assert lines[0].startswith("path,rank") and all(",espresso," in line for line in lines[1:])
+
+
 def test_json_floats_are_rounded_alike(run):
     doc = json.loads(run("classify", "--json", data("coffee.png")).stdout)
     res = doc["results"][0]

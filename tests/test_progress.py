@@ -73,3 +73,49 @@ def test_phases_make_one_display_per_phase_and_read_text_counts():
     assert out.getvalue().splitlines() == ["warm-up: 1/3", "warm-up: 2/3", "warm-up: 3/3", "run: 1/2", "run: 2/2",
                                            "calibrating on 12 built-in photo variants",
                                            "measured layers: 10/20", "measured layers: 20/20"]
+
+
+def devicenet_under_a_terminal(tmp_path, *args):
+    """Run ``python -m devicenet ARGS`` with stderr on a pseudo-terminal;
+    return (status, what the terminal showed)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), COLUMNS="100")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "devicenet", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=follower, env=env, cwd=tmp_path)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the command closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    return proc.wait(timeout=300), shown.decode(errors="replace")
+
+
+def test_features_on_a_terminal_draws_one_bar_in_place(tmp_path):
+    import shutil
+    import sys
+    if sys.platform == "win32":
+        import pytest
+        pytest.skip("pseudo-terminals")
+    from conftest import data
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(40):
+        shutil.copy(data("coffee.png"), photos / f"{i:02d}.png")
+    status, shown = devicenet_under_a_terminal(tmp_path, "features", photos, "-o", tmp_path / "f.npy")
+    assert status == 0, shown
+    bar = [part for part in shown.replace("\r\n", "\n").split("\n") if "features " in part and "[" in part]
+    assert len(bar) == 1 and "\r" in bar[0] and "40/40" in bar[0], shown  # redrawn in place, then ended once
+    assert "features: 1/40" not in shown  # no plain lines on a terminal
+    status, shown = devicenet_under_a_terminal(tmp_path, "features", "-q", photos, "-o", tmp_path / "f.npy")
+    assert status == 0 and "[" not in shown and shown.strip().startswith("wrote")
