@@ -348,11 +348,18 @@ def test_threads_above_the_cpus_warn(run, monkeypatch):
 
 
 def test_help_names_the_environment(run):
-    text = run("--help").stdout
-    for name, _ in __import__("devicenet.cli", fromlist=["ENVIRONMENT"]).ENVIRONMENT:
-        assert name in text
-        assert name in open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                         "docs", "CLI.md")).read()
+    import glob
+    import re
+    from devicenet.cli import ENVIRONMENT
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # every variable the package reads is listed, in --help and in docs/CLI.md
+    read = set()
+    for path in glob.glob(os.path.join(root, "devicenet", "**", "*.py"), recursive=True):
+        read |= set(re.findall(r"[\"'](DEVICENET_[A-Z_]+)[\"']", open(path).read()))
+    assert read and read <= {name for name, _ in ENVIRONMENT}
+    text, doc = run("--help").stdout, open(os.path.join(root, "docs", "CLI.md")).read()
+    for name, _ in ENVIRONMENT:
+        assert re.search(rf"^ +{name} ", text, re.M) and f"| `{name}` |" in doc
     assert "DEVICENET_MODEL" in run("classify", "--help").stdout
 
 
