@@ -471,8 +471,8 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
         return
     click.echo(f"wrote {output}: {s['name']}, {s['nodes']} ops, {s['parameters']:,} parameters")
     click.echo("  ops: " + ", ".join(f"{k} x{v}" for k, v in s["ops"].items()))
-    click.echo(f"  {size_text(s['file_bytes'])} ({ratio_text(s['float32_bytes'], s['file_bytes'], 'than float32')}"
-               f" weights, {size_text(s['float32_bytes'])})")
+    click.echo(f"  {size_text(s['file_bytes'])}: {ratio_text(s['float32_bytes'], s['file_bytes'], 'than float32')} "
+               f"({size_text(s['float32_bytes'])})")
 
 
 @main.command()
