@@ -325,7 +325,7 @@ def show_devices(as_json):
     click.echo(f"(--backend auto: {'* = ' + chosen['device'] if chosen else 'the CPU backend'}; {why})")
 
 
-def show_layers(graph):
+def layer_table(graph):
     """The activations ``features --layer`` can name, with op and shape."""
     from .features import feature_layer
     shapes = graph.shapes()
@@ -359,7 +359,7 @@ def info(model, as_json, tensors, layers, devices):
         graph = dnet.load(path)
         doc = describe(graph, path)
         if layers:
-            doc["layers"] = show_layers(graph)
+            doc["layers"] = layer_table(graph)
     except DeviceNetError as e:
         fail(str(e))
     if as_json:
