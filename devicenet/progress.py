@@ -60,7 +60,8 @@ class Progress:
                                           show_pos=True, show_eta=True, width=20,
                                           item_show_func=lambda it: _short(it))
             self._bar.__enter__()
-            self._bar.start = self.start  # the ETA counts from the job's start, not the bar's
+            # The ETA counts from the job's start, not the bar's (click keeps wall-clock time).
+            self._bar.start = time.time() - (time.monotonic() - self.start)
         self._bar.update(done - self._bar.pos, item)
 
     def _line(self, done):

@@ -50,6 +50,20 @@ def test_a_terminal_gets_one_line_updated_in_place():
     assert "4/4" in text and "photo-4.jpg" in text and "features" in text
 
 
+def test_the_eta_counts_from_the_start_of_the_job():
+    import time
+    out = Terminal()
+    bar = Progress("features", 100, stream=out, delay=0)
+    bar.start -= 30  # the job began 30 s ago; the bar appears now
+    bar.update(50)
+    # click estimates from its start, in wall-clock time: 30 s for 50 steps
+    assert abs(bar._bar.start - (time.time() - 30)) < 5
+    bar._bar.last_eta = 0  # let click re-estimate now
+    bar._bar.make_step(0)
+    assert 20 < bar._bar.eta < 40
+    bar.close()
+
+
 def test_a_terminal_bar_waits_for_the_delay():
     out = Terminal()
     bar = Progress("run", 10, stream=out, delay=60)
