@@ -2,17 +2,19 @@
 
 ``expand`` turns a command's arguments into image paths in a stable order.
 A file named is kept as it is (if it is not an image, classifying it says
-so); a folder is searched recursively and only the files whose first bytes
-are an image format are kept, so ``photos/`` works whatever its file names
-are (a file with a photo's extension is kept too, so that a damaged
-photo is reported rather than passed over); a pattern with ``*``, ``?`` or ``[`` that names no file is expanded
-here, for shells that do not and for quoted patterns; ``-`` is one image
-read from stdin.  What a folder held besides images is counted by reason.
+so).  A folder is searched recursively for files whose first bytes are an
+image format's, so ``photos/`` works whatever its file names are; a file
+with a photo's extension is kept too, so that a damaged photo is reported
+rather than passed over.  A pattern (``*``, ``?``, ``[``) that names no file
+is expanded here, for shells that do not and for quoted patterns.  ``-`` is
+one image read from stdin.  What a folder held besides images is counted
+by reason.
 """
 
 from collections import Counter
 import glob
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -24,8 +26,9 @@ STDIN = "-"
 #: first bytes of the image formats Pillow decodes that photos come in
 #: (a prefix, or (offset, bytes) for a marker after a size field)
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
-              (8, b"WEBP"), b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ",
-              b"\xff\x4f\xff\x51", (4, b"ftypheic"), (4, b"ftypavif"))
+              (8, b"WEBP"), b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51")
+#: Netpbm (PBM, PGM, PPM): P1-P6 and whitespace
+PNM = re.compile(rb"P[1-6]\s")
 #: extensions of photos: such a file in a folder is used even when its
 #: first bytes are not an image's, so that its error is seen
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
@@ -65,7 +68,7 @@ def looks_like_image(path):
         offset, sig = sig if isinstance(sig, tuple) else (0, sig)
         if head[offset:offset + len(sig)] == sig:
             return True
-    return False
+    return bool(PNM.match(head))
 
 
 def _kind(path):

@@ -124,3 +124,9 @@ def test_learn_lists_everything_it_ignores(tmp_path):
                                       (str(tmp_path / "cat" / "more"), "sub-folders"),
                                       (str(tmp_path / "cup" / "more"), "sub-folders"),
                                       (str(tmp_path / "cat" / "labels.csv"), "not images")])
+
+
+def test_text_that_starts_like_a_netpbm_header_is_not_an_image(tmp_path):
+    (tmp_path / "notes").write_bytes(b"P3rd draft of the plan")
+    (tmp_path / "grey").write_bytes(b"P5\n2 2\n255\n\x00\x01\x02\x03")
+    assert looks_like_image(tmp_path / "notes") is False and looks_like_image(tmp_path / "grey") is True
