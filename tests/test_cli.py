@@ -300,6 +300,28 @@ def test_auto_never_takes_a_cpu_opencl_device():
     assert auto_choice([])[0] is None
 
 
+def test_auto_hands_the_gpu_to_the_opencl_backend(monkeypatch):
+    pytest.importorskip("pyopencl")
+    from devicenet import backends
+    from devicenet.backends import opencl
+    listing = [{"index": 0, "device": "pthread-cpu", "type": "ALL | CPU"},
+               {"index": 1, "device": "Mali-G610", "type": "GPU"}]
+    made = []
+
+    class Backend:
+        name = "opencl"
+
+        def __init__(self, graph, device=None, fallback=None, **kw):
+            made.append((device, fallback))
+
+    monkeypatch.setattr(opencl, "list_devices", lambda: listing)
+    monkeypatch.setattr(opencl, "OpenCLBackend", Backend)
+    assert backends.create(None, "auto").name == "opencl"
+    assert made == [("1", True)]  # the GPU, and a device failure falls back to the CPU
+    listing.pop()
+    assert backends.create(None, "auto").name == "cpu" and len(made) == 1  # only the CPU device: not tried
+
+
 def test_auto_takes_the_cpu_backend_over_pocl(run):
     cl = pytest.importorskip("pyopencl")
     from devicenet.backends.opencl import list_devices
