@@ -44,7 +44,7 @@ class Inputs(NamedTuple):
     paths: list
     skipped: list
 
-    def summary(self, verb="skipped"):
+    def summary(self, verb="skipped", where="the folders given"):
         """One line counting what was skipped, by reason, with the first
         few names ("" when nothing was)."""
         if not self.skipped:
@@ -52,8 +52,8 @@ class Inputs(NamedTuple):
         counts = Counter(reason for _, reason in self.skipped)
         n = len(self.skipped)
         first = ", ".join(p for p, _ in self.skipped[:3]) + (", ..." if n > 3 else "")
-        return (f"{verb} {n} entr{'ies' if n != 1 else 'y'} in the folders given ("
-                + ", ".join(f"{k} {reason}" for reason, k in counts.most_common()) + f"): {first}")
+        return (f"{verb} {n} entr{'ies' if n != 1 else 'y'} in {where} ("
+                + ", ".join(f"{reason}: {k}" for reason, k in counts.most_common()) + f"): {first}")
 
 
 def looks_like_image(path):

@@ -241,7 +241,7 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
     ignored = []
     classes, items = scan(dataset, ignored)
     if ignored and warn:
-        warn(Inputs(items, ignored).summary("ignored"))
+        warn(Inputs(items, ignored).summary("ignored", os.fspath(dataset)))
     views = ("centre", "ten") if (augment or oversample) else ("centre",)
     base_digest = file_digest(model.path)
     cache = FeatureCache(cache_dir or os.path.join(dataset, CACHE_DIR), base_digest, layer)

@@ -168,7 +168,7 @@ def test_classify_a_folder_recursively_by_content(run, tmp_path):
     assert labels_of(json.loads(r.stdout)) == {str(root / "trip" / "IMG_0001"): "espresso",
                                                str(root / "trip" / "day2" / "launch.JPG"): "missile"}
     assert r.stderr.splitlines() == [
-        f"Warning: skipped 2 entries in the folders given (2 not images): {root / 'trip' / 'notes.txt'}, "
+        f"Warning: skipped 2 entries in the folders given (not images: 2): {root / 'trip' / 'notes.txt'}, "
         f"{root / 'trip' / 'day2' / 'data.bin'}"]
 
 

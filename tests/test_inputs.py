@@ -37,7 +37,7 @@ def test_a_folder_keeps_photos_by_extension_or_content_and_counts_the_rest(tmp_p
     assert found.paths == [str(tmp_path / "a" / "damaged.jpg"), str(tmp_path / "a" / "b" / "z")]
     assert sorted(found.skipped) == [(str(tmp_path / "a" / "readme.md"), "not images"),
                                      (str(tmp_path / "empty"), "not images")]
-    assert found.summary() == (f"skipped 2 entries in the folders given (2 not images): {tmp_path / 'empty'}, "
+    assert found.summary() == (f"skipped 2 entries in the folders given (not images: 2): {tmp_path / 'empty'}, "
                                f"{tmp_path / 'a' / 'readme.md'}")
     flat = image_files(tmp_path / "a", recursive=False)
     assert flat.paths == [str(tmp_path / "a" / "damaged.jpg")]
