@@ -34,28 +34,6 @@ def sample_image():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "coffee.jpg")
 
 
-class Progress:
-    """A one-line counter on a stream, shown only once a phase has taken
-    more than ``delay`` seconds, so quick benchmarks stay quiet."""
-
-    def __init__(self, stream=None, delay=1.0):
-        self.stream = stream or sys.stderr
-        self.delay = delay
-        self.start = time.perf_counter()
-        self.shown = False
-
-    def __call__(self, phase, done, total):
-        if not self.shown and time.perf_counter() - self.start < self.delay:
-            return
-        self.shown = True
-        self.stream.write(f"\r{phase} {done}/{total}   ")
-        if done == total:
-            self.stream.write("\n")
-            self.shown = False
-            self.start = time.perf_counter()
-        self.stream.flush()
-
-
 def peak_rss_mb():
     """Peak resident memory of this process in MB (ru_maxrss: KB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -4,17 +4,33 @@ Results go to stdout (``--json`` for scripts); warnings, progress and errors
 go to stderr, errors as one line and a non-zero exit, never a traceback.
 """
 
+import csv
 import errno
+import inspect
+import io
 import json
 import os
 import sys
 
 import click
 
-from . import __version__
-from .errors import INTERRUPTED, DeviceNetError
+from . import __version__, report
+from .errors import INTERRUPTED, DeviceNetError, warn
+from .progress import Phases, Progress, isatty
 
 BACKENDS = click.Choice(["cpu", "opencl", "auto"])
+#: the environment variables devicenet reads, for --help and docs/CLI.md
+ENVIRONMENT = (
+    ("DEVICENET_MODEL", "the model --model defaults to"),
+    ("DEVICENET_PORT", "the board profile --port defaults to"),
+    ("DEVICENET_OPENCL_DEVICE", "the OpenCL device --device defaults to"),
+    ("DEVICENET_CACHE_DIR", "where built OpenCL programs are cached (~/.cache/devicenet)"),
+    ("DEVICENET_PORTS", "a folder of extra board profiles"),
+    ("DEVICENET_SYSROOT", "read the board's files under this root instead of /"),
+    ("DEVICENET_MACHINE", "the machine type, instead of uname -m"),
+    ("DEVICENET_NATIVE", "0 turns the compiled CPU kernels off"),
+    ("DEVICENET_KERNEL_ISA", "cap the kernels' instruction set: scalar, sse2, avx2 or neon"),
+)
 
 
 def fail(msg):
@@ -22,14 +38,30 @@ def fail(msg):
 
 
 def echo_json(doc):
+    """Print a command's JSON document (``report.document``: ``schema``
+    first, floats rounded)."""
     # Never NaN or Infinity: they are not JSON (RFC 8259), and nothing a
     # command reports should hold them.
-    click.echo(json.dumps(doc, indent=2, allow_nan=False))
+    click.echo(json.dumps(report.document(doc), indent=2, allow_nan=False))
 
 
 def say(msg):
-    """Print progress or a warning on stderr, so stdout stays clean for --json."""
+    """Print a message on stderr, so stdout stays clean for --json."""
     click.echo(msg, err=True)
+
+
+def quiet_option(f):
+    return click.option("--quiet", "-q", is_flag=True, help="No progress display on stderr.")(f)
+
+
+def check_threads(threads):
+    """Warn when --threads asks for more threads than there are CPUs: they
+    then take turns on the cores and every layer waits for the slowest."""
+    from .threads import default_threads
+    cpus = default_threads()  # the CPUs this process may run on
+    if threads and threads > cpus:
+        warn(f"--threads {threads} is more than the {cpus} CPUs here, which makes every layer slower; "
+             f"use --threads {cpus} or fewer")
 
 
 def refuse_existing(output, force):
@@ -40,19 +72,21 @@ def refuse_existing(output, force):
 
 def model_options(f):
     """--model, --backend, --threads, --port, --device: how to load a model."""
-    f = click.option("--device", envvar="DEVICENET_OPENCL_DEVICE", metavar="NAME",
-                     help="OpenCL device: an index or part of the device name.")(f)
-    f = click.option("--port", envvar="DEVICENET_PORT", metavar="NAME",
+    f = click.option("--device", envvar="DEVICENET_OPENCL_DEVICE", show_envvar=True, metavar="NAME",
+                     help="OpenCL device: an index or part of the device name (see `devicenet info --devices`).")(f)
+    f = click.option("--port", envvar="DEVICENET_PORT", show_envvar=True, metavar="NAME",
                      help="Board profile to use instead of detecting the board (see `devicenet ports`).")(f)
     f = click.option("--threads", type=click.IntRange(1, 256), help="Threads for BLAS and workers.")(f)
-    f = click.option("--backend", type=BACKENDS, help="Where to run (default: the board profile's choice).")(f)
+    f = click.option("--backend", type=BACKENDS,
+                     help="Where to run (default: the board profile's choice); auto: a GPU if there is one.")(f)
     f = click.option("--model", "model_path", type=click.Path(dir_okay=False), envvar="DEVICENET_MODEL",
-                     help="A .dnet model (default: the shipped EfficientNet-Lite0).")(f)
+                     show_envvar=True, help="A .dnet model (default: the shipped EfficientNet-Lite0).")(f)
     return f
 
 
 def load_model(model_path, backend, threads, port, device, **kw):
     from .model import load
+    check_threads(threads)
     try:
         return load(model_path, backend=backend, threads=threads, port=port, device=device, **kw)
     except DeviceNetError as e:
@@ -98,8 +132,9 @@ def main():
     """devicenet: image recognition on small boards with eight-bit weights.
 
     \b
-    Classify a photo with the shipped ImageNet model:
-        devicenet classify photo.jpg
+    Classify the bundled photo, then your own:
+        devicenet classify --demo
+        devicenet classify photo.jpg photos/
     Measure this board:
         devicenet benchmark
     Convert a trained model:
@@ -107,48 +142,154 @@ def main():
     """
 
 
+main.help = inspect.cleandoc(main.help) + "\n\n\b\nEnvironment:" + "".join(f"\n  {name:24s} {what}" for name, what in ENVIRONMENT)
+
+
+def expand_or_fail(args, stdin_ok=False):
+    """The images named by ``args`` (files, folders, patterns; ``-`` for
+    stdin where ``stdin_ok``), after one warning for what the folders held
+    besides images."""
+    from .inputs import expand
+    try:
+        found = expand(args, stdin_ok)
+    except DeviceNetError as e:
+        raise click.UsageError(str(e)) from None
+    if found.skipped:
+        warn(found.summary())
+    if not found.paths:
+        fail(f"no images in {', '.join(args)}")
+    return found.paths
+
+
+def output_options(f):
+    """--json, --jsonl, --csv: one ``fmt`` (None: text for people)."""
+    f = click.option("--csv", "fmt", flag_value="csv",
+                     help="Print CSV: path, rank, index, label, probability, latency_ms; a row per label.")(f)
+    f = click.option("--jsonl", "fmt", flag_value="jsonl",
+                     help="Print one JSON line per image as soon as it is classified.")(f)
+    f = click.option("--json", "fmt", flag_value="json", help="Print one JSON document at the end.")(f)
+    return f
+
+
 @main.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--demo", is_flag=True, help="Also classify the photo shipped with devicenet (an espresso, CC0).")
 @click.option("--top", "-n", default=5, show_default=True, type=click.IntRange(1, 1000),
               help="How many labels to print per image.")
 @click.option("--oversample", is_flag=True, help="Average ten crops (corners, centre, mirrors): slower, steadier.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@output_options
+@quiet_option
 @model_options
-def classify(images, top, oversample, as_json, model_path, backend, threads, port, device):
-    """Print the top labels and the latency for each IMAGE.
+def classify(images, demo, top, oversample, fmt, quiet, model_path, backend, threads, port, device):
+    """Print the top labels and the latency for each image.
 
-    A file that cannot be read is reported and the others are still
-    classified; the exit status is 1 if any image failed.
+    IMAGES are files, folders (searched recursively; files that are not
+    images are skipped and counted), glob patterns (expanded here too, so
+    quoting them works) and - for one image on stdin.  A file that cannot
+    be read is reported and the others are still classified; the exit
+    status is 1 if any image failed.
 
     \b
     Examples:
-        devicenet classify photo.jpg
-        devicenet classify --top 3 --json photos/*.jpg
+        devicenet classify --demo
+        devicenet classify photo.jpg photos/
+        devicenet classify --top 3 --json 'photos/*.jpg'
+        devicenet classify --jsonl photos/ | grep espresso
+        curl -s https://example.org/cat.jpg | devicenet classify -
         devicenet classify --model mine.dnet --backend opencl cat.png
     """
+    from .bench import sample_image
+    from .inputs import STDIN, read_stdin
+    if not images and not demo:
+        raise click.UsageError("give IMAGES (files, folders, patterns, - for stdin) or --demo")
+    found = expand_or_fail(list(images) + ([sample_image()] if demo else []), stdin_ok=True)
     model = load_model(model_path, backend, threads, port, device)
-    results, failed = [], 0
+    stdin_path = None
     try:
-        for res in model.classify_many(images, top=top, oversample=oversample):
-            if isinstance(res, DeviceNetError):
-                failed += 1
-                results.append({"image": res.image, "error": str(res)})
-                click.echo(f"Error: {res}", err=True)
-                continue
-            results.append(res.to_json())
-            if not as_json:
-                print_classification(res)
+        if STDIN in found:
+            stdin_path = read_stdin()
+        paths = [stdin_path if p == STDIN else p for p in found]
+        run_classify(model, paths, top, oversample, fmt, quiet, {stdin_path: STDIN} if stdin_path else {})
     except DeviceNetError as e:
         fail(str(e))
+    finally:
+        if stdin_path:
+            os.unlink(stdin_path)
+
+
+def run_classify(model, paths, top, oversample, fmt, quiet, names):
+    """Classify ``paths`` and print each result as ``fmt`` asks; ``names``
+    maps a path to the name to show for it (stdin's temporary file)."""
+    out = Output(model, fmt)
+    # A bar only where it helps: when the results come at the end (--json)
+    # or go to a pipe while a person watches stderr; results printed as they
+    # come are their own progress.
+    watching = fmt == "json" or (isatty(sys.stderr) and not isatty(sys.stdout))
+    bar = Progress("classify", len(paths), quiet=quiet or not watching or len(paths) < 2, plain_after=2.0)
+    failed = 0
+    try:
+        for done, res in enumerate(model.classify_many(paths, top=top, oversample=oversample), 1):
+            res = renamed(res, names)
+            if isinstance(res, DeviceNetError):
+                failed += 1
+                bar.close()
+                click.echo(f"Error: {res}", err=True)
+            out.add(res)
+            bar.update(done, paths[done - 1])
     except KeyboardInterrupt:
         # What was classified is kept: --json prints it, marked as cut short.
-        if as_json:
-            echo_json({"model": model.name, "backend": model.backend, "results": results, "interrupted": True})
+        bar.close()
+        out.finish(interrupted=True)
         raise
-    if as_json:
-        echo_json({"model": model.name, "backend": model.backend, "results": results})
+    bar.close()
+    out.finish()
     if failed:
         sys.exit(1)
+
+
+def renamed(res, names):
+    """``res`` with its image shown by the name ``names`` gives its path."""
+    path = getattr(res, "image", None)
+    if path not in names:
+        return res
+    if isinstance(res, DeviceNetError):
+        e = DeviceNetError(str(res).replace(path, names[path]))
+        e.image = names[path]
+        return e
+    res.image = names[path]
+    return res
+
+
+class Output:
+    """Prints classify's results: text, one JSON document at the end, JSON
+    lines or CSV rows as each result comes (flushed, so a pipe sees it)."""
+
+    def __init__(self, model, fmt):
+        self.model, self.fmt, self.results = model, fmt, []
+        if fmt is None:
+            click.echo(f"{model.name} on {model.backend}: {report.device_name(model)}")
+        elif fmt == "csv":
+            self._csv([report.CSV_FIELDS])
+
+    def add(self, res):
+        if self.fmt == "json":
+            self.results.append(report.result_json(res))
+        elif self.fmt == "jsonl":
+            click.echo(json.dumps(report.result_json(res), allow_nan=False))  # echo flushes: a pipe sees it now
+        elif self.fmt == "csv":
+            self._csv(report.csv_rows(res))
+        elif not isinstance(res, DeviceNetError):
+            print_classification(res)
+
+    def _csv(self, rows):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+
+    def finish(self, interrupted=False):
+        if self.fmt == "json":
+            click.echo(json.dumps(report.classify_document(self.model, self.results, interrupted),
+                                  indent=2, allow_nan=False))
 
 
 def print_classification(res):
@@ -162,32 +303,51 @@ def print_classification(res):
 
 
 def show_devices(as_json):
-    """Print the OpenCL devices ``--device`` can name (by index or name)."""
+    """Print the OpenCL devices ``--device`` can name (by index or name),
+    marking the one ``--backend auto`` takes."""
+    from .backends import OPENCL_MISSING, auto_choice
     try:
         from .backends.opencl import list_devices
         found = list_devices()
     except ImportError:
-        fail('pyopencl is not installed (pip install pyopencl, or from a checkout: pip install -e ".[opencl]")')
+        fail(OPENCL_MISSING)
     except DeviceNetError as e:
         fail(str(e))
+    chosen, why = auto_choice(found)
+    auto = {"backend": "opencl" if chosen else "cpu", "device": chosen["index"] if chosen else None, "reason": why}
     if as_json:
-        return echo_json({"devices": found})
+        return echo_json({"devices": [dict(d, auto=d is chosen) for d in found], "auto": auto})
     if not found:
         click.echo("no OpenCL devices")
     for d in found:
-        click.echo(f"{d['index']}: {d['device']}  ({d['type']}, {d['platform']}, {d['version']}, "
-                   f"{d['compute_units']} compute units, {d['global_mem_mb']} MB)")
+        click.echo(f"{'*' if d is chosen else ' '} {d['index']}: {d['device']}  ({d['type']}, {d['platform']}, "
+                   f"{d['version']}, {d['compute_units']} compute units, {d['global_mem_mb']} MB)")
+    click.echo(f"(--backend auto: {'* = ' + chosen['device'] if chosen else 'the CPU backend'}; {why})")
+
+
+def layer_table(graph):
+    """The activations ``features --layer`` can name, with op and shape."""
+    from .features import feature_layer
+    shapes = graph.shapes()
+    try:
+        default = feature_layer(graph)
+    except DeviceNetError:
+        default = None
+    return [{"name": n.outputs[0], "op": n.op, "shape": list(shapes[n.outputs[0]]),
+             "default_feature_layer": n.outputs[0] == default} for n in graph.nodes]
 
 
 @main.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--tensors", is_flag=True, help="List every tensor.")
-@click.option("--devices", is_flag=True, help="List the OpenCL platforms and devices instead.")
-def info(model, as_json, tensors, devices):
+@click.option("--layers", is_flag=True, help="List every layer (the names `features --layer` and `learn --layer` take).")
+@click.option("--devices", is_flag=True,
+              help="List the OpenCL platforms and devices instead, marking the one --backend auto takes.")
+def info(model, as_json, tensors, layers, devices):
     """Show a model's metadata, ops, tensors, encodings and size.
 
-    MODEL defaults to the shipped model.
+    MODEL defaults to the shipped model (or DEVICENET_MODEL).
     """
     if devices:
         return show_devices(as_json)
@@ -196,13 +356,16 @@ def info(model, as_json, tensors, devices):
     from .inspect import describe
     try:
         path = model or default_model_path()
-        doc = describe(dnet.load(path), path)
+        graph = dnet.load(path)
+        doc = describe(graph, path)
+        if layers:
+            doc["layers"] = layer_table(graph)
     except DeviceNetError as e:
         fail(str(e))
     if as_json:
         echo_json(doc)
         return
-    click.echo(f"{doc['name']}  ({doc['file_bytes'] / 1e6:.2f} MB, {doc['path']})")
+    click.echo(f"{doc['name']}  ({size_text(doc['file_bytes'])}, {doc['path']})")
     click.echo(f"  format      {doc['format_version']}")
     output = (f"{doc['classes']} classes" if doc["classes"] is not None else
               f"{'x'.join(map(str, doc['output_shape'][1:]))} feature map (not class scores)")
@@ -211,8 +374,8 @@ def info(model, as_json, tensors, devices):
     if pre:
         click.echo(f"  preprocess  resize {pre.get('resize')}, crop {pre.get('crop')}, mean {pre.get('mean')}, "
                    f"std {pre.get('std')}, {pre.get('channel_order', 'RGB')}")
-    click.echo(f"  parameters  {doc['parameters']:,} ({doc['float32_bytes'] / 1e6:.2f} MB as float32, "
-               f"{doc['compression']}x smaller here)")
+    click.echo(f"  parameters  {doc['parameters']:,} ({size_text(doc['float32_bytes'])} as float32, "
+               f"{ratio_text(doc['float32_bytes'], doc['file_bytes'], 'here')})")
     click.echo("  encodings   " + ", ".join(f"{k}: {v:,} weights" for k, v in doc["encodings"].items()))
     click.echo("  ops         " + ", ".join(f"{k} x{v}" for k, v in doc["ops"].items()))
     q = doc.get("quantization") or {}
@@ -229,6 +392,29 @@ def info(model, as_json, tensors, devices):
     if tensors:
         for t in doc["tensors"]:
             click.echo(f"    {t['name']:40s} {t['encoding']:8s} {'x'.join(map(str, t['shape']))}")
+    if layers:
+        click.echo("  layers (for features --layer; * = the default feature layer)")
+        for la in doc["layers"]:
+            click.echo(f"  {'*' if la['default_feature_layer'] else ' '} {la['name']:40s} {la['op']:16s} "
+                       f"{'x'.join(map(str, la['shape']))}")
+
+
+def size_text(n):
+    """A file size for people: bytes, kB or MB (powers of ten)."""
+    if n is None:
+        return "size unknown"
+    if n < 1000:
+        return f"{n} bytes"
+    return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.2f} MB"
+
+
+def ratio_text(float32_bytes, file_bytes, where):
+    """How the file compares with float32 weights: "3.98x smaller here", or
+    "larger" for a small model whose header outweighs what 8 bits save."""
+    if not file_bytes or not float32_bytes:
+        return f"size {where} unknown"
+    r = float32_bytes / file_bytes
+    return f"{r:.2f}x smaller {where}" if r >= 1 else f"{1 / r:.2f}x larger {where}"
 
 
 @main.command()
@@ -248,7 +434,8 @@ def info(model, as_json, tensors, devices):
               help="Folder of your photos for --weights auto (default: a built-in set).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def convert(source, output, weights, labels, name, input_size, mean, std, license_, calibrate, force, as_json):
+@quiet_option
+def convert(source, output, weights, labels, name, input_size, mean, std, license_, calibrate, force, as_json, quiet):
     """Convert a trained model (SOURCE: .onnx, or an EfficientNet-Lite .pth) to OUTPUT.dnet.
 
     The file is written to a temporary name and renamed when complete, so a
@@ -271,25 +458,21 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
                 pre[key] = vals
     except ValueError:
         raise click.BadParameter("give three numbers separated by commas (std must be positive)") from None
-    progress = None if as_json else say
+    progress = Phases(quiet)
     try:
         s = run_convert(source, output, weights=weights, labels=labels, name=name, input_size=input_size,
-                        license=license_, preprocess=pre or None, calibrate=calibrate, progress=progress)
+                        license=license_, preprocess=pre or None, calibrate=calibrate, progress=progress.message)
     except DeviceNetError as e:
         fail(str(e))
+    finally:
+        progress.close()
     if as_json:
         echo_json(s)
         return
     click.echo(f"wrote {output}: {s['name']}, {s['nodes']} ops, {s['parameters']:,} parameters")
     click.echo("  ops: " + ", ".join(f"{k} x{v}" for k, v in s["ops"].items()))
-    click.echo(f"  {s['file_bytes'] / 1e6:.2f} MB ({s['compression']}x smaller than float32, "
-               f"{s['float32_bytes'] / 1e6:.2f} MB)")
-
-
-def feature_progress(done, total, path):
-    """Progress of feature extraction, on stderr (a folder takes minutes on a Pi)."""
-    if done == total or done % max(1, total // 20) == 0 or done == 1:
-        click.echo(f"features: {done}/{total} ({os.path.basename(path)})", err=True)
+    click.echo(f"  {size_text(s['file_bytes'])}: {ratio_text(s['float32_bytes'], s['file_bytes'], 'than float32')} "
+               f"({size_text(s['float32_bytes'])})")
 
 
 @main.command()
@@ -306,13 +489,16 @@ def feature_progress(done, total, path):
 @click.option("--layer", metavar="NAME", help="Feature layer (default: the input of the last dense layer).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@quiet_option
 @model_options
-def learn(dataset, output, holdout, augment, oversample, l2, layer, force, as_json,
+def learn(dataset, output, holdout, augment, oversample, l2, layer, force, as_json, quiet,
           model_path, backend, threads, port, device):
     """Teach the model your own objects: retrain its top layer on DATASET.
 
     DATASET holds one sub-folder of photos per class (two or more; a
-    catch-all such as `_background` is fine).  Features are cached in
+    catch-all such as `_background` is fine); anything else in it (files
+    beside the class folders, folders inside them, files that are not
+    photos) is ignored and listed in one warning.  Features are cached in
     DATASET/.devicenet-cache by photo content, so re-runs only compute new
     photos.  The new model keeps the base network and ends in the learned
     layer, labelled with the folder names.
@@ -328,78 +514,89 @@ def learn(dataset, output, holdout, augment, oversample, l2, layer, force, as_js
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         fail(f"{output}: its folder does not exist")  # say so before minutes of feature extraction
     model = load_model(model_path, backend, threads, port, device)
+    progress = Phases(quiet)
     try:
-        report = run_learn(dataset, output, model, holdout=holdout, augment=augment, oversample=oversample,
-                           l2=l2, layer=layer, progress=feature_progress,
-                           warn=lambda msg: say(f"warning: {msg}"))
+        doc = run_learn(dataset, output, model, holdout=holdout, augment=augment, oversample=oversample,
+                        l2=l2, layer=layer, progress=lambda done, total, path: progress("features", done, total, path),
+                        warn=warn)
     except DeviceNetError as e:
         fail(str(e))
+    finally:
+        progress.close()
     if as_json:
-        echo_json(report)
+        echo_json(doc)
         return
-    classes = report["classes"]
-    click.echo(f"wrote {output}: {len(classes)} classes, {report['photos']} photos "
-               f"(features: {report['features_computed']} computed, {report['features_reused']} from the cache)")
+    classes = doc["classes"]
+    click.echo(f"wrote {output}: {len(classes)} classes, {doc['photos']} photos "
+               f"(features: {doc['features_computed']} computed, {doc['features_reused']} from the cache)")
     width = max(len(c) for c in classes)
     for c in classes:
-        click.echo(f"  {c:<{width}}  {report['counts'][c]} photos")
-    if "accuracy" in report:
-        click.echo(f"held-out accuracy: {report['accuracy'] * 100:.1f}% of {report['held_out']} photos")
+        click.echo(f"  {c:<{width}}  {doc['counts'][c]} photos")
+    if "accuracy" in doc:
+        click.echo(f"held-out accuracy: {doc['accuracy'] * 100:.1f}% of {doc['held_out']} photos")
         click.echo("confusion (rows: true class, columns: predicted):")
-        for c, row in zip(classes, report["confusion"]):
+        for c, row in zip(classes, doc["confusion"]):
             click.echo(f"  {c:<{width}}  " + " ".join(f"{v:4d}" for v in row))
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The .npy file to write.")
-@click.option("--layer", metavar="NAME", help="Which activation (default: the penultimate features).")
+@click.option("--layer", metavar="NAME", help="Which activation (default: the penultimate features; "
+                                              "`devicenet info --layers` lists them).")
 @click.option("--oversample", is_flag=True, help="Average the features of ten crops (corners, centre, mirrors).")
+@quiet_option
 @model_options
-def features(images, output, layer, oversample, model_path, backend, threads, port, device):
-    """Save the raw features of each IMAGE to OUTPUT.npy, one row per image.
+def features(images, output, layer, oversample, quiet, model_path, backend, threads, port, device):
+    """Save the raw features of each image to OUTPUT.npy, one row per image.
+
+    IMAGES are files, folders (searched recursively) and glob patterns, as
+    for classify; the rows follow their order.
 
     \b
     Examples:
-        devicenet features photos/*.jpg -o feats.npy
+        devicenet features photos/ -o feats.npy
         devicenet features cat.png --layer head -o head.npy
     """
     import numpy as np
     from .model import prefetched
+    paths = expand_or_fail(images)
     model = load_model(model_path, backend, threads, port, device)
     rows = []
     try:
-        try:
-            # The next photo decodes on a worker thread while this one runs.
-            batches = prefetched(lambda image: model.prepare(image, oversample)[0], images)
-            for i, (image, batch) in enumerate(batches):
-                rows.append(model.features(batch.result(), layer).mean(axis=0))
-                feature_progress(i + 1, len(images), image)
-        except KeyboardInterrupt:
-            # Keep the rows computed (one per image, in order); status 130 says they are not all.
-            if rows:
-                np.save(output, np.stack(rows))
-                click.echo(f"interrupted: wrote {output} with the first {len(rows)} of {len(images)} rows",
-                           err=True)
-            raise
+        with Progress("features", len(paths), quiet) as bar:
+            try:
+                # The next photo decodes on a worker thread while this one runs.
+                batches = prefetched(lambda image: model.prepare(image, oversample)[0], paths)
+                for i, (image, batch) in enumerate(batches):
+                    rows.append(model.features(batch.result(), layer).mean(axis=0))
+                    bar.update(i + 1, image)
+            except KeyboardInterrupt:
+                bar.close()
+                # Keep the rows computed (one per image, in order); status 130 says they are not all.
+                if rows:
+                    np.save(output, np.stack(rows))
+                    say(f"interrupted: wrote {output} with the first {len(rows)} of {len(paths)} rows")
+                raise
         np.save(output, np.stack(rows))
     except DeviceNetError as e:
         fail(str(e))
     except OSError as e:
         fail(f"{output}: cannot write ({e.strerror or e})")
-    click.echo(f"wrote {output}: {len(rows)} x {rows[0].shape[0]} float32", err=True)
+    say(f"wrote {output}: {len(rows)} x {rows[0].shape[0]} float32")
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--reference", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The float model to compare with: an .onnx file (needs onnxruntime) or a .dnet.")
-@click.option("--images", required=True, multiple=True, type=click.Path(exists=True),
-              help="A folder of photos (searched recursively) or a photo; repeat for more.")
+@click.option("--images", required=True, multiple=True, type=click.Path(),
+              help="A folder of photos (searched recursively), a photo or a glob pattern; repeat for more.")
 @click.option("--worst", default=5, show_default=True, type=click.IntRange(0, 1000),
               help="How many of the furthest-off photos to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-def evaluate(model, reference, images, worst, as_json):
+@quiet_option
+def evaluate(model, reference, images, worst, as_json, quiet):
     """Compare MODEL with a float reference on your photos.
 
     Prints top-1 agreement, mean top-5 overlap, mean and max logit error and
@@ -410,13 +607,17 @@ def evaluate(model, reference, images, worst, as_json):
         devicenet evaluate lite0.dnet --reference lite0-float32.dnet --images photos/
     """
     from .evaluate import evaluate as run_evaluate
-    progress = None if as_json else say
+    paths = expand_or_fail(images)
+    progress = Phases(quiet)
     try:
-        r = run_evaluate(model, reference, list(images), progress=progress)
+        r = run_evaluate(model, reference, paths,
+                         progress=lambda done, total, path: progress("evaluate", done, total, path))
     except DeviceNetError as e:
         fail(str(e))
+    finally:
+        progress.close()
     for msg in r.failed:
-        click.echo(f"Warning: skipped {msg}", err=True)
+        warn(f"skipped {msg}")
     if as_json:
         echo_json(r.to_json(worst))
         return
@@ -481,8 +682,9 @@ def ports(explain, port, as_json):
 @click.option("--table", "tables", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Print a Markdown table from saved results (repeat, or list files as arguments).")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@quiet_option
 @model_options
-def benchmark(runs, warmup, net, layers, residency, image, as_json, save, tables, files,
+def benchmark(runs, warmup, net, layers, residency, image, as_json, save, tables, files, quiet,
               model_path, backend, threads, port, device):
     """Time the shipped model (or --net alexnet) on this board.
 
@@ -506,13 +708,16 @@ def benchmark(runs, warmup, net, layers, residency, image, as_json, save, tables
             for line in bench.markdown_table([bench.read_result(p) for p in tables + files]):
                 click.echo(line)
             return
-        progress = bench.Progress(sys.stderr)
+        check_threads(threads)
+        # Quiet for a second: a quick benchmark needs no progress.
+        progress = Phases(quiet, delay=1.0, plain_after=1.0)
         result = bench.run(None if net else model_path, net, port=port, backend=backend, threads=threads,
                            device=device, residency=residency, runs=runs, warmup=warmup, layers=layers,
                            image=image, progress=progress)
+        progress.close()
         if save:
             with open(save, "w") as f:
-                json.dump(result, f, indent=2)
+                json.dump(report.document(result), f, indent=2)
     except DeviceNetError as e:
         fail(str(e))
     except OSError as e:

@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 
-from .calibrate import image_files
 from .errors import DeviceNetError
 from .image import draft_size, open_image, preprocess
+from .inputs import expand
 
 
 @dataclass
@@ -123,10 +123,7 @@ def _onnx_runner(path):
 
 
 def _photos(images):
-    paths = []
-    for item in [images] if isinstance(images, (str, os.PathLike)) else images:
-        item = os.fspath(item)
-        paths += image_files(item) if os.path.isdir(item) else [item]
+    paths = expand([images] if isinstance(images, (str, os.PathLike)) else images, stdin_ok=False).paths
     if not paths:
         raise DeviceNetError(f"no photos found in {images}")
     return paths
@@ -134,7 +131,8 @@ def _photos(images):
 
 def evaluate(model, reference, images, batch=8, progress=None):
     """Compare ``model`` (a .dnet path or loaded Model) with ``reference`` (a
-    path to .onnx or .dnet) on ``images`` (folders and/or files); return a Report."""
+    path to .onnx or .dnet) on ``images`` (folders, files, patterns); return
+    a Report.  ``progress(done, total, path)`` is told after each batch."""
     from .model import Model, load
     if not isinstance(model, Model):
         model = load(model, backend="cpu")
@@ -162,7 +160,8 @@ def evaluate(model, reference, images, batch=8, progress=None):
             err = np.abs(g - w)
             photos.append(PhotoResult(name, _top5(g), _top5(w), float(err.max()), float(err.mean()), lead(w)))
         if progress:
-            progress(f"  {len(photos)}/{len(paths)} photos")
+            done = min(start + batch, len(paths))
+            progress(done, len(paths), paths[done - 1])
     if not photos:
         raise DeviceNetError("none of the photos could be read")
     return Report(photos, model.labels, failed)

@@ -16,29 +16,36 @@ from . import format as dnet
 from .errors import DeviceNetError
 from .features import CACHE_DIR, FeatureCache, feature_layer, file_digest, truncate
 from .graph import Graph, Node, Tensor
+from .inputs import Inputs, image_files
 from .model import prefetched
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 FEW_PHOTOS = 5
 
 
-def scan(folder):
+def scan(folder, ignored=None):
     """The classes (sub-folder names, sorted) and ``[(path, class index)]``
-    of a dataset folder.  Hidden folders (the feature cache) are skipped."""
+    of a dataset folder.  Hidden entries (the feature cache) are passed
+    over; every other entry that is not used (a file beside the class
+    folders, a folder inside one, a file that is not a photo) is appended
+    to ``ignored`` as ``(path, reason)``."""
     if not os.path.isdir(folder):
         raise DeviceNetError(f"{folder}: not a folder of class folders")
-    classes = sorted(d for d in os.listdir(folder)
-                     if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+    top = image_files(folder, recursive=False)
+    classes = sorted(os.path.basename(p) for p, why in top.skipped if why == "sub-folders")
     if len(classes) < 2:
         raise DeviceNetError(f"{folder}: needs two or more class sub-folders, found {len(classes)}")
+    skipped = [(p, "files beside the class folders") for p in top.paths]
+    skipped += [(p, why) for p, why in top.skipped if why != "sub-folders"]
     items = []
     for k, name in enumerate(classes):
         sub = os.path.join(folder, name)
-        photos = sorted(f for f in os.listdir(sub)
-                        if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
-        if not photos:
-            raise DeviceNetError(f"{sub}: no photos (looked for {', '.join(IMAGE_EXTENSIONS)})")
-        items += [(os.path.join(sub, f), k) for f in photos]
+        found = image_files(sub, recursive=False)
+        if not found.paths:
+            raise DeviceNetError(f"{sub}: no photos")
+        items += [(p, k) for p in found.paths]
+        skipped += found.skipped
+    if ignored is not None:
+        ignored += skipped
     return classes, items
 
 
@@ -231,7 +238,10 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
     """
     layer = layer or feature_layer(model.graph)
     feature_graph(model.graph, layer)  # fail before minutes of feature extraction
-    classes, items = scan(dataset)
+    ignored = []
+    classes, items = scan(dataset, ignored)
+    if ignored and warn:
+        warn(Inputs(items, ignored).summary("ignored", os.fspath(dataset)))
     views = ("centre", "ten") if (augment or oversample) else ("centre",)
     base_digest = file_digest(model.path)
     cache = FeatureCache(cache_dir or os.path.join(dataset, CACHE_DIR), base_digest, layer)
@@ -262,6 +272,7 @@ def learn(dataset, output, model, holdout=0.2, augment=False, oversample=False, 
         return clf.probabilities(centre[idx])
 
     report = {"classes": classes, "counts": counts, "photos": len(keep), "skipped": len(items) - len(keep),
+              "ignored": [{"path": p, "reason": why} for p, why in ignored],
               "features_computed": computed, "features_reused": max(0, len(keep) * len(views) - computed),
               "layer": layer, "augment": augment, "oversample": oversample, "l2": l2, "holdout": holdout}
     train, test = stratified_split(labels, holdout, seed)

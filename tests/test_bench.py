@@ -1,7 +1,6 @@
 """The benchmark: its JSON schema, the layer table, saved-result tables, and
 the AlexNet-shaped network (streamed and resident weights give the same logits)."""
 
-import io
 import json
 import math
 
@@ -31,7 +30,8 @@ def check_schema(doc, runs, warmup):
     lat = doc["latency_ms"]
     assert set(bench.STATS) <= set(lat)
     assert 0 < lat["min"] <= lat["median"] <= lat["p90"] and lat["min"] <= lat["mean"] and lat["std"] >= 0
-    assert math.isclose(doc["images_per_s"], 1e3 / lat["mean"], rel_tol=1e-9)
+    # printed floats keep six significant digits (devicenet.report.rounded)
+    assert math.isclose(doc["images_per_s"], 1e3 / lat["mean"], rel_tol=1e-5)
     assert doc["runs"] == runs and doc["warmup"] == warmup
     assert doc["load_ms"] > 0 and doc["first_ms"] > 0 and doc["peak_rss_mb"] > 10
     assert doc["versions"]["devicenet"] == devicenet.__version__
@@ -111,18 +111,6 @@ def _fake_result():
     return {"board": "b", "port": "p", "backend": "cpu", "model": "alexnet", "threads": 1, "runs": 1,
             "warmup": 0, "load_ms": 1.0, "first_ms": 1.0, "latency_ms": lat, "images_per_s": 1e3 / 390,
             "peak_rss_mb": 50.0, "versions": bench.versions(), "reference": []}
-
-
-def test_progress_is_a_single_updating_line():
-    out = io.StringIO()
-    tick = bench.Progress(out, delay=0)
-    for i in range(3):
-        tick("run", i + 1, 3)
-    assert out.getvalue() == "\rrun 1/3   \rrun 2/3   \rrun 3/3   \n"
-    quiet = io.StringIO()
-    tick = bench.Progress(quiet, delay=60)
-    tick("run", 1, 1)
-    assert quiet.getvalue() == ""
 
 
 # --- the AlexNet-shaped network -------------------------------------------------------

