@@ -22,6 +22,9 @@ integer arithmetic on the same calibration batch:
    removes the most divergence for the time it adds (lone sensitivities
    against an estimate of each level's time), and the first plan of that
    sequence whose whole-network divergence is within the budget is kept.
+5. **Borders**: an integer region (layers joined by the values they pass)
+   whose estimated saving is smaller than the conversions at its border
+   (float32 to uint8 and back) goes back to float.
 
 The integer execution measured here is the exact one the runtime performs
 (integer.Q8Node), so what is measured is what runs.
@@ -36,7 +39,7 @@ from .errors import DeviceNetError
 
 RANGE_RULES = ("minmax", "percentile", "mse")
 #: largest mean KL divergence from the float network the integer layers may add
-DEFAULT_KL_BUDGET = 0.004
+DEFAULT_KL_BUDGET = 0.001
 #: values of a tensor used to choose its range (a strided sample beyond this)
 SAMPLE = 1 << 20
 #: clip candidates of the mse rule, as fractions of the observed range
@@ -95,6 +98,9 @@ class IntegerPlanner:
     #: time of a layer at each level, as a fraction of its float time (an
     #: estimate from the kernels' measured throughput: scripts/bench_q8.py)
     COST = {64: 0.6, 127: 0.85, "int": 0.5, None: 1.0}
+    #: a conversion between float32 and uint8 at a region's border, in the
+    #: same units (float multiply-adds): per element, and per conversion
+    CONVERT = (10, 300_000)
 
     def __init__(self, q, weights, plain_biases=None, progress=None):
         self.q, self.b, self.nodes = q, q.b, q.nodes
@@ -219,6 +225,52 @@ class IntegerPlanner:
             state[best[1]] += 1
             seq.append(plan())
 
+    def islands(self, plan):
+        """The plan's integer regions: lists of node names joined by the
+        values they pass each other."""
+        group = {n: n for n in plan}
+
+        def root(n):
+            while group[n] != n:
+                group[n] = group[group[n]]
+                n = group[n]
+            return n
+        made_by = {node.outputs[0]: node.name for node in self.nodes}
+        for node in self.nodes:
+            for t in node.inputs:
+                src = made_by.get(t)
+                if node.name in plan and src in plan:
+                    group[root(node.name)] = root(src)
+        found = {}
+        for n in plan:
+            found.setdefault(root(n), []).append(n)
+        return list(found.values())
+
+    def worth_it(self, plan, work):
+        """``plan`` less the integer regions that save less time than
+        their conversions cost: every value crossing a region's border is
+        quantised or dequantised on the way (an estimate, in the units of
+        ``work``: CONVERT per element and per conversion)."""
+        readers = {}
+        for node in self.nodes:
+            for t in node.inputs:
+                readers.setdefault(t, []).append(node.name)
+        by_name = {n.name: n for n in self.nodes}
+        kept = dict(plan)
+        for region in self.islands(plan):
+            inside = set(region)
+            saved = sum(work[n] * (1.0 - self.COST[plan[n]]) for n in region)
+            crossing = {t for n in region for t in by_name[n].inputs
+                        if not any(t in by_name[m].outputs for m in inside)}
+            crossing |= {by_name[n].outputs[0] for n in region
+                         if any(r not in inside for r in readers.get(by_name[n].outputs[0], []))
+                         and by_name[n].op != "global_avgpool"}
+            cost = sum(self.CONVERT[0] * int(np.prod(self.shapes[t][1:])) + self.CONVERT[1] for t in crossing)
+            if saved <= cost:
+                for n in region:
+                    del kept[n]
+        return kept
+
     def plan(self, budget=DEFAULT_KL_BUDGET):
         """Choose the range rule and each layer's level; return the report
         (with ``nodes`` and ``activations`` as the file stores them)."""
@@ -258,8 +310,10 @@ class IntegerPlanner:
                 hi_k = mid
             else:
                 lo_k = mid
-        chosen = seq[hi_k]
-        total_kl, agree = at(hi_k)
+        # regions too small to pay for their conversions go back to float
+        # (which can only bring the answers closer to float's)
+        chosen = self.worth_it(seq[hi_k], work)
+        total_kl, agree = at(hi_k) if chosen == seq[hi_k] else self.measure(chosen, qp, rule)
         total_work = sum(work.values())
         time_est = sum(work[n] * self.COST[chosen.get(n)] for n in work) / max(total_work, 1)
         share = sum(work[n] for n in chosen) / max(total_work, 1)

@@ -75,7 +75,7 @@ def serialize(graph):
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     data_offset = _align(FIXED.size + len(text))
     data_length = offset if not blobs else blobs[-1][0] + len(blobs[-1][1])
-    version = VERSION if graph.meta.get("integer") else FLOAT_VERSION
+    version = VERSION if (graph.meta.get("integer") or {}).get("nodes") else FLOAT_VERSION
     fixed = FIXED.pack(MAGIC, *version, len(text), _crc(text), data_offset, data_length, 0)
     fixed = fixed[:32] + struct.pack("<I", _crc(fixed[:32])) + fixed[36:]
     yield fixed

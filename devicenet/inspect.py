@@ -22,7 +22,7 @@ def describe(graph, path=None):
     shapes = graph.shapes()
     return {
         "path": path, "name": meta.get("name"),
-        "format_version": "%d.%d" % (VERSION if meta.get("integer") else FLOAT_VERSION),
+        "format_version": "%d.%d" % (VERSION if (meta.get("integer") or {}).get("nodes") else FLOAT_VERSION),
         "file_bytes": size, "input_shape": list(graph.input_shape),
         "output_shape": list(shapes[graph.output_name]), "classes": graph.classes(shapes),
         "labels": len(graph.labels), "preprocess": meta.get("preprocess"), "license": meta.get("license"),

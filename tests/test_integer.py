@@ -1,10 +1,12 @@
 """Integer layers: the plan chosen by measurement, stored in the file, and
 run by every CPU implementation with the same integers."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
-from devicenet import calibrate, format as dnet, integer
+from devicenet import calibrate, calibrate_int, format as dnet, integer
 from devicenet.backends import q8_ref
 from devicenet.backends.cpu import CPUBackend
 from devicenet.backends.cpu_kernels import NATIVE
@@ -38,6 +40,18 @@ def block_net(seed=0):
     return b
 
 
+@contextlib.contextmanager
+def free_conversions():
+    """Plans that count no cost at integer regions' borders (a network this
+    small would otherwise stay all float)."""
+    saved = calibrate_int.IntegerPlanner.CONVERT
+    calibrate_int.IntegerPlanner.CONVERT = (0, 0)
+    try:
+        yield
+    finally:
+        calibrate_int.IntegerPlanner.CONVERT = saved
+
+
 @pytest.fixture(scope="module")
 def integer_model(tmp_path_factory):
     """(float Graph, integer Graph, report) of block_net, planned with a
@@ -45,7 +59,8 @@ def integer_model(tmp_path_factory):
     b = block_net()
     meta = {"preprocess": SPEC, "labels": []}
     plain = b.graph({**meta}, {t: "float32" for t in b.params})
-    encodings, clips, report = calibrate.choose_encodings(b, meta, arithmetic="auto", kl_budget=10.0)
+    with free_conversions():
+        encodings, clips, report = calibrate.choose_encodings(b, meta, arithmetic="auto", kl_budget=10.0)
     meta["integer"], qmax = report.pop("integer"), report.pop("qmax")
     path = tmp_path_factory.mktemp("integer") / "net.dnet"
     dnet.write(b.graph(meta, encodings, clips, qmax), path)
@@ -159,9 +174,28 @@ def test_float_arithmetic_plans_no_integer_layers():
 
 def test_tight_budget_sends_layers_back_to_float():
     b = block_net()
-    _, _, report = calibrate.choose_encodings(b, {"preprocess": SPEC}, arithmetic="auto", kl_budget=0.0)
-    spec = report["integer"]
-    loose = calibrate.choose_encodings(block_net(), {"preprocess": SPEC}, arithmetic="auto",
-                                       kl_budget=10.0)[2]["integer"]
+    with free_conversions():
+        _, _, report = calibrate.choose_encodings(b, {"preprocess": SPEC}, arithmetic="auto", kl_budget=0.0)
+        spec = report["integer"]
+        loose = calibrate.choose_encodings(block_net(), {"preprocess": SPEC}, arithmetic="auto",
+                                           kl_budget=10.0)[2]["integer"]
     assert len(spec["nodes"]) < len(loose["nodes"])
     assert set(spec["sensitivity"]) == set(loose["sensitivity"])
+
+
+def test_regions_that_cannot_pay_for_their_conversions_stay_float():
+    """Counted at their real cost, the conversions at the borders of this
+    small network's integer region outweigh what its few multiply-adds
+    save: the plan keeps it all float."""
+    _, _, report = calibrate.choose_encodings(block_net(), {"preprocess": SPEC}, arithmetic="auto",
+                                              kl_budget=10.0)
+    assert report["integer"]["nodes"] == []
+    assert report["integer"]["sensitivity"]  # measured all the same
+
+
+def test_regions_are_the_integer_layers_joined_by_values():
+    b = block_net()
+    q = calibrate.Quantizer(b, calibrate.calibration_inputs(SPEC))
+    planner = calibrate_int.IntegerPlanner(q, dict(b.params))
+    regions = planner.islands({"stem": 64, "expand": 64, "head": 64, "pool": "int"})
+    assert sorted(map(sorted, regions)) == [["expand", "stem"], ["head", "pool"]]
