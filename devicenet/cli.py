@@ -384,6 +384,11 @@ def info(model, as_json, tensors, layers, devices):
         for name, enc in (q.get("layers") or {}).items():
             if enc != q.get("default"):
                 click.echo(f"    {name}: {enc}")
+    integer = doc.get("integer")
+    if integer and integer["nodes"]:
+        click.echo(f"  integer     {len(integer['nodes'])} layers in eight-bit arithmetic "
+                   f"({integer['weighted_layers']} of {integer['of_weighted_layers']} weighted layers): "
+                   + ", ".join(integer["nodes"]))
     prov = doc.get("provenance") or {}
     if prov:
         click.echo(f"  source      {prov.get('source')} (sha256 {str(prov.get('source_sha256'))[:12]}...), "
@@ -432,10 +437,17 @@ def ratio_text(float32_bytes, file_bytes, where):
 @click.option("--license", "license_", help="Licence string stored in the file.")
 @click.option("--calibrate", type=click.Path(exists=True, file_okay=False),
               help="Folder of your photos for --weights auto (default: a built-in set).")
+@click.option("--arithmetic", default="float", show_default=True, type=click.Choice(["float", "auto"]),
+              help="auto (with --weights auto): run in eight-bit integers the layers where measurement "
+                   "on the calibration photos says it costs little (docs/ACCURACY.md).")
+@click.option("--kl-budget", type=click.FloatRange(0.0), default=None,
+              help="How far (KL divergence) --arithmetic auto may move the answers on the calibration "
+                   "photos [default: 0.001].")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
-def convert(source, output, weights, labels, name, input_size, mean, std, license_, calibrate, force, as_json, quiet):
+def convert(source, output, weights, labels, name, input_size, mean, std, license_, calibrate, arithmetic,
+            kl_budget, force, as_json, quiet):
     """Convert a trained model (SOURCE: .onnx, or an EfficientNet-Lite .pth) to OUTPUT.dnet.
 
     The file is written to a temporary name and renamed when complete, so a
@@ -445,6 +457,7 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
     Examples:
         devicenet convert mobilenetv2.onnx mobilenetv2.dnet
         devicenet convert efficientnet-lite0.pth lite0.dnet --weights auto
+        devicenet convert lite0.pth lite0-int.dnet --weights auto --arithmetic auto --calibrate photos/
     """
     from .convert import convert as run_convert
     refuse_existing(output, force)
@@ -461,7 +474,8 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
     progress = Phases(quiet)
     try:
         s = run_convert(source, output, weights=weights, labels=labels, name=name, input_size=input_size,
-                        license=license_, preprocess=pre or None, calibrate=calibrate, progress=progress.message)
+                        license=license_, preprocess=pre or None, calibrate=calibrate, progress=progress.message,
+                        arithmetic=arithmetic, kl_budget=kl_budget)
     except DeviceNetError as e:
         fail(str(e))
     finally:
@@ -624,6 +638,8 @@ def evaluate(model, reference, images, worst, as_json, quiet):
     click.echo(f"{len(r.photos)} photos: top-1 agreement {r.top1_agreement * 100:.1f}%, "
                f"top-5 overlap {r.top5_overlap * 100:.1f}%")
     click.echo(f"  logit error: mean {r.mean_logit_error:.4f}, max {r.max_logit_error:.4f}")
+    click.echo(f"  changed labels the reference was sure of (top-1 ahead by 0.1 or more): "
+               f"{len(r.confident_flips())}")
     if worst:
         click.echo("  furthest from the reference:")
         for p in r.worst(worst):
