@@ -199,3 +199,22 @@ def test_regions_are_the_integer_layers_joined_by_values():
     planner = calibrate_int.IntegerPlanner(q, dict(b.params))
     regions = planner.islands({"stem": 64, "expand": 64, "head": 64, "pool": "int"})
     assert sorted(map(sorted, regions)) == [["expand", "stem"], ["head", "pool"]]
+
+
+def test_convert_command_plans_integer_layers_only_with_auto_weights(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx_graphs import W, _model, conv, n
+    from conftest import cli_runner
+    from devicenet.cli import main
+    rgb = _model([conv("c", "x", "t", "w", "b", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), n("Relu", ["t"], ["u"]),
+                  conv("d", "u", "y", "v", "e", kernel_shape=[1, 1])],
+                 {"w": W(8, 3, 3, 3), "b": W(8), "v": W(4, 8, 1, 1), "e": W(4)}, [1, 3, 16, 16])
+    onnx.save(rgb, tmp_path / "m.onnx")
+    r = cli_runner().invoke(main, ["convert", str(tmp_path / "m.onnx"), str(tmp_path / "a.dnet"),
+                                   "--arithmetic", "auto"])
+    assert r.exit_code == 1 and "--weights auto" in r.output and not (tmp_path / "a.dnet").exists()
+    r = cli_runner().invoke(main, ["convert", str(tmp_path / "m.onnx"), str(tmp_path / "b.dnet"), "-q",
+                                   "--weights", "auto", "--arithmetic", "auto", "--json"])
+    assert r.exit_code == 0, r.output
+    spec = dnet.load(tmp_path / "b.dnet").meta["integer"]
+    assert "sensitivity" in spec and spec["budget_kl"] == calibrate_int.DEFAULT_KL_BUDGET
