@@ -100,7 +100,7 @@ class IntegerPlanner:
     COST = {64: 0.6, 127: 0.85, "int": 0.5, None: 1.0}
     #: a conversion between float32 and uint8 at a region's border, in the
     #: same units (float multiply-adds): per element, and per conversion
-    CONVERT = (10, 300_000)
+    CONVERT = (60, 1_000_000)
 
     def __init__(self, q, weights, plain_biases=None, progress=None):
         self.q, self.b, self.nodes = q, q.b, q.nodes
@@ -292,6 +292,11 @@ class IntegerPlanner:
             if count % 10 == 0 or count == len(self.candidates):
                 self.say(f"  measured {count}/{len(self.candidates)} layers in integers")
         work = {n.name: macs(n, self.shapes, self.b.params) for n in self.candidates}
+        for n in self.candidates:
+            if "weight" not in n.params:
+                # an add or a pool saves little itself, but in float it makes
+                # its integer neighbours convert what they pass it
+                work[n.name] *= self.CONVERT[0] * (len(n.inputs) + 1)
         seq = self.moves(sens, work)
         results = {}
 
