@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
+from unittest import mock
 
 import click
 import numpy as np
@@ -67,6 +68,15 @@ def import_torchvision():
     return torchvision
 
 
+def _plain_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+    """scaled_dot_product_attention in plain ops: the exporter has no
+    symbolic for it before opset 14 (ViT at opset 13)."""
+    weights = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if attn_mask is not None:
+        weights = weights.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == bool else weights + attn_mask
+    return weights.softmax(-1) @ v
+
+
 def export(constructor, path, opset, size, dynamo=False, seed=0):
     """Export a torchvision classifier with random weights to ONNX; return its input (NCHW)."""
     import torch
@@ -74,11 +84,20 @@ def export(constructor, path, opset, size, dynamo=False, seed=0):
     torch.manual_seed(seed)
     kwargs = {"aux_logits": False, "init_weights": True} if constructor in ("googlenet", "inception_v3") else {}
     model = getattr(tv.models, constructor)(weights=None, **kwargs).eval()
+    with torch.no_grad():
+        # ViT's own initialisation zeroes its classifier: every logit would be
+        # 0 and a comparison would prove nothing.
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Linear) and not layer.weight.any():
+                layer.weight.normal_(0, 0.02)
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=(1, 3, size, size)).astype(np.float32))
     # The fused attention fast path (ViT) has no ONNX export: the plain ops do.
     torch.backends.mha.set_fastpath_enabled(False)
     # The exporter prints a whole graph when it fails: keep stdout for the table.
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+    plain = opset < 14 and not dynamo
+    attention = mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", _plain_attention) \
+        if plain else contextlib.nullcontext()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr), attention:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=dynamo, input_names=["x"],
                           output_names=["y"])

@@ -85,6 +85,30 @@ def sigmoid(x, out):
     return np.reciprocal(out, out=out)
 
 
+def erf(x, out):
+    """out = erf(x) within 1.5e-7 (Abramowitz and Stegun 7.1.26: numpy has no
+    erf of its own); out may not be x."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + np.float32(0.3275911) * a)
+    poly = t * (np.float32(0.254829592) + t * (np.float32(-0.284496736) + t * (
+        np.float32(1.421413741) + t * (np.float32(-1.453152027) + t * np.float32(1.061405429)))))
+    np.multiply(a, a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    np.multiply(poly, a, out=out)
+    np.subtract(np.float32(1.0), out, out=out)
+    return np.copysign(out, x, out=out)
+
+
+def gelu(y):
+    """y = y * (1 + erf(y / sqrt 2)) / 2 in place (the exact GELU)."""
+    t = erf(y * np.float32(1.0 / math.sqrt(2.0)), np.empty_like(y))
+    t += np.float32(1.0)
+    t *= np.float32(0.5)
+    y *= t
+    return y
+
+
 def _times_x(gate):
     def curve(y):
         t = gate(y, np.empty_like(y))
@@ -95,7 +119,7 @@ def _times_x(gate):
 
 #: the curve activations, applied in place (names as in graph.CURVES)
 CURVES_IN_PLACE = {"sigmoid": lambda y: sigmoid(y, y), "hardsigmoid": lambda y: hardsigmoid(y, y),
-                   "hardswish": _times_x(hardsigmoid), "silu": _times_x(sigmoid)}
+                   "hardswish": _times_x(hardsigmoid), "silu": _times_x(sigmoid), "gelu": gelu}
 assert set(CURVES_IN_PLACE) == set(CURVES)
 
 
