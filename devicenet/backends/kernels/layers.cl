@@ -112,26 +112,18 @@ __kernel void pad(__global const float *x, __global float *y, int H, int W, int 
 /* Curve activations (graph.CURVES), standalone or after a layer over its
  * output in place (y may be x): kind 0 sigmoid, 1 hard sigmoid
  * clamp(alpha * x + beta, 0, 1), 2 hard swish x * hard sigmoid, 3 SiLU
- * x * sigmoid. */
+ * x * sigmoid, 4 GELU x * (1 + erf(x / sqrt 2)) / 2. */
 __kernel void curve(__global const float *x, __global float *y, int kind, float alpha, float beta)
 {
     const int i = get_global_id(0);
     const float v = x[i];
+    if (kind == 4) {
+        y[i] = 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F));
+        return;
+    }
     const float hard = clamp(alpha * v + beta, 0.0f, 1.0f);
     const float soft = 1.0f / (1.0f + exp(-v));
     y[i] = kind == 0 ? soft : kind == 1 ? hard : kind == 2 ? v * hard : v * soft;
-}
-
-/* y = a * b with numpy broadcasting over 4 axes: sa/sb are a's and b's
- * element strides per axis of y (0 where that input has size 1). */
-__kernel void mul(__global const float *a, __global const float *b, __global float *y,
-                  int D1, int D2, int D3, int4 sa, int4 sb)
-{
-    const int i = get_global_id(0);
-    const int i3 = i % D3, i2 = (i / D3) % D2, i1 = (i / (D3 * D2)) % D1, i0 = i / (D3 * D2 * D1);
-    const int4 at = (int4)(i0, i1, i2, i3);
-    const int4 pa = at * sa, pb = at * sb;
-    y[i] = a[pa.x + pa.y + pa.z + pa.w] * b[pb.x + pb.y + pb.z + pb.w];
 }
 
 /* Channels start .. start + OC of an input with C channels per pixel. */
