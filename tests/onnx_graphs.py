@@ -346,4 +346,11 @@ def case_swin_windows_roll_bias_mask():
     return _model(nodes, consts, [1, c, hh, ww], opset=17)
 
 
+def case_pad_channels_last():
+    # Swin pads its channels-last tokens up to a multiple of the window.
+    return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("Pad", ["t", "pads"], ["p"], mode="constant"),
+                   n("Transpose", ["p"], ["y"], perm=[0, 3, 1, 2])],
+                  {"pads": np.array([0, 1, 0, 0, 0, 2, 3, 0], np.int64)}, [1, 3, 4, 5])
+
+
 CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}

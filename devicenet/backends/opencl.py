@@ -142,31 +142,18 @@ def _bounds(lo, hi):
 
 
 def _clamp(node):
-    """The bounds of the node's fused activation (none for a curve: see _curved)."""
-    return _bounds(*ACTIVATIONS.get(node.attrs.get("activation", "none"), (None, None)))
-
-
-def _curve_launch(be, name, x, out, size, alpha=1.0 / 6.0, beta=0.5):
-    k = be.kernel(None, "curve")
-    k.set_args(x, out, np.int32(CURVES.index(name)), np.float32(alpha), np.float32(beta))
-    return (k, (size,), None)
-
-
-def _curved(launch):
-    """A layer's launches, then its fused curve activation over its output in place."""
-    def launches(be, node, ins, out, shapes):
-        steps = launch(be, node, ins, out, shapes)
-        act = node.attrs.get("activation", "none")
-        if act in CURVES:
-            steps.append(_curve_launch(be, act, out, out, math.prod(shapes[-1])))
-        return steps
-    return launches
+    """The kernel arguments of the node's fused activation: its clamp's
+    bounds and its curve's index in CURVES (-1 for none)."""
+    act = node.attrs.get("activation", "none")
+    return _bounds(*ACTIVATIONS.get(act, (None, None))) + [np.int32(CURVES.index(act) if act in CURVES else -1)]
 
 
 def _curve(be, node, ins, out, shapes):
     a = node.attrs
-    return [_curve_launch(be, node.op, ins[0], out, math.prod(shapes[-1]), a.get("alpha", 1.0 / 6.0),
-                          a.get("beta", 0.5))]
+    k = be.kernel(None, "curve")
+    k.set_args(ins[0], out, np.int32(CURVES.index(node.op)), np.float32(a.get("alpha", 1.0 / 6.0)),
+               np.float32(a.get("beta", 0.5)))
+    return [(k, (math.prod(shapes[-1]),), None)]
 
 
 def _as4(shape):
@@ -183,8 +170,8 @@ def _broadcast_strides(shape):
 
 
 def _binary_launch(be, a, b, out, a_shape, b_shape, out_shape, op):
-    """out = a + b (op 0) or a * b (op 1), broadcasting (tensors.cl)."""
-    k = be.kernel("tensors", "binary")
+    """out = a + b (op 0) or a * b (op 1), broadcasting (layers.cl)."""
+    k = be.kernel(None, "binary")
     k.set_args(a, b, out, *_i(*_as4(out_shape)[1:]), _broadcast_strides(a_shape), _broadcast_strides(b_shape),
                np.int32(op))
     return (k, (math.prod(out_shape),), None)
@@ -299,7 +286,7 @@ def _rearrange(be, node, ins, out, shapes):
     pad = 6 - len(a["dims"])
     dims = cltypes.make_int8(*([1] * pad + a["dims"] + [1, 1]))
     strides = cltypes.make_int8(*([0] * pad + a["strides"] + [0, 0]))
-    k = be.kernel("tensors", "rearrange")
+    k = be.kernel(None, "rearrange")
     k.set_args(ins[0], out, dims, strides, np.int32(a.get("offset", 0)))
     return [(k, (math.prod(shapes[-1]),), None)]
 
@@ -307,7 +294,7 @@ def _rearrange(be, node, ins, out, shapes):
 def _layernorm(be, node, ins, out, shapes):
     c = shapes[0][-1]
     scale, shift = (be.vector(node, role, c, fill) for role, fill in (("scale", 1.0), ("shift", 0.0)))
-    k = be.kernel("tensors", "layernorm")
+    k = be.kernel(None, "layernorm")
     k.set_args(ins[0], scale, shift, out, np.int32(c), np.float32(node.attrs.get("epsilon", 1e-5)))
     return [(k, (math.prod(shapes[0][:-1]),), None)]
 
@@ -319,7 +306,7 @@ def _matmul(be, node, ins, out, shapes):
 
     def batch(shape):
         return [0 if shape[i] == 1 else math.prod(shape[i + 1:]) for i in (0, 1)]
-    k = be.kernel("tensors", "matmul")
+    k = be.kernel(None, "matmul")
     k.set_args(*ins, out, *_i(y[1], m, n, kk), cltypes.make_int4(*batch(a), *batch(b)), np.int32(tb))
     return [(k, (math.prod(y),), None)]
 
@@ -350,9 +337,9 @@ def _pad_args(be, node, shapes):
 #: returning [(kernel with its arguments set, global size, local size)].  ``flatten``
 #: is not here: its output is its input's buffer under another shape.
 OPS = {
-    "conv": _curved(_conv),
-    "dense": _curved(_dense),
-    "add": _curved(_elementwise("add", lambda be, node, shapes: _clamp(node))),
+    "conv": _conv,
+    "dense": _dense,
+    "add": _elementwise("add", lambda be, node, shapes: _clamp(node)),
     "affine": _affine,
     "clip": _elementwise("clip", _clip_bounds),
     "maxpool": _pool(True),
@@ -408,7 +395,7 @@ class OpenCLBackend(Backend):
         self.device_name = self.device.name.strip()
         self.ctx = cl.Context([self.device])
         self.queue = cl.CommandQueue(self.ctx, properties=cl.command_queue_properties.PROFILING_ENABLE)
-        self._programs = {None: self._program("layers.cl", ()), "tensors": self._program("tensors.cl", ())}
+        self._programs = {None: self._program("layers.cl", ())}
         encodings = {self.graph.tensors[n.params["weight"]].encoding for n in self.graph.weight_nodes()}
         for enc in sorted(encodings):
             if enc not in WEIGHT_TYPES:

@@ -777,10 +777,35 @@ class _Importer:
         pads = [int(p) for p in pads]
         if not any(pads):
             return self.Identity(node, a)
-        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
-            raise _error(node, "only spatial padding of NCHW data is supported")
+        if min(pads) < 0:
+            raise _error(node, "negative pads (cropping) are not supported")
+        if node.input[0] not in self.names or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
+            return self._pad_any(node, pads, value)
         attrs = {"pads": [pads[2], pads[3], pads[6], pads[7]], "value": value, "_onnx_output": node.output[0]}
         return self.out(node, self.b.add("pad", self.act(node.input[0]), attrs, name=node.name or None))
+
+    def _pad_any(self, node, pads, value):
+        """Padding of any axes (Swin's windows at sizes they do not divide):
+        the tensor concatenated between constant blocks, axis by axis."""
+        shape = list(self.onnx_shape(node.input[0]))
+        rank = len(shape)
+        if len(pads) != 2 * rank or rank > 4:
+            raise _error(node, f"{len(pads)} pads for a tensor of {rank} axes")
+        x, perm = self.any_layout(node.input[0])
+        for axis in range(rank):
+            lo, hi = pads[axis], pads[axis + rank]
+            if not lo and not hi:
+                continue
+            parts = []
+            for size in (lo, None, hi):
+                if size is None:
+                    parts.append(x)
+                elif size:
+                    block = [size if a == axis else shape[a] for a in perm]
+                    parts.append(self.b.add("constant", [], {}, {"value": np.full(fit(block), value, np.float32)}))
+            shape[axis] += lo + hi
+            x = self.b.add("concat", parts, {"axis": perm.index(axis) + len(fit(shape)) - rank})
+        return self.put(node.output[0], x, shape, perm)
 
     def Shape(self, node, a):
         shape = self.onnx_shape(node.input[0])
