@@ -346,6 +346,11 @@ def case_swin_windows_roll_bias_mask():
     return _model(nodes, consts, [1, c, hh, ww], opset=17)
 
 
+def case_gelu_op_opset20():
+    return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("MatMul", ["t", "w"], ["m"]),
+                   n("Gelu", ["m"], ["y"])], {"w": W(3, 5)}, [1, 3, 2, 4], opset=20)
+
+
 def case_pad_channels_last():
     # Swin pads its channels-last tokens up to a multiple of the window.
     return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("Pad", ["t", "pads"], ["p"], mode="constant"),

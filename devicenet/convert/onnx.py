@@ -578,7 +578,7 @@ class _Importer:
         return self.names[output]
 
     def Slice(self, node, a):
-        x = self.names.get(node.input[0]) or self.view(node.input[0])[0]
+        act, v = self.view(node.input[0])
         ins = [self.consts.get(i) if i else None for i in node.input]
         if any(v is None for v in ins[1:3]) and "starts" not in a:
             raise _error(node, "Slice bounds must be constants (or computed from constants and fixed shapes)")
@@ -588,10 +588,8 @@ class _Importer:
         if len(ins) > 3 and ins[3] is not None:
             axes = [int(v) for v in ins[3]]
         steps = [int(v) for v in ins[4]] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
-        rank = len(self.shape(x))
-        if [ax % rank for ax in axes] == [1] and steps == [1] and node.input[0] in self.names:
-            return self._channels(node, x, starts[0], min(ends[0], 1 << 30), node.output[0])
-        act, v = self.view(node.input[0])
+        if node.input[0] in self.names and [ax % len(v.shape) for ax in axes] == [1] and steps == [1]:
+            return self._channels(node, act, starts[0], min(ends[0], 1 << 30), node.output[0])
         for start, end, ax, step in zip(starts, ends, axes, steps):
             if step < 1:
                 raise _error(node, f"a slice with step {step} is not supported (only positive steps)")
@@ -756,6 +754,12 @@ class _Importer:
                        name=node.name or None)
         return self.put(node.output[0], y, shape, perm)
 
+    def Gelu(self, node, a):
+        approximate = a.get("approximate", b"none")
+        if (approximate.decode() if isinstance(approximate, bytes) else approximate) != "none":
+            raise _error(node, "only the exact GELU (approximate='none') is supported")
+        return self.activation(node, "gelu")
+
     def Erf(self, node, a):
         raise _error(node, "Erf is supported only inside GELU, x * (1 + Erf(x / sqrt 2)) / 2")
 
@@ -900,7 +904,12 @@ class _Importer:
                     f"unsupported ONNX op {node.op_type} (node {_node_name(node)}): devicenet has no conversion "
                     "for it; replace it in the model with supported ops (see docs/CONVERT.md) or add it to "
                     "devicenet/convert/onnx.py")
-            handler(node, self.attrs(node))
+            try:
+                handler(node, self.attrs(node))
+            except DeviceNetError as e:  # a tensor's own error: say which node met it
+                if str(e).startswith("ONNX ") and " node " in str(e).split(":")[0]:
+                    raise
+                raise _error(node, str(e)) from None
         for node in self.b.nodes:
             node.attrs.pop("_onnx_output", None)
         out = self.graph.output[0].name
