@@ -20,6 +20,7 @@ Usage: python scripts/convert_matrix.py [--opset 17 --opset 13] [--only resnet18
 
 import contextlib
 import glob
+import math
 import os
 import sys
 import tempfile
@@ -123,6 +124,57 @@ def compare(onnx_path, x, workdir):
     return rel, same, ms
 
 
+def _kind(node):
+    act = node.attrs.get("activation", "none")
+    return node.op + ("" if act == "none" else f"+{act}")
+
+
+def speed(onnx_path, x, workdir, rounds=7, threads=2):
+    """Latency of devicenet's CPU backend (float32 weights) beside
+    onnxruntime's CPU provider on the same export and input, both on
+    ``threads`` threads, best of ``rounds`` alternating runs; and
+    devicenet's time by op kind (each node's best of the rounds) beside the
+    kind's share of the multiply-adds.  Returns (devicenet ms, onnxruntime
+    ms, [(kind, time share, multiply-add share)])."""
+    import collections
+    import onnxruntime as ort
+    from devicenet import format as dnet
+    from devicenet.backends.cpu import CPUBackend
+    from devicenet.convert import convert
+    out = os.path.join(workdir, "speed.dnet")
+    convert(onnx_path, out, weights="float32", preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]})
+    g = dnet.load(out)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x}
+    be = CPUBackend(g, threads=threads)
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    best = {"ours": np.inf, "ort": np.inf}
+    node_best = collections.defaultdict(lambda: np.inf)
+    be.run(xh), sess.run(None, feed)
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        be.run(xh)
+        best["ours"] = min(best["ours"], time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        best["ort"] = min(best["ort"], time.perf_counter() - t0)
+        profile = []
+        be.run(xh, profile=profile)
+        for node, _, sec in profile:
+            node_best[node.name] = min(node_best[node.name], sec)
+    shapes, by_time, by_macs = g.shapes(), collections.Counter(), collections.Counter()
+    for node in g.nodes:
+        by_time[_kind(node)] += node_best[node.name]
+        if "weight" in node.params:
+            w = g.tensors[node.params["weight"]].shape
+            by_macs[_kind(node)] += math.prod(shapes[node.outputs[0]]) * math.prod(w[1:])
+    total_t, total_m = sum(by_time.values()), sum(by_macs.values())
+    kinds = [(k, t / total_t, by_macs[k] / total_m) for k, t in by_time.most_common()]
+    return best["ours"] * 1e3, best["ort"] * 1e3, kinds
+
+
 def zoo_models():
     """The model-zoo networks inside the onnx package's test data: {name: path}."""
     import onnx
@@ -182,11 +234,15 @@ def check(run):
 @click.option("--torchvision/--no-torchvision", "with_tv", default=True, help="Check the torchvision families.")
 @click.option("--install-torchvision", is_flag=True,
               help="First pip install --no-deps torchvision==0.28.0 (into this Python).")
-def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision):
+@click.option("--speed", "speed_of", help="Instead: time these constructors (comma-separated, opset 17) "
+                                           "beside onnxruntime, with devicenet's time by op kind.")
+def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision, speed_of):
     if install_torchvision:
         import subprocess
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "torchvision==0.28.0"], check=True)
     opsets = opsets or (17, 13)
+    if speed_of:
+        return speed_table(speed_of.split(","), size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if with_tv:
@@ -228,6 +284,20 @@ def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision):
     bad = sum(1 for r in rows if r[2] != "matches")
     print(f"\n{len(rows) - bad} of {len(rows)} convert and match (max |diff| / max |ref| <= {TOLERANCE:g}, "
           "same ordered top-5)")
+
+
+def speed_table(constructors, size):
+    """Print the --speed table (markdown)."""
+    names = {ctor: family for family, (ctor, _) in FAMILIES.items()}
+    print("| network | devicenet cpu | onnxruntime | devicenet time by op kind (share of multiply-adds) |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for ctor in constructors:
+            path = os.path.join(tmp, f"{ctor}.onnx")
+            x = export(ctor, path, 17, size or next((s for c, s in FAMILIES.values() if c == ctor), 224))
+            ours, theirs, kinds = speed(path, x, tmp)
+            shares = ", ".join(f"{k} {t:.0%} ({m:.0%})" for k, t, m in kinds if t >= 0.01)
+            print(f"| {names.get(ctor, ctor)} | {ours:.1f} ms | {theirs:.1f} ms | {shares} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..errors import DeviceNetError
 from ..graph import Tensor, fixed_batch, window
 from . import cpu_kernels
 from .base import Backend, is_depthwise
@@ -232,7 +233,6 @@ def by_fixed_batch(backend, x, fixed, profile=None):
     """Run a batch through a graph whose ops fix its batch size
     (``graph.fixed_batch``), ``fixed`` images at a time."""
     if x.shape[0] % fixed:
-        from ..errors import DeviceNetError
         raise DeviceNetError(f"the model runs batches of {fixed} images, not {x.shape[0]}")
     return np.concatenate([backend.run(x[i:i + fixed], profile) for i in range(0, x.shape[0], fixed)])
 
@@ -297,6 +297,7 @@ class CPUBackend(Backend):
     def __init__(self, graph, threads=None, residency="resident", native=True, **_):
         super().__init__(graph, threads, residency)
         self._decoded, self._prepared, self._plans = {}, {}, {}
+        self._fixed_batch = fixed_batch(graph)
         team = cpu_kernels.Threads(threads)  # None: every core, as BLAS would take
         module = cpu_kernels.NATIVE if native else None
         if module is not None:
@@ -390,7 +391,7 @@ class CPUBackend(Backend):
 
     def prepare(self, shape):
         shape = tuple(shape)
-        fixed = fixed_batch(self.graph)
+        fixed = self._fixed_batch
         shape = shape if fixed is None else (fixed,) + shape[1:]
         if shape in self._plans or shape[1:] != tuple(self.graph.input_shape[1:]):
             return False
@@ -402,9 +403,8 @@ class CPUBackend(Backend):
         planned kernels and arena of this input shape."""
         g = self.graph
         x = np.ascontiguousarray(x, dtype=np.float32)
-        fixed = fixed_batch(g)
-        if fixed is not None and x.shape[0] != fixed:
-            return by_fixed_batch(self, x, fixed, profile)
+        if self._fixed_batch is not None and x.shape[0] != self._fixed_batch:
+            return by_fixed_batch(self, x, self._fixed_batch, profile)
         if x.shape[1:] != self.graph.input_shape[1:]:
             return super().run(x, profile)
         values = {g.input_name: x}
