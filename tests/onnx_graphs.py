@@ -346,6 +346,14 @@ def case_swin_windows_roll_bias_mask():
     return _model(nodes, consts, [1, c, hh, ww], opset=17)
 
 
+def case_gelu_spelt_dynamo_order():
+    # torch.onnx.export(dynamo=True): 0.5 * (1 + Erf(x / sqrt 2)), then * x
+    return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("MatMul", ["t", "w"], ["m"]),
+                   n("Div", ["m", "sqrt2"], ["d"]), n("Erf", ["d"], ["e"]), n("Add", ["e", "one"], ["e1"]),
+                   n("Mul", ["half", "e1"], ["h"]), n("Mul", ["m", "h"], ["y"])],
+                  {"w": W(3, 5), **_GELU_CONSTS}, [1, 3, 2, 4], opset=18)
+
+
 def case_gelu_op_opset20():
     return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("MatMul", ["t", "w"], ["m"]),
                    n("Gelu", ["m"], ["y"])], {"w": W(3, 5)}, [1, 3, 2, 4], opset=20)

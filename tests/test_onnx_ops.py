@@ -148,6 +148,12 @@ def test_channels_last_block_moves_no_data_and_fuses_gelu(tmp_path):
         assert sorted(g.nodes[1].params) == ["scale", "shift"]
 
 
+def test_gelu_in_either_order_fuses_into_its_dense_layer(tmp_path):
+    for case in ("gelu_spelt_dynamo_order", "gelu_op_opset20"):
+        assert [(nd.op, nd.attrs.get("activation")) for nd in _graph(tmp_path, case).nodes][:1] == [
+            ("dense", "gelu")], case
+
+
 def test_attention_reads_keys_transposed_in_place(tmp_path):
     ops = [nd.op for nd in _graph(tmp_path, "vit_tokens_attention").nodes]
     assert {"constant", "concat", "layernorm", "matmul", "softmax", "rearrange"} <= set(ops)
@@ -200,7 +206,9 @@ def test_views_read_the_elements_numpy_does():
              lambda a, v: (a.reshape(2, 3, 2, 4, 3), v.reshape((2, 3, 2, 4, 3))),
              lambda a, v: (a.transpose(0, 1, 3, 2, 4), v.transpose((0, 1, 3, 2, 4))),
              lambda a, v: (a[:, 1:, ::2], v.slice(2, 0, 4, 2).slice(1, 1, 3, 1)),
-             lambda a, v: (a[:, :, :, 1], v.take(3, 1))]
+             lambda a, v: (a[:, :, :, 1], v.take(3, 1)),
+             # a grid of indices (what torch's as_strided exports as Gather)
+             lambda a, v: (np.take(a, [[0, 1], [1, 2]], axis=3), v.pick(3, np.array([[0, 1], [1, 2]])))]
     for step in steps:
         ref, v = step(ref, v)
         if v is None:
@@ -211,3 +219,4 @@ def test_views_read_the_elements_numpy_does():
             out = rearrange(data, v.gather(perm, "test"))
             np.testing.assert_array_equal(out.reshape(-1), ref.transpose(perm).reshape(-1))
     assert View.laid_out((2, 3, 6, 4), (0, 2, 3, 1)).reshape((2, 72)) is None  # NHWC is not NCHW's order
+    assert View.laid_out((8,), (0,)).pick(0, np.array([3, 1])) is None  # not a grid

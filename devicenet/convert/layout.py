@@ -19,6 +19,8 @@ view already holds it otherwise.
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 from ..errors import DeviceNetError
 from ..graph import MAX_RANK
 
@@ -122,6 +124,26 @@ class View(NamedTuple):
         index %= self.shape[axis]
         return View(self.shape[:axis] + self.shape[axis + 1:], self.strides[:axis] + self.strides[axis + 1:],
                     self.offset + index * self.strides[axis])
+
+    def pick(self, axis, indices):
+        """Gather of a constant index array along an axis, as a view: the
+        indices must form a grid (first + sum of i_k * step_k, steps >= 0:
+        one index, a run, a stepped run, or what torch's as_strided exports);
+        None otherwise."""
+        idx = np.asarray(indices, np.int64) % self.shape[axis]
+        if idx.size == 0:
+            return None
+        first = int(idx.reshape(-1)[0])
+        steps = [int(idx[(0,) * k + (1,) + (0,) * (idx.ndim - k - 1)]) - first if idx.shape[k] > 1 else 0
+                 for k in range(idx.ndim)]
+        grid = first + sum(np.arange(d).reshape((-1,) + (1,) * (idx.ndim - k - 1)) * st
+                           for k, (d, st) in enumerate(zip(idx.shape, steps)))
+        if min(steps, default=0) < 0 or not np.array_equal(idx, np.broadcast_to(grid, idx.shape)):
+            return None
+        stride = self.strides[axis]
+        return View(self.shape[:axis] + idx.shape + self.shape[axis + 1:],
+                    self.strides[:axis] + tuple(st * stride for st in steps) + self.strides[axis + 1:],
+                    self.offset + first * stride)
 
     def unsqueeze(self, axes):
         shape, strides = list(self.shape), list(self.strides)

@@ -65,7 +65,7 @@ class Pending:
 
     def settle(self, imp, name):
         if self.fallback is None:
-            what = "GELU" if self.kind.startswith(("erf", "gelu")) else "layer normalisation"
+            what = "GELU" if self.kind.startswith(("erf", "gelu", "half")) else "layer normalisation"
             raise DeviceNetError(
                 f"ONNX tensor {name!r} is a step ({self.kind}) of a {what} spelt out in ops, used by an op outside "
                 f"it: devicenet converts the whole {what} only (or export LayerNormalization / Gelu ops)")
@@ -635,17 +635,15 @@ class _Importer:
         return self.set_view(node.output[0], act, v.unsqueeze(axes))
 
     def Gather(self, node, a):
-        """One index of an axis (a class token), or a run of them, as a view."""
+        """Constant indices of a computed tensor that form a grid (one index:
+        a class token; a run; torch's as_strided), as a view."""
         act, v = self.view(node.input[0])
-        idx = np.asarray(self.const(node.input[1], node))
         axis = a.get("axis", 0) % len(v.shape)
-        if idx.ndim == 0:
-            return self.set_view(node.output[0], act, v.take(axis, int(idx)))
-        flat = idx.reshape(-1) % v.shape[axis]
-        if idx.ndim == 1 and len(flat) and np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))):
-            return self.set_view(node.output[0], act, v.slice(axis, int(flat[0]), int(flat[0]) + len(flat), 1))
-        raise _error(node, "only Gather of one index or a run of consecutive indices of a computed tensor "
-                           "is supported")
+        picked = v.pick(axis, self.const(node.input[1], node))
+        if picked is None:
+            raise _error(node, "only Gather of indices in a regular grid (one index, a run, a stepped run) of a "
+                               "computed tensor is supported")
+        return self.set_view(node.output[0], act, picked)
 
     def Gemm(self, node, a):
         x = self.act(node.input[0])
@@ -868,7 +866,7 @@ class _Importer:
         if op == "Div" and kinds == ["centred", "std"] and steps[0].x == steps[1].x:
             self.layernorm(node, steps[0].x, steps[1].eps)
             return True
-        # GELU: x / sqrt 2 (or x * (1 / sqrt 2)) -> Erf -> + 1 -> * x -> * 0.5
+        # GELU: x / sqrt 2 (or x * (1 / sqrt 2)) -> Erf -> + 1 -> * x -> * 0.5 (or * 0.5 -> * x)
         if (op in ("Div", "Mul") and kinds[0] is None and ins[0] not in self.consts and const[1] is not None
                 and _scalar(const[1], math.sqrt(2.0) if op == "Div" else math.sqrt(0.5))):
             return step("gelu_arg", ins[0], fallback=lambda imp, name: imp._binary(node, "mul", op == "Div"))
@@ -878,8 +876,12 @@ class _Importer:
             return step("erf1", steps[kinds.index("erf")].x)
         if op == "Mul" and "erf1" in kinds and ins[1 - kinds.index("erf1")] == steps[kinds.index("erf1")].x:
             return step("gelu2", steps[kinds.index("erf1")].x)
-        if op == "Mul" and "gelu2" in kinds and any(c is not None and _scalar(c, 0.5) for c in const):
-            self.activation(node, "gelu", uses=2, x_onnx=steps[kinds.index("gelu2")].x)
+        if op == "Mul" and "erf1" in kinds and any(c is not None and _scalar(c, 0.5) for c in const):
+            return step("half_erf1", steps[kinds.index("erf1")].x)  # the dynamo exporter's order
+        done = [k for k in ("gelu2", "half_erf1") if k in kinds]
+        if op == "Mul" and done and (any(c is not None and _scalar(c, 0.5) for c in const) if done[0] == "gelu2"
+                                     else ins[1 - kinds.index(done[0])] == steps[kinds.index(done[0])].x):
+            self.activation(node, "gelu", uses=2, x_onnx=steps[kinds.index(done[0])].x)
             return True
         return False
 
