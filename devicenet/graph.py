@@ -1,8 +1,10 @@
 """The graph: ops, their attributes, and shape inference.
 
 A model is an ordered list of :class:`Node` records over named activation
-tensors, plus named parameter tensors.  Activations are NHWC (4-D) or NC
-(2-D) float32.  ``OPS`` is the one table of what an op is: which parameters
+tensors, plus named parameter tensors.  Activations are float32 tensors of
+rank 2 to 4: images are NHWC, class scores NC, and the token tensors of
+transformers whatever their source made them (the importer decides every
+layout, ``convert/layout.py``).  ``OPS`` is the one table of what an op is: which parameters
 it takes, which attributes, and how it maps input shapes to an output shape.
 Every backend is a table keyed by the same op names.
 """
@@ -18,7 +20,8 @@ from .errors import DeviceNetError
 ACTIVATIONS = {"none": (None, None), "relu": (0.0, None), "relu6": (0.0, 6.0)}
 #: fused activations that are curves, not clamps (see backends.cpu_kernels.CURVES):
 #: sigmoid, hard sigmoid (relu6(x + 3) / 6), hard swish (x * hard sigmoid), SiLU (x * sigmoid)
-CURVES = ("sigmoid", "hardsigmoid", "hardswish", "silu")
+#: and GELU (x * (1 + erf(x / sqrt 2)) / 2, the exact one)
+CURVES = ("sigmoid", "hardsigmoid", "hardswish", "silu", "gelu")
 
 # Largest dimension and element count a graph may declare.  They keep a
 # hostile file from asking for absurd activation buffers.
@@ -28,6 +31,10 @@ MAX_ELEMENTS = 1 << 28
 # Attribute kinds: a type name, "N integers", None (the value null), or a
 # tuple of alternatives.  Each op lists the kinds of its attributes in OPS.
 INT, NUM, BOOL, STR = "integer", "number", "boolean", "string"
+#: a list of 1 to MAX_RANK sizes (1..MAX_ELEMENTS), and of as many element strides (0..MAX_ELEMENTS)
+DIMS, STRIDES = "list of sizes", "list of strides"
+#: the most axes a rearrange's index space may have (a window partition needs 6)
+MAX_RANK = 6
 
 
 def is_int(v):
@@ -54,6 +61,10 @@ def is_kind(v, kind):
         return isinstance(v, bool)
     if kind == STR:
         return isinstance(v, str)
+    if kind in (DIMS, STRIDES):
+        low, high = (1 if kind == DIMS else 0), MAX_ELEMENTS
+        return (isinstance(v, list) and 1 <= len(v) <= MAX_RANK
+                and all(is_int(i) and low <= i <= high for i in v))
     n = int(kind.split()[0])  # "N integers"
     return isinstance(v, list) and len(v) == n and all(is_int(i) and abs(i) <= MAX_DIM for i in v)
 
@@ -213,13 +224,14 @@ def _bias(node, ps, cout):
 
 
 def _dense(node, ins, ps):
+    """Over the last axis of a tensor of any rank (the tokens of a transformer)."""
     (shape,) = ins
     wshape = ps["weight"]
-    if len(shape) != 2 or len(wshape) != 2 or wshape[1] != shape[1]:
+    if len(wshape) != 2 or wshape[1] != shape[-1]:
         raise DeviceNetError(f"node {node.name}: weight {wshape} does not fit input {shape}")
     _bias(node, ps, wshape[0])
     activation(node.attrs, node.name)
-    return (shape[0], wshape[0])
+    return shape[:-1] + (wshape[0],)
 
 
 def _same(node, ins, ps):
@@ -235,11 +247,15 @@ def _add(node, ins, ps):
 
 
 def _affine(node, ins, ps):
-    c = ins[0][-1]
+    """Scale and shift broadcast against the input, numpy's way: one value,
+    one per channel (the last axis), or any shape whose axes are 1 or the
+    input's (a position embedding, an attention bias)."""
+    x = ins[0]
     for role in ("scale", "shift"):
-        if role in ps and tuple(ps[role]) not in ((c,), (1,)):
-            raise DeviceNetError(f"node {node.name}: {role} shape {ps[role]} should be ({c},)")
-    return ins[0]
+        p = tuple(ps.get(role, (1,)))
+        if len(p) > len(x) or any(i not in (1, j) for i, j in zip(p[::-1], x[::-1])):
+            raise DeviceNetError(f"node {node.name}: {role} shape {p} does not broadcast to {x}")
+    return x
 
 
 def _broadcast(node, ins, ps):
@@ -311,11 +327,16 @@ def _flatten(node, ins, ps):
 
 
 def _concat(node, ins, ps):
+    """Along ``axis`` (default the last; older writers always wrote -1)."""
     first = ins[0]
+    axis = node.attrs.get("axis", -1)
+    if not is_int(axis) or not -len(first) <= axis < len(first):
+        raise DeviceNetError(f"node {node.name}: axis {axis!r} is not an axis of {first}")
+    axis %= len(first)
     for s in ins[1:]:
-        if len(s) != len(first) or s[:-1] != first[:-1]:
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
             raise DeviceNetError(f"node {node.name}: cannot concatenate shapes {first} and {s}")
-    return first[:-1] + (sum(s[-1] for s in ins),)
+    return first[:axis] + (sum(s[axis] for s in ins),) + first[axis + 1:]
 
 
 def _lrn(node, ins, ps):
@@ -339,6 +360,65 @@ def _pad(node, ins, ps):
     return (n, h + t + b, w + l + r, c)
 
 
+def _rank(shape, node):
+    if not 2 <= len(shape) <= 4:
+        raise DeviceNetError(f"node {node.name}: activations have 2 to 4 axes, not {len(shape)}")
+    return shape
+
+
+def _reshape(node, ins, ps):
+    """The input's elements in order under another shape (no data moves)."""
+    target = tuple(_rank(node.attrs.get("shape") or (), node))
+    if not is_kind(list(target), DIMS) or math.prod(target) != math.prod(ins[0]):
+        raise DeviceNetError(f"node {node.name}: cannot reshape {ins[0]} to {list(target)}")
+    return target
+
+
+def _rearrange(node, ins, ps):
+    """Output element i (in order) is input element ``offset + sum(index_k *
+    strides[k])``, index the position of i in the index space ``dims``: any
+    transpose, slice with steps, picked index or window partition of the
+    input, at once."""
+    a = node.attrs
+    dims, strides, offset = a.get("dims"), a.get("strides"), a.get("offset", 0)
+    out = tuple(_rank(a.get("shape") or (), node))
+    if not (is_kind(dims, DIMS) and is_kind(strides, STRIDES) and len(dims) == len(strides)
+            and is_kind(list(out), DIMS) and is_int(offset) and 0 <= offset <= MAX_ELEMENTS):
+        raise DeviceNetError(f"node {node.name}: rearrange needs dims and strides of equal length, an offset "
+                             "and an output shape")
+    last = offset + sum((d - 1) * s for d, s in zip(dims, strides))
+    if math.prod(out) != math.prod(dims) or last >= math.prod(ins[0]):
+        raise DeviceNetError(f"node {node.name}: index space {dims} (strides {strides}, offset {offset}) "
+                             f"does not fit input {ins[0]} and output {list(out)}")
+    return out
+
+
+def _constant(node, ins, ps):
+    return _rank(tuple(ps["value"]), node)
+
+
+def _layernorm(node, ins, ps):
+    """Normalised over the last axis, then scaled and shifted per channel."""
+    c = ins[0][-1]
+    for role in ("scale", "shift"):
+        if role in ps and tuple(ps[role]) != (c,):
+            raise DeviceNetError(f"node {node.name}: {role} shape {ps[role]} should be ({c},)")
+    if _num(node.attrs, "epsilon", 1e-5, node.name) <= 0:
+        raise DeviceNetError(f"node {node.name}: epsilon must be positive")
+    return ins[0]
+
+
+def _matmul(node, ins, ps):
+    """a @ b (b transposed in its last two axes with transpose_b) over
+    batches of matrices; batch axes of size 1 broadcast."""
+    a, b = ins
+    if node.attrs.get("transpose_b", False):
+        b = b[:-2] + (b[-1], b[-2])
+    if len(a) != len(b) or a[-1] != b[-2] or any(i != j and 1 not in (i, j) for i, j in zip(a[:-2], b[:-2])):
+        raise DeviceNetError(f"node {node.name}: cannot multiply matrices of shapes {ins[0]} and {ins[1]}")
+    return tuple(max(i, j) for i, j in zip(a[:-2], b[:-2])) + (a[-2], b[-1])
+
+
 @dataclass(frozen=True)
 class OpSpec:
     shape: object  # shape function
@@ -347,6 +427,9 @@ class OpSpec:
     arity: object = 1  # number of activation inputs; None = one or more
     nhwc: bool = False  # needs 4-D input
     attrs: dict = field(default_factory=dict)  # attribute -> kind (see is_kind)
+    #: its attributes name whole shapes, batch included: the graph runs the
+    #: batch size it was made for (backends run larger batches image by image)
+    fixed_batch: bool = False
 
 
 _WINDOW = {"kernel": "2 integers", "stride": "2 integers", "pads": "4 integers", "dilation": "2 integers"}
@@ -373,7 +456,22 @@ OPS = {
     "silu": OpSpec(_curve),
     "slice": OpSpec(_slice, attrs={"start": INT, "stop": INT}),
     "channel_shuffle": OpSpec(_shuffle, attrs={"groups": INT}),
+    "gelu": OpSpec(_curve),
+    "reshape": OpSpec(_reshape, attrs={"shape": DIMS}, fixed_batch=True),
+    "rearrange": OpSpec(_rearrange, attrs={"dims": DIMS, "strides": STRIDES, "offset": INT, "shape": DIMS},
+                        fixed_batch=True),
+    "constant": OpSpec(_constant, ("value",), arity=0, fixed_batch=True),
+    "layernorm": OpSpec(_layernorm, (), ("scale", "shift"), attrs={"epsilon": NUM}),
+    "matmul": OpSpec(_matmul, arity=2, attrs={"transpose_b": BOOL}),
 }
+
+
+def fixed_batch(graph):
+    """The batch size the graph's ops fix (that of its declared input), or
+    None when it runs any batch."""
+    if any(OPS[n.op].fixed_batch for n in graph.nodes if n.op in OPS):
+        return graph.meta["input"]["shape"][0]
+    return None
 
 
 def infer_shapes(graph, batch=1):
@@ -383,6 +481,10 @@ def infer_shapes(graph, batch=1):
     the wrong shape, or activations larger than MAX_ELEMENTS.
     """
     meta_shape = graph.meta["input"]["shape"]
+    fixed = fixed_batch(graph)
+    if fixed is not None and batch != fixed:
+        raise DeviceNetError(f"the model's ops fix its batch size to {fixed}: run {batch} images "
+                             f"{fixed} at a time")
     shapes = {graph.input_name: (batch,) + tuple(meta_shape[1:])}
     for node in graph.nodes:
         spec = OPS.get(node.op)
@@ -390,7 +492,7 @@ def infer_shapes(graph, batch=1):
             raise DeviceNetError(f"node {node.name}: unknown op {node.op!r} (the model may need a newer devicenet)")
         if len(node.outputs) != 1:
             raise DeviceNetError(f"node {node.name}: expects exactly one output")
-        if (spec.arity is None and not node.inputs) or (spec.arity and len(node.inputs) != spec.arity):
+        if (spec.arity is None and not node.inputs) or (spec.arity is not None and len(node.inputs) != spec.arity):
             raise DeviceNetError(f"node {node.name}: wrong number of inputs ({len(node.inputs)})")
         missing = [i for i in node.inputs if i not in shapes]
         if missing:

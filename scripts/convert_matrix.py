@@ -20,11 +20,13 @@ Usage: python scripts/convert_matrix.py [--opset 17 --opset 13] [--only resnet18
 
 import contextlib
 import glob
+import math
 import os
 import sys
 import tempfile
 import time
 import warnings
+from unittest import mock
 
 import click
 import numpy as np
@@ -67,6 +69,15 @@ def import_torchvision():
     return torchvision
 
 
+def _plain_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+    """scaled_dot_product_attention in plain ops: the exporter has no
+    symbolic for it before opset 14 (ViT at opset 13)."""
+    weights = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if attn_mask is not None:
+        weights = weights.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == bool else weights + attn_mask
+    return weights.softmax(-1) @ v
+
+
 def export(constructor, path, opset, size, dynamo=False, seed=0):
     """Export a torchvision classifier with random weights to ONNX; return its input (NCHW)."""
     import torch
@@ -74,11 +85,20 @@ def export(constructor, path, opset, size, dynamo=False, seed=0):
     torch.manual_seed(seed)
     kwargs = {"aux_logits": False, "init_weights": True} if constructor in ("googlenet", "inception_v3") else {}
     model = getattr(tv.models, constructor)(weights=None, **kwargs).eval()
+    with torch.no_grad():
+        # ViT's own initialisation zeroes its classifier: every logit would be
+        # 0 and a comparison would prove nothing.
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Linear) and not layer.weight.any():
+                layer.weight.normal_(0, 0.02)
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=(1, 3, size, size)).astype(np.float32))
     # The fused attention fast path (ViT) has no ONNX export: the plain ops do.
     torch.backends.mha.set_fastpath_enabled(False)
     # The exporter prints a whole graph when it fails: keep stdout for the table.
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+    plain = opset < 14 and not dynamo
+    attention = mock.patch.object(torch.nn.functional, "scaled_dot_product_attention", _plain_attention) \
+        if plain else contextlib.nullcontext()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr), attention:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=dynamo, input_names=["x"],
                           output_names=["y"])
@@ -102,6 +122,57 @@ def compare(onnx_path, x, workdir):
     rel = float(np.abs(ours - ref).max() / np.abs(ref).max())
     same = bool(np.array_equal(np.argsort(-ours[0])[:5], np.argsort(-ref[0])[:5]))
     return rel, same, ms
+
+
+def _kind(node):
+    act = node.attrs.get("activation", "none")
+    return node.op + ("" if act == "none" else f"+{act}")
+
+
+def speed(onnx_path, x, workdir, rounds=7, threads=2):
+    """Latency of devicenet's CPU backend (float32 weights) beside
+    onnxruntime's CPU provider on the same export and input, both on
+    ``threads`` threads, best of ``rounds`` alternating runs; and
+    devicenet's time by op kind (each node's best of the rounds) beside the
+    kind's share of the multiply-adds.  Returns (devicenet ms, onnxruntime
+    ms, [(kind, time share, multiply-add share)])."""
+    import collections
+    import onnxruntime as ort
+    from devicenet import format as dnet
+    from devicenet.backends.cpu import CPUBackend
+    from devicenet.convert import convert
+    out = os.path.join(workdir, "speed.dnet")
+    convert(onnx_path, out, weights="float32", preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]})
+    g = dnet.load(out)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x}
+    be = CPUBackend(g, threads=threads)
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    best = {"ours": np.inf, "ort": np.inf}
+    node_best = collections.defaultdict(lambda: np.inf)
+    be.run(xh), sess.run(None, feed)
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        be.run(xh)
+        best["ours"] = min(best["ours"], time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        best["ort"] = min(best["ort"], time.perf_counter() - t0)
+        profile = []
+        be.run(xh, profile=profile)
+        for node, _, sec in profile:
+            node_best[node.name] = min(node_best[node.name], sec)
+    shapes, by_time, by_macs = g.shapes(), collections.Counter(), collections.Counter()
+    for node in g.nodes:
+        by_time[_kind(node)] += node_best[node.name]
+        if "weight" in node.params:
+            w = g.tensors[node.params["weight"]].shape
+            by_macs[_kind(node)] += math.prod(shapes[node.outputs[0]]) * math.prod(w[1:])
+    total_t, total_m = sum(by_time.values()), sum(by_macs.values())
+    kinds = [(k, t / total_t, by_macs[k] / total_m) for k, t in by_time.most_common()]
+    return best["ours"] * 1e3, best["ort"] * 1e3, kinds
 
 
 def zoo_models():
@@ -163,11 +234,15 @@ def check(run):
 @click.option("--torchvision/--no-torchvision", "with_tv", default=True, help="Check the torchvision families.")
 @click.option("--install-torchvision", is_flag=True,
               help="First pip install --no-deps torchvision==0.28.0 (into this Python).")
-def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision):
+@click.option("--speed", "speed_of", help="Instead: time these constructors (comma-separated, opset 17) "
+                                           "beside onnxruntime, with devicenet's time by op kind.")
+def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision, speed_of):
     if install_torchvision:
         import subprocess
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "torchvision==0.28.0"], check=True)
     opsets = opsets or (17, 13)
+    if speed_of:
+        return speed_table(speed_of.split(","), size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if with_tv:
@@ -209,6 +284,20 @@ def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision):
     bad = sum(1 for r in rows if r[2] != "matches")
     print(f"\n{len(rows) - bad} of {len(rows)} convert and match (max |diff| / max |ref| <= {TOLERANCE:g}, "
           "same ordered top-5)")
+
+
+def speed_table(constructors, size):
+    """Print the --speed table (markdown)."""
+    names = {ctor: family for family, (ctor, _) in FAMILIES.items()}
+    print("| network | devicenet cpu | onnxruntime | devicenet time by op kind (share of multiply-adds) |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for ctor in constructors:
+            path = os.path.join(tmp, f"{ctor}.onnx")
+            x = export(ctor, path, 17, size or next((s for c, s in FAMILIES.values() if c == ctor), 224))
+            ours, theirs, kinds = speed(path, x, tmp)
+            shares = ", ".join(f"{k} {t:.0%} ({m:.0%})" for k, t, m in kinds if t >= 0.01)
+            print(f"| {names.get(ctor, ctor)} | {ours:.1f} ms | {theirs:.1f} ms | {shares} |", flush=True)
 
 
 if __name__ == "__main__":

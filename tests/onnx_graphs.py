@@ -232,4 +232,138 @@ def case_folded_constants():
                    "fw": W(4, 3, 1, 1)}, [1, 3, 4, 4])
 
 
+
+
+# --- transformer constructs: channels-last blocks, tokens, attention, windows ---
+
+def _gelu(x, out, tag):
+    """GELU as torch exports it before opset 20: x * (1 + Erf(x / sqrt 2)) * 0.5."""
+    return [n("Div", [x, "sqrt2"], [tag + "d"]), n("Erf", [tag + "d"], [tag + "e"]),
+            n("Add", [tag + "e", "one"], [tag + "e1"]), n("Mul", [x, tag + "e1"], [tag + "m"]),
+            n("Mul", [tag + "m", "half"], [out])]
+
+
+_GELU_CONSTS = {"sqrt2": np.array(np.sqrt(2.0), np.float32), "one": np.array(1.0, np.float32),
+                "half": np.array(0.5, np.float32)}
+
+
+def _layernorm_spelt(x, out, tag, c):
+    """LayerNormalization over the last axis as opset 13 spells it."""
+    return [n("ReduceMean", [x], [tag + "mu"], axes=[-1]), n("Sub", [x, tag + "mu"], [tag + "c"]),
+            n("Pow", [tag + "c", "two_f"], [tag + "sq"]), n("ReduceMean", [tag + "sq"], [tag + "var"], axes=[-1]),
+            n("Add", [tag + "var", "eps"], [tag + "ve"]), n("Sqrt", [tag + "ve"], [tag + "sd"]),
+            n("Div", [tag + "c", tag + "sd"], [tag + "nz"]), n("Mul", [tag + "nz", tag + "g"], [tag + "sc"]),
+            n("Add", [tag + "sc", tag + "b"], [out])]
+
+
+def _convnext_block(layernorm):
+    # depthwise conv, channels last, layer norm, dense 4x + GELU, dense
+    # back, channels first, a learned per-channel scale, the residual add.
+    c = 8
+    ln = ([n("LayerNormalization", ["t", "g", "b"], ["l"], axis=-1, epsilon=1e-6)] if layernorm
+          else _layernorm_spelt("t", "l", "ln", c))
+    nodes = [conv("dw", "x", "d", "w", "wb", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=c),
+             n("Transpose", ["d"], ["t"], perm=[0, 2, 3, 1])] + ln + [
+             n("MatMul", ["l", "w1"], ["m1"]), n("Add", ["b1", "m1"], ["a1"])] + _gelu("a1", "h", "g1") + [
+             n("MatMul", ["h", "w2"], ["m2"]), n("Add", ["b2", "m2"], ["a2"]),
+             n("Transpose", ["a2"], ["back"], perm=[0, 3, 1, 2]), n("Mul", ["scale", "back"], ["s"]),
+             n("Add", ["s", "x"], ["y"])]
+    consts = {"w": W(c, 1, 3, 3), "wb": W(c), "w1": W(c, 4 * c), "b1": W(4 * c), "w2": W(4 * c, c), "b2": W(c),
+              "scale": W(c, 1, 1), "eps": np.array(1e-6, np.float32), "two_f": np.array(2.0, np.float32),
+              **_GELU_CONSTS}
+    consts.update({"g": W(c) + 1, "b": W(c)} if layernorm else {"lng": W(c) + 1, "lnb": W(c)})
+    return _model(nodes, consts, [1, c, 5, 6], opset=17 if layernorm else 13)
+
+
+def case_convnext_block_channels_last():
+    return _convnext_block(layernorm=True)
+
+
+def case_convnext_block_layernorm_spelt_out():
+    return _convnext_block(layernorm=False)
+
+
+def case_vit_tokens_attention():
+    # Patches as tokens, a class token, position embedding, multi-head
+    # attention with the heads split by Reshape/Transpose/Gather, the class
+    # token picked for a Gemm classifier.
+    c, heads, t = 8, 2, 7  # 6 patches + the class token
+    d = c // heads
+    nodes = [conv("patch", "x", "p", "wp", "bp", kernel_shape=[2, 2], strides=[2, 2]),
+             n("Reshape", ["p", "s_tokens"], ["r"]), n("Transpose", ["r"], ["tok"], perm=[0, 2, 1]),
+             n("Concat", ["cls", "tok"], ["cat"], axis=1), n("Add", ["cat", "pos"], ["e"]),
+             n("LayerNormalization", ["e", "g", "b"], ["l"], axis=-1),
+             n("MatMul", ["l", "wqkv"], ["qkv0"]), n("Add", ["qkv0", "bqkv"], ["qkv"]),
+             n("Reshape", ["qkv", "s_heads"], ["h5"]), n("Transpose", ["h5"], ["h5t"], perm=[2, 0, 3, 1, 4]),
+             n("Gather", ["h5t", "i0"], ["q"], axis=0), n("Gather", ["h5t", "i1"], ["k"], axis=0),
+             n("Gather", ["h5t", "i2"], ["v"], axis=0), n("Mul", ["q", "qscale"], ["qs"]),
+             n("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]), n("MatMul", ["qs", "kt"], ["att"]),
+             n("Softmax", ["att"], ["sm"], axis=-1), n("MatMul", ["sm", "v"], ["o"]),
+             n("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]), n("Reshape", ["ot", "s_merge"], ["om"]),
+             n("Add", ["om", "e"], ["res"]), n("Gather", ["res", "i0"], ["first"], axis=1),
+             n("Gemm", ["first", "wh", "bh"], ["y"], transB=1)]
+    consts = {"wp": W(c, 3, 2, 2), "bp": W(c), "s_tokens": np.array([1, c, -1], np.int64),
+              "cls": W(1, 1, c), "pos": W(1, t, c), "g": W(c) + 1, "b": W(c), "wqkv": W(c, 3 * c),
+              "bqkv": W(3 * c), "s_heads": np.array([1, t, 3, heads, d], np.int64),
+              "i0": np.array(0, np.int64), "i1": np.array(1, np.int64), "i2": np.array(2, np.int64),
+              "qscale": np.array(d ** -0.5, np.float32), "s_merge": np.array([1, t, c], np.int64),
+              "wh": W(5, c), "bh": W(5)}
+    return _model(nodes, consts, [1, 3, 4, 6], opset=17)
+
+
+def case_swin_windows_roll_bias_mask():
+    # A cyclic shift (Slice + Concat), 2x2 windows (Reshape to 6 axes,
+    # Transpose, Reshape), attention with a relative position bias and a
+    # shifted-window mask added through a 5-axis view, windows merged back,
+    # then patch merging (strided slices concatenated on channels).
+    c, ws, hh, ww = 4, 2, 4, 4
+    nw, t = (hh // ws) * (ww // ws), ws * ws
+    nodes = [n("Transpose", ["x"], ["hwc"], perm=[0, 2, 3, 1]),
+             n("Slice", ["hwc", "one1", "big", "ax1"], ["ra"]), n("Slice", ["hwc", "zero", "one1", "ax1"], ["rb"]),
+             n("Concat", ["ra", "rb"], ["rolled"], axis=1),
+             n("Reshape", ["rolled", "s_win6"], ["w6"]), n("Transpose", ["w6"], ["w6t"], perm=[0, 1, 3, 2, 4, 5]),
+             n("Reshape", ["w6t", "s_win3"], ["win"]),
+             n("MatMul", ["win", "wq"], ["q"]), n("MatMul", ["win", "wk"], ["k"]),
+             n("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), n("MatMul", ["q", "kt"], ["att"]),
+             n("Add", ["att", "relbias"], ["ab"]), n("Reshape", ["ab", "s_att5"], ["a5"]),
+             n("Add", ["a5", "mask"], ["am"]), n("Reshape", ["am", "s_att3"], ["a3"]),
+             n("Softmax", ["a3"], ["sm"], axis=-1), n("MatMul", ["sm", "win"], ["o"]),
+             n("Reshape", ["o", "s_back6"], ["b6"]), n("Transpose", ["b6"], ["b6t"], perm=[0, 1, 3, 2, 4, 5]),
+             n("Reshape", ["b6t", "s_img"], ["img"]),
+             n("Slice", ["img", "zero2", "big2", "ax12", "two2"], ["p0"]),
+             n("Slice", ["img", "s10", "big2", "ax12", "two2"], ["p1"]),
+             n("Concat", ["p0", "p1"], ["merged"], axis=-1), n("Transpose", ["merged"], ["y"], perm=[0, 3, 1, 2])]
+    mask = np.zeros((1, nw, 1, t, t), np.float32)
+    mask[0, 1:, 0, :2, 2:] = -100.0
+    consts = {"one1": np.array([1], np.int64), "zero": np.array([0], np.int64), "big": np.array([hh], np.int64),
+              "ax1": np.array([1], np.int64), "s_win6": np.array([1, hh // ws, ws, ww // ws, ws, c], np.int64),
+              "s_win3": np.array([nw, t, c], np.int64), "wq": W(c, c), "wk": W(c, c), "relbias": W(t, t),
+              "s_att5": np.array([1, nw, 1, t, t], np.int64), "mask": mask,
+              "s_att3": np.array([nw, t, t], np.int64), "s_back6": np.array([1, hh // ws, ww // ws, ws, ws, c], np.int64),
+              "s_img": np.array([1, hh, ww, c], np.int64), "zero2": np.array([0, 0], np.int64),
+              "s10": np.array([1, 0], np.int64), "big2": np.array([hh, ww], np.int64),
+              "ax12": np.array([1, 2], np.int64), "two2": np.array([2, 2], np.int64)}
+    return _model(nodes, consts, [1, c, hh, ww], opset=17)
+
+
+def case_gelu_spelt_dynamo_order():
+    # torch.onnx.export(dynamo=True): 0.5 * (1 + Erf(x / sqrt 2)), then * x
+    return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("MatMul", ["t", "w"], ["m"]),
+                   n("Div", ["m", "sqrt2"], ["d"]), n("Erf", ["d"], ["e"]), n("Add", ["e", "one"], ["e1"]),
+                   n("Mul", ["half", "e1"], ["h"]), n("Mul", ["m", "h"], ["y"])],
+                  {"w": W(3, 5), **_GELU_CONSTS}, [1, 3, 2, 4], opset=18)
+
+
+def case_gelu_op_opset20():
+    return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("MatMul", ["t", "w"], ["m"]),
+                   n("Gelu", ["m"], ["y"])], {"w": W(3, 5)}, [1, 3, 2, 4], opset=20)
+
+
+def case_pad_channels_last():
+    # Swin pads its channels-last tokens up to a multiple of the window.
+    return _model([n("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), n("Pad", ["t", "pads"], ["p"], mode="constant"),
+                   n("Transpose", ["p"], ["y"], perm=[0, 3, 1, 2])],
+                  {"pads": np.array([0, 1, 0, 0, 0, 2, 3, 0], np.int64)}, [1, 3, 4, 5])
+
+
 CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}

@@ -41,10 +41,12 @@ def test_onnx_zoo_network_matches_onnxruntime(tmp_path, name):
 
 
 # The families whose constructs (hard swish, SiLU, squeeze-excitation,
-# channel shuffle and split) the converter learnt last, small enough to run
-# in seconds; scripts/convert_matrix.py runs them all at full size.
+# channel shuffle and split, channels-last blocks with layer norm spelt out
+# and GELU) the converter learnt last, small enough to run in seconds;
+# scripts/convert_matrix.py runs them all at full size, ViT-B/16 and Swin-T
+# among them (their constructs are in tests/onnx_graphs.py).
 @pytest.mark.parametrize("constructor, opset", [
-    ("mobilenet_v3_small", 13), ("efficientnet_b0", 17), ("shufflenet_v2_x0_5", 17)])
+    ("mobilenet_v3_small", 13), ("efficientnet_b0", 17), ("shufflenet_v2_x0_5", 17), ("convnext_tiny", 13)])
 def test_torchvision_network_matches_onnxruntime(tmp_path, constructor, opset):
     if matrix.import_torchvision() is None:
         pytest.skip("torchvision is not installed (pip install --no-deps torchvision==0.28.0)")

@@ -23,8 +23,10 @@ import math
 import time
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
-from ..graph import Tensor, window
+from ..errors import DeviceNetError
+from ..graph import Tensor, fixed_batch, window
 from . import cpu_kernels
 from .base import Backend, is_depthwise
 from .cpu_kernels import activate as _activate
@@ -159,7 +161,7 @@ def flatten(x, attrs):
 
 
 def concat(*xs, attrs):
-    return np.concatenate(xs, axis=-1)
+    return np.concatenate(xs, axis=attrs.get("axis", -1))
 
 
 def softmax(x, attrs):
@@ -205,6 +207,36 @@ def channel_shuffle(x, attrs):
     return np.ascontiguousarray(x.reshape(x.shape[:-1] + (g, -1)).swapaxes(-1, -2).reshape(x.shape))
 
 
+def reshape(x, attrs):
+    return x.reshape(attrs["shape"])
+
+
+def rearrange(x, attrs):
+    """Gather the input's elements through the strided index space (see graph._rearrange)."""
+    flat = x.reshape(-1)[attrs.get("offset", 0):]
+    view = as_strided(flat, attrs["dims"], [s * flat.itemsize for s in attrs["strides"]], writeable=False)
+    return np.ascontiguousarray(view).reshape(attrs["shape"])
+
+
+def layernorm(x, attrs, scale=None, shift=None):
+    d = x - x.mean(axis=-1, keepdims=True, dtype=np.float32)
+    var = np.mean(d * d, axis=-1, keepdims=True, dtype=np.float32)
+    y = d / np.sqrt(var + np.float32(attrs.get("epsilon", 1e-5)))
+    return affine(y, attrs, scale, shift)
+
+
+def matmul(a, b, attrs):
+    return np.matmul(a, b.swapaxes(-1, -2) if attrs.get("transpose_b", False) else b)
+
+
+def by_fixed_batch(backend, x, fixed, profile=None):
+    """Run a batch through a graph whose ops fix its batch size
+    (``graph.fixed_batch``), ``fixed`` images at a time."""
+    if x.shape[0] % fixed:
+        raise DeviceNetError(f"the model runs batches of {fixed} images, not {x.shape[0]}")
+    return np.concatenate([backend.run(x[i:i + fixed], profile) for i in range(0, x.shape[0], fixed)])
+
+
 def _unary(f):
     return lambda inputs, attrs, params: f(inputs[0], attrs, **params)
 
@@ -231,6 +263,12 @@ OPS = {
     "silu": _unary(curve("silu")),
     "slice": _unary(slice_channels),
     "channel_shuffle": _unary(channel_shuffle),
+    "gelu": _unary(curve("gelu")),
+    "reshape": _unary(reshape),
+    "rearrange": _unary(rearrange),
+    "constant": lambda inputs, attrs, params: params["value"].copy(),
+    "layernorm": _unary(layernorm),
+    "matmul": lambda inputs, attrs, params: matmul(*inputs, attrs),
 }
 
 
@@ -260,6 +298,7 @@ class CPUBackend(Backend):
         super().__init__(graph, threads, residency)
         self._decoded, self._prepared, self._plans = {}, {}, {}
         self._lowered, self._entries = None, {}
+        self._fixed_batch = fixed_batch(graph)
         team = cpu_kernels.Threads(threads)  # None: every core, as BLAS would take
         module = cpu_kernels.NATIVE if native else None
         if module is not None:
@@ -355,7 +394,7 @@ class CPUBackend(Backend):
             weight = node.params.get("weight")
             weight = weight and cpu_kernels.Weight(self.graph.tensors[weight], self._prepared)
             bias = self._param(node.params["bias"]) if "bias" in node.params else None
-            in_shape = shapes[node.inputs[0]]
+            in_shape = shapes[node.inputs[0]] if node.inputs else None
             # streamed: only a kernel that reads the stored weights as they are
             stored = self.residency == "streamed" and weight is not None
             kernels.append(cpu_kernels.kernel(node, in_shape, weight, bias, self._impl, stored=stored))
@@ -377,6 +416,8 @@ class CPUBackend(Backend):
 
     def prepare(self, shape):
         shape = tuple(shape)
+        fixed = self._fixed_batch
+        shape = shape if fixed is None else (fixed,) + shape[1:]
         if shape in self._plans or shape[1:] != tuple(self.graph.input_shape[1:]):
             return False
         self._plan_for(shape)
@@ -387,6 +428,8 @@ class CPUBackend(Backend):
         planned kernels and arena of this input shape."""
         g = self.graph
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if self._fixed_batch is not None and x.shape[0] != self._fixed_batch:
+            return by_fixed_batch(self, x, self._fixed_batch, profile)
         if x.shape[1:] != self.graph.input_shape[1:]:
             return super().run(x, profile)
         values = {g.input_name: x}

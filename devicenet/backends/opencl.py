@@ -19,7 +19,7 @@ import pyopencl as cl
 from pyopencl import cltypes
 
 from ..errors import DeviceNetError
-from ..graph import ACTIVATIONS, CURVES, OPS as SPECS, window
+from ..graph import ACTIVATIONS, CURVES, OPS as SPECS, fixed_batch, window
 from .base import Backend, is_depthwise, plan_buffers
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
@@ -142,44 +142,43 @@ def _bounds(lo, hi):
 
 
 def _clamp(node):
-    """The bounds of the node's fused activation (none for a curve: see _curved)."""
-    return _bounds(*ACTIVATIONS.get(node.attrs.get("activation", "none"), (None, None)))
-
-
-def _curve_launch(be, name, x, out, size, alpha=1.0 / 6.0, beta=0.5):
-    k = be.kernel(None, "curve")
-    k.set_args(x, out, np.int32(CURVES.index(name)), np.float32(alpha), np.float32(beta))
-    return (k, (size,), None)
-
-
-def _curved(launch):
-    """A layer's launches, then its fused curve activation over its output in place."""
-    def launches(be, node, ins, out, shapes):
-        steps = launch(be, node, ins, out, shapes)
-        act = node.attrs.get("activation", "none")
-        if act in CURVES:
-            steps.append(_curve_launch(be, act, out, out, math.prod(shapes[-1])))
-        return steps
-    return launches
+    """The kernel arguments of the node's fused activation: its clamp's
+    bounds and its curve's index in CURVES (-1 for none)."""
+    act = node.attrs.get("activation", "none")
+    return _bounds(*ACTIVATIONS.get(act, (None, None))) + [np.int32(CURVES.index(act) if act in CURVES else -1)]
 
 
 def _curve(be, node, ins, out, shapes):
     a = node.attrs
-    return [_curve_launch(be, node.op, ins[0], out, math.prod(shapes[-1]), a.get("alpha", 1.0 / 6.0),
-                          a.get("beta", 0.5))]
+    k = be.kernel(None, "curve")
+    k.set_args(ins[0], out, np.int32(CURVES.index(node.op)), np.float32(a.get("alpha", 1.0 / 6.0)),
+               np.float32(a.get("beta", 0.5)))
+    return [(k, (math.prod(shapes[-1]),), None)]
+
+
+def _as4(shape):
+    """A shape of up to 4 axes with leading 1s to make 4."""
+    return (1,) * (4 - len(shape)) + tuple(shape)
+
+
+def _broadcast_strides(shape):
+    """Element strides per axis (0 where the size is 1) of a tensor
+    broadcast against a 4-axis output, numpy's way (right-aligned)."""
+    shape = _as4(shape)
+    s = [math.prod(shape[i + 1:]) for i in range(4)]
+    return cltypes.make_int4(*(0 if d == 1 else st for d, st in zip(shape, s)))
+
+
+def _binary_launch(be, a, b, out, a_shape, b_shape, out_shape, op):
+    """out = a + b (op 0) or a * b (op 1), broadcasting (layers.cl)."""
+    k = be.kernel(None, "binary")
+    k.set_args(a, b, out, *_i(*_as4(out_shape)[1:]), _broadcast_strides(a_shape), _broadcast_strides(b_shape),
+               np.int32(op))
+    return (k, (math.prod(out_shape),), None)
 
 
 def _mul(be, node, ins, out, shapes):
-    out_shape = (1,) * (4 - len(shapes[-1])) + tuple(shapes[-1])
-
-    def strides(shape):
-        shape = (1,) * (4 - len(shape)) + tuple(shape)
-        s = [math.prod(shape[i + 1:]) for i in range(4)]
-        return cltypes.make_int4(*(0 if d == 1 else st for d, st in zip(shape, s)))
-
-    k = be.kernel(None, "mul")
-    k.set_args(*ins, out, *_i(*out_shape[1:]), strides(shapes[0]), strides(shapes[1]))
-    return [(k, (math.prod(out_shape),), None)]
+    return [_binary_launch(be, *ins, out, *shapes, 1)]
 
 
 def _slice_args(be, node, shapes):
@@ -211,7 +210,7 @@ def _conv(be, node, ins, out, shapes):
 
 
 def _dense(be, node, ins, out, shapes):
-    (n, k_in), (_, o) = shapes
+    n, k_in, o = math.prod(shapes[0][:-1]), shapes[0][-1], shapes[-1][-1]
     wt = be.graph.tensors[node.params["weight"]]
     wbuf, sbuf, bbuf = be.weights(node)
     k = be.kernel(wt.encoding, "dense")
@@ -238,6 +237,17 @@ def _pool(is_max):
 
 def _affine(be, node, ins, out, shapes):
     c = shapes[0][-1]
+    params = {role: be.graph.tensors[t] for role, t in node.params.items()}
+    if any(math.prod(t.shape[:-1]) != 1 or t.shape[-1] not in (1, c) for t in params.values()):
+        # A constant of its own shape (a position embedding, an attention
+        # bias): broadcast multiply, then broadcast add over the output.
+        launches, src = [], ins[0]
+        for role, op in (("scale", 1), ("shift", 0)):
+            if role in params:
+                launches.append(_binary_launch(be, src, be.tensor(node.params[role]), out, shapes[0],
+                                               params[role].shape, shapes[0], op))
+                src = out
+        return launches or [_binary_launch(be, src, be.tensor(None), out, shapes[0], (1,), shapes[0], 1)]
     scale, shift = (be.vector(node, role, c, fill) for role, fill in (("scale", 1.0), ("shift", 0.0)))
     k = be.kernel(None, "affine")
     k.set_args(ins[0], scale, shift, out, np.int32(c))
@@ -252,13 +262,53 @@ def _global_avgpool(be, node, ins, out, shapes):
 
 
 def _concat(be, node, ins, out, shapes):
-    cout, offset, launches = shapes[-1][-1], 0, []
+    # Along any axis: every input is (outer, its size * inner) rows of the output's.
+    axis = node.attrs.get("axis", -1) % len(shapes[-1])
+    inner = math.prod(shapes[-1][axis + 1:])
+    cout, offset, launches = shapes[-1][axis] * inner, 0, []
     for buf, shape in zip(ins, shapes[:-1]):
         k = be.kernel(None, "concat_copy")
-        k.set_args(buf, out, *_i(shape[-1], cout, offset))
+        k.set_args(buf, out, *_i(shape[axis] * inner, cout, offset))
         launches.append((k, (math.prod(shape),), None))
-        offset += shape[-1]
+        offset += shape[axis] * inner
     return launches
+
+
+def _constant(be, node, ins, out, shapes):
+    size = math.prod(shapes[-1])
+    k = be.kernel(None, "concat_copy")
+    k.set_args(be.tensor(node.params["value"]), out, *_i(size, size, 0))
+    return [(k, (size,), None)]
+
+
+def _rearrange(be, node, ins, out, shapes):
+    a = node.attrs
+    pad = 6 - len(a["dims"])
+    dims = cltypes.make_int8(*([1] * pad + a["dims"] + [1, 1]))
+    strides = cltypes.make_int8(*([0] * pad + a["strides"] + [0, 0]))
+    k = be.kernel(None, "rearrange")
+    k.set_args(ins[0], out, dims, strides, np.int32(a.get("offset", 0)))
+    return [(k, (math.prod(shapes[-1]),), None)]
+
+
+def _layernorm(be, node, ins, out, shapes):
+    c = shapes[0][-1]
+    scale, shift = (be.vector(node, role, c, fill) for role, fill in (("scale", 1.0), ("shift", 0.0)))
+    k = be.kernel(None, "layernorm")
+    k.set_args(ins[0], scale, shift, out, np.int32(c), np.float32(node.attrs.get("epsilon", 1e-5)))
+    return [(k, (math.prod(shapes[0][:-1]),), None)]
+
+
+def _matmul(be, node, ins, out, shapes):
+    a, b, y = (_as4(s) for s in shapes)
+    tb = bool(node.attrs.get("transpose_b", False))
+    m, kk, n = a[2], a[3], y[3]
+
+    def batch(shape):
+        return [0 if shape[i] == 1 else math.prod(shape[i + 1:]) for i in (0, 1)]
+    k = be.kernel(None, "matmul")
+    k.set_args(*ins, out, *_i(y[1], m, n, kk), cltypes.make_int4(*batch(a), *batch(b)), np.int32(tb))
+    return [(k, (math.prod(y),), None)]
 
 
 def _softmax(be, node, ins, out, shapes):
@@ -287,9 +337,9 @@ def _pad_args(be, node, shapes):
 #: returning [(kernel with its arguments set, global size, local size)].  ``flatten``
 #: is not here: its output is its input's buffer under another shape.
 OPS = {
-    "conv": _curved(_conv),
-    "dense": _curved(_dense),
-    "add": _curved(_elementwise("add", lambda be, node, shapes: _clamp(node))),
+    "conv": _conv,
+    "dense": _dense,
+    "add": _elementwise("add", lambda be, node, shapes: _clamp(node)),
     "affine": _affine,
     "clip": _elementwise("clip", _clip_bounds),
     "maxpool": _pool(True),
@@ -306,8 +356,13 @@ OPS = {
     "silu": _curve,
     "slice": _elementwise("slice_channels", _slice_args),
     "channel_shuffle": _elementwise("channel_shuffle", _shuffle_args),
+    "gelu": _curve,
+    "rearrange": _rearrange,
+    "constant": _constant,
+    "layernorm": _layernorm,
+    "matmul": _matmul,
 }
-ALIASES = {"flatten"}
+ALIASES = {"flatten", "reshape"}
 
 
 # --- the backend -----------------------------------------------------------------
@@ -385,6 +440,13 @@ class OpenCLBackend(Backend):
             return np.full(size, fill, np.float32)
         return np.broadcast_to(self.graph.tensors[tname].decode().reshape(-1), (size,)).astype(np.float32)
 
+    def tensor(self, tname):
+        """A parameter tensor decoded to float32 on the device (a scalar 1 for None)."""
+        if (tname,) not in self._params:
+            data = np.ones(1, np.float32) if tname is None else self.graph.tensors[tname].decode()
+            self._params[(tname,)] = self._upload(np.asarray(data, np.float32))
+        return self._params[(tname,)]
+
     def vector(self, node, role, size, fill):
         """A per-channel float32 parameter (affine scale or shift) on the device."""
         key = (node.params.get(role), size, fill)
@@ -419,6 +481,10 @@ class OpenCLBackend(Backend):
         """Run a batch: one upload, every layer on the device, one download."""
         if self._cpu is not None:
             return self._cpu.run(x, profile)
+        fixed = fixed_batch(self.graph)
+        if fixed is not None and len(x) != fixed:
+            from .cpu import by_fixed_batch
+            return by_fixed_batch(self, np.asarray(x, np.float32), fixed, profile)
         try:
             return self._run(np.ascontiguousarray(x, dtype=np.float32), profile)
         except (cl.Error, MemoryError) as e:

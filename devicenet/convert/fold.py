@@ -8,6 +8,8 @@ constants with the function in ``FOLD`` and keeps its outputs as constants,
 so the op handlers only ever meet activations computed by the network.
 """
 
+import math
+
 import numpy as np
 
 
@@ -75,6 +77,19 @@ def _split(ins, a, n_out):
     return np.split(x, np.cumsum(parts)[:-1], axis=axis)
 
 
+def _scatter_nd(ins, a):
+    """A copy of the data with the updates written at the index tuples
+    (the shifted-window mask of Swin is built so)."""
+    data, idx, updates = ins
+    out = np.array(data)
+    k = idx.shape[-1]
+    flat_idx = idx.reshape(-1, k)
+    flat_up = updates.reshape((flat_idx.shape[0],) + data.shape[k:])
+    for i, u in zip(flat_idx, flat_up):
+        out[tuple(i)] = u
+    return out
+
+
 def _same_type(f):
     """Elementwise arithmetic keeping the first operand's type (shape maths stays int64)."""
     return lambda ins, a: np.asarray(f(*ins)).astype(np.result_type(*ins))
@@ -113,6 +128,14 @@ FOLD = {
     "Where": lambda ins, a: np.where(*ins),
     "Expand": lambda ins, a: ins[0] * np.ones([int(v) for v in ins[1]], ins[0].dtype),
     "Range": lambda ins, a: np.arange(ins[0], ins[1], ins[2]).astype(ins[0].dtype),
+    "Mod": lambda ins, a: (np.fmod if a.get("fmod", 0) else np.mod)(ins[0], ins[1]),
+    "Not": lambda ins, a: np.logical_not(ins[0]),
+    "And": lambda ins, a: np.logical_and(*ins),
+    "Or": lambda ins, a: np.logical_or(*ins),
+    "Less": lambda ins, a: np.less(*ins),
+    "Greater": lambda ins, a: np.greater(*ins),
+    "ScatterND": _scatter_nd,
+    "Erf": lambda ins, a: np.vectorize(math.erf, otypes=[ins[0].dtype])(ins[0]),
 }
 
 

@@ -9,7 +9,8 @@
  * Float encodings get scales of 1.
  *
  * Activations are NHWC float32; lo/hi is the fused activation's clamp
- * (-INFINITY/INFINITY for none).
+ * (-INFINITY/INFINITY for none) and curve its curve (-1 for none), applied
+ * to each output while it is still in a register (common.cl activate).
  */
 
 /* out[m, g*cog + co] = clamp(scale * sum_k A[m, k] * W[g*cog + co, k] + bias)
@@ -32,7 +33,7 @@ void conv_gemm(__global const float *x, __global const WTYPE *w, __global const 
                __global const float *bias, __global float *y,
                int H, int W, int C, int OH, int OW, int CO,
                int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW, float PV,
-               int cig, int cog, int M, float lo, float hi)
+               int cig, int cog, int M, float lo, float hi, int curve)
 {
     __local float As[TK][TM + 1];
     __local float Bs[TK][TN + 1];
@@ -104,7 +105,7 @@ void conv_gemm(__global const float *x, __global const WTYPE *w, __global const 
         for (int i = 0; i < RM; ++i) {
             const int m = m0 + b + 8 * i;
             if (m < M)
-                y[(long)m * CO + co] = clamp(acc[i][j] * s + bb, lo, hi);
+                y[(long)m * CO + co] = activate(acc[i][j] * s + bb, lo, hi, curve);
         }
     }
 }
@@ -115,7 +116,7 @@ __kernel void depthwise(__global const float *x, __global const WTYPE *w, __glob
                         __global const float *bias, __global float *y,
                         int H, int W, int C, int OH, int OW,
                         int KH, int KW, int SH, int SW, int PT, int PL, int DH, int DW, float PV,
-                        float lo, float hi)
+                        float lo, float hi, int curve)
 {
     const int idx = get_global_id(0);
     const int4 o = nhwc_index(idx, OH, OW, C);
@@ -127,7 +128,7 @@ __kernel void depthwise(__global const float *x, __global const WTYPE *w, __glob
             acc += (at >= 0 ? x[at] : PV) * LOADW(wc, i * KW + j);
         }
     }
-    y[idx] = clamp(acc * scale[o.w] + bias[o.w], lo, hi);
+    y[idx] = activate(acc * scale[o.w] + bias[o.w], lo, hi, curve);
 }
 
 /* y[n, o] = clamp(scale[o] * dot(x[n], W[o]) + bias[o]).  One work-group of
@@ -135,7 +136,7 @@ __kernel void depthwise(__global const float *x, __global const WTYPE *w, __glob
 #define DENSE_WG 64
 __kernel __attribute__((reqd_work_group_size(DENSE_WG, 1, 1)))
 void dense(__global const float *x, __global const WTYPE *w, __global const float *scale,
-           __global const float *bias, __global float *y, int K, int O, float lo, float hi)
+           __global const float *bias, __global float *y, int K, int O, float lo, float hi, int curve)
 {
     __local float part[DENSE_WG];
     const int l = get_local_id(0), o = get_group_id(0), n = get_global_id(1);
@@ -152,5 +153,5 @@ void dense(__global const float *x, __global const WTYPE *w, __global const floa
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (l == 0)
-        y[(long)n * O + o] = clamp(part[0] * scale[o] + bias[o], lo, hi);
+        y[(long)n * O + o] = activate(part[0] * scale[o] + bias[o], lo, hi, curve);
 }
