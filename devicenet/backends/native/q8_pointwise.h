@@ -72,7 +72,8 @@ void Q8(meanpool)(const dn_q8_meanpool_args *a, ptrdiff_t i0, ptrdiff_t i1)
 #ifndef Q8_NO_FLOAT
 /* q8_ref.quantize: rint(x * inv_scale) + zero point, clamped; the product
  * is clamped to +-512 first, so that huge values saturate (and the
- * rounding works on any float), which changes no result. */
+ * rounding works on any float), which changes no result.  A NaN becomes
+ * 0 (the comparisons put it on the low side). */
 void Q8(quantize)(const dn_q8_quantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
 {
     const float inv = a->inv_scale, zp = (float)a->zero_point;
@@ -80,11 +81,11 @@ void Q8(quantize)(const dn_q8_quantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
     uint8_t *restrict y = a->y;
     for (ptrdiff_t i = i0; i < i1; i++) {
         float f = x[i] * inv;
-        f = f < -512.0f ? -512.0f : f;
-        f = f > 512.0f ? 512.0f : f;
+        f = f > -512.0f ? f : -512.0f;
+        f = f < 512.0f ? f : 512.0f;
         f = Q8_RINT(f) + zp;  /* exact: small integers */
-        f = f < 0.0f ? 0.0f : f;
-        f = f > 255.0f ? 255.0f : f;
+        f = f > 0.0f ? f : 0.0f;
+        f = f < 255.0f ? f : 255.0f;
         y[i] = (uint8_t)(int32_t)f;
     }
 }
