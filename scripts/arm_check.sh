@@ -50,7 +50,7 @@ SUITE=bookworm
 PACKAGES="python3,python3-dev,python3-setuptools,gcc,libc6-dev,binutils,python3-numpy,python3-pil,python3-click,python3-pytest,python3-pytest-timeout"
 # The compiled-kernel and core tests: what runs in the userland, chosen to
 # fit the time budget under emulation (docs/ARM.md has the timings).
-ARM_TESTS="tests/test_native.py tests/test_variants.py tests/test_gemm.py tests/test_cpu_plan.py tests/test_format.py tests/test_images.py tests/test_lite0.py tests/test_ports.py"
+ARM_TESTS="tests/test_native.py tests/test_variants.py tests/test_gemm.py tests/test_q8_kernels.py tests/test_cpu_plan.py tests/test_format.py tests/test_images.py tests/test_lite0.py tests/test_ports.py"
 # Per-test and whole-step limits (seconds): a hang fails the step instead
 # of eating CI's 90 minutes.
 TEST_TIMEOUT=900

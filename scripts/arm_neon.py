@@ -23,6 +23,9 @@ import sys
 # Update this list when a family is added or renamed; a function belongs to
 # the first family whose pattern it matches.
 FAMILIES = [
+    # the eight-bit kernels: integer NEON (and their packing, portable C)
+    ("q8-pack", r"(^|dn_)q8_gemm_pack", None),
+    ("q8", r"(^|dn_)q8_", "vector"),
     ("dwconv", r"dwconv|depthwise", "float"),
     ("conv", r"conv_direct|direct_rows|f32_conv", "float"),
     ("gemm-pack", r"gemm.*pack|pack.*gemm", None),

@@ -25,6 +25,8 @@ ARM_NEON_MATH = re.compile(r"\tv(mla|fma|mul|add|sub)\.f32\tq\d")
 AARCH64_NEON_MATH = re.compile(r"\tf(mla|mul|add|sub)\tv\d+\.4s")
 # any NEON instruction at all: a q register, or a structure load or store
 ARM_ANY_NEON = re.compile(r"\tv\S*\t.*\bq\d+\b|\tv(ld|st)[1-4]\.")
+# integer work on vectors (the eight-bit kernels): any vector arrangement
+AARCH64_ANY_NEON = re.compile(r"\tv\d+\.\d*[bhsd]\b|\bv\d+\.\d*[bhsd]\b")
 
 
 def functions(objdump, objects):
@@ -53,11 +55,19 @@ def build(tmp_path, compiler, flags, sources):
 
 
 def kernels():
-    return sorted(NATIVE.glob("f32_*.c")) + [NATIVE / n for n in ("cpu.c", "registry.c", "team.c")]
+    return sorted(NATIVE.glob("f32_*.c")) + sorted(NATIVE.glob("q8_*.c")) + \
+        [NATIVE / n for n in ("cpu.c", "registry.c", "team.c")]
 
 
 def neon_variants(found):
-    return {name: insns for name, insns in found.items() if re.fullmatch(r"dn_f32_\w+_neon(fma)?", name)}
+    return {name: insns for name, insns in found.items() if re.fullmatch(r"dn_(f32|q8)_\w+_neon(fma)?", name)}
+
+
+def neon_work(name, insns, float_math, any_neon):
+    """Whether a NEON variant does its work on NEON: float arithmetic, or
+    for the eight-bit kernels (integer code) any NEON instruction."""
+    pattern = any_neon if name.startswith("dn_q8_") else float_math
+    return sum(bool(pattern.search(i)) for i in insns) > 0
 
 
 def need(*tools):
@@ -71,7 +81,7 @@ def test_32_bit_arm_build_has_neon_variants_and_nothing_else_needs_neon(tmp_path
     need("arm-linux-gnueabihf-gcc", "arm-linux-gnueabihf-objdump")
     # (with ARMv7's VFPv3 flags the compiler itself emits no NEON: only the
     # NEON files need building; with ARMv6's, all of them are checked)
-    sources = kernels() if flags is ARMV6 else sorted(NATIVE.glob("f32_*_neon*.c"))
+    sources = kernels() if flags is ARMV6 else sorted(NATIVE.glob("f32_*_neon*.c")) + sorted(NATIVE.glob("q8_*_neon*.c"))
     found = functions("arm-linux-gnueabihf-objdump", build(tmp_path, "arm-linux-gnueabihf-gcc", flags, sources))
     variants = neon_variants(found)
     # every op's NEON variant (the own GEMM's included, where built)
@@ -79,7 +89,7 @@ def test_32_bit_arm_build_has_neon_variants_and_nothing_else_needs_neon(tmp_path
     assert {re.sub(r"_\d+x\d+$", "", name[3:-len("_neon")]) for name in variants} >= \
         {re.sub(r"_\d+x\d+$", "", op) for op in ops}
     for name, insns in variants.items():
-        assert sum(bool(ARM_NEON_MATH.search(i)) for i in insns) > 0, name
+        assert neon_work(name, insns, ARM_NEON_MATH, ARM_ANY_NEON), name
     # the rest runs on ARMv6 CPUs without NEON (the NEON variants' own
     # helpers are inlined into them)
     for name, insns in found.items():
@@ -89,9 +99,9 @@ def test_32_bit_arm_build_has_neon_variants_and_nothing_else_needs_neon(tmp_path
 
 def test_aarch64_build_has_neon_variants(tmp_path):
     need("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-objdump")
-    sources = sorted(NATIVE.glob("f32_*_neon*.c"))
+    sources = sorted(NATIVE.glob("f32_*_neon*.c")) + sorted(NATIVE.glob("q8_*_neon*.c"))
     found = functions("aarch64-linux-gnu-objdump", build(tmp_path, "aarch64-linux-gnu-gcc", [], sources))
     variants = neon_variants(found)
-    assert len(variants) >= len(list(NATIVE.glob("f32_*_scalar.c")))
+    assert len(variants) >= len(list(NATIVE.glob("f32_*_scalar.c"))) + len(list(NATIVE.glob("q8_*_scalar.c")))
     for name, insns in variants.items():
-        assert sum(bool(AARCH64_NEON_MATH.search(i)) for i in insns) > 0, name
+        assert neon_work(name, insns, AARCH64_NEON_MATH, AARCH64_ANY_NEON), name

@@ -193,3 +193,60 @@ def test_every_q8_op_has_cases():
     for op in CASES:
         variants = native.variants(op)
         assert variants and sum(v[2] for v in variants) == 1 and not variants[-1][1]
+
+
+def test_weights_that_could_saturate_vpmaddubsw_are_packed_for_an_exact_kernel():
+    rng = np.random.default_rng(5)
+    m, k, n = 13, 64, 40
+    a = np.full((m, k), 255, np.uint8)  # the largest products
+    a[1::2] = rng.integers(0, 256, (m // 2, k))
+    # pairs at the limit |w0| + |w1| = 128 in every sign, and beyond it
+    edge = np.array([[-128, 0], [0, -128], [64, -64], [-64, -64], [100, 28], [-1, -127], [127, 1], [64, 64]],
+                    np.int8)
+    safe = np.tile(edge, (n, k // 16)).reshape(n, k)
+    unsafe = safe.copy()
+    unsafe[7, 10:12] = (-128, -1)  # one pair past the limit
+    mm, e = ref.multiplier(np.full(n, 1e-4))
+    for wt, exact in ((safe, False), (unsafe, True)):
+        bias = ref.fold_bias(None, wt, 0)
+        packed = PackedQ8(wt, bias, m=mm, e=e)
+        assert packed.kernel in cpu_q8_gemm_variants()
+        if exact:  # never the kernel that could saturate
+            assert not packed.kernel.endswith("c4_avx2")
+        y = packed(a, zero_point=100)
+        np.testing.assert_array_equal(y, ref.gemm(a, wt, bias, mm, e, 100))
+        yf = PackedQ8(wt, bias, scale=np.full(n, 1e-3, np.float32))(a)
+        np.testing.assert_array_equal(yf, ref.dequantize_acc(ref.gemm_acc(a, wt, bias), np.full(n, 1e-3, np.float32)))
+    # with the vpmaddubsw kernel selected, the safe weights use it and the unsafe ones do not
+    if any(v[0] == "q8_gemm_6x16c4_avx2" and v[2] for v in native.variants("q8_gemm")):
+        assert PackedQ8(safe, None, m=mm, e=e).kernel == "q8_gemm_6x16c4_avx2"
+        assert PackedQ8(unsafe, None, m=mm, e=e).kernel == "q8_gemm_4x16c2_avx2"
+
+
+def cpu_q8_gemm_variants():
+    return [v[0] for v in native.variants("q8_gemm")]
+
+
+def test_bad_arguments_are_refused():
+    wt = np.zeros((3, 5), np.int8)
+    mm, e = ref.multiplier(np.full(3, 0.01))
+    with pytest.raises(TypeError, match="m and e"):
+        native.q8_gemm_pack(wt=wt, packed=np.zeros(4096, np.uint8), k=5, n=3)
+    with pytest.raises(TypeError, match="int8"):
+        native.q8_gemm_pack(wt=wt.astype(np.int16), m=mm, e=e, packed=np.zeros(4096, np.uint8), k=5, n=3)
+    with pytest.raises(ValueError, match="shifts"):
+        native.q8_gemm_pack(wt=wt, m=mm, e=np.full(3, 31, np.int32), packed=np.zeros(4096, np.uint8), k=5, n=3)
+    with pytest.raises(ValueError, match="values"):
+        native.q8_gemm_pack(wt=wt, m=mm, e=e, packed=np.zeros(16, np.uint8), k=5, n=3)
+    packed = PackedQ8(wt, None, m=mm, e=e)
+    a, y = np.zeros((2, 5), np.uint8), np.zeros((2, 3), np.uint8)
+    with pytest.raises(ValueError, match="zero_point"):
+        native.q8_gemm(**packed.call(a, y, zero_point=256))
+    with pytest.raises(ValueError, match="packed"):  # packed for uint8 outputs, asked for float32
+        native.q8_gemm(**packed.call(a, np.zeros((2, 3), np.float32)))
+    with pytest.raises(ValueError, match="packed"):  # another k
+        native.q8_gemm(**(packed.call(a, y) | dict(k=4, lda=5)))
+    with pytest.raises(ValueError, match="holds"):
+        native.q8_gemm(**packed.call(a, y[:1]))
+    with pytest.raises(ValueError, match="shift"):
+        cpu_q8.add(a, a, 0, 0, 1 << 21, 1, 16, 0)

@@ -1,7 +1,8 @@
 /* Eight-bit depthwise convolution (q8.h), written once: the walk over
  * output pixels and the portable sums here, the vector sums of 16
  * channels in the including variant (q8_dwconv_<isa>.c, which defines
- * DWCONV and, for a vector variant, BLOCK16: see block_scalar).
+ * DWCONV and, for a vector variant, BLOCK16 and optionally BLOCK32: see
+ * block_scalar).
  *
  * The weights come in pairs of taps (the op's layout): int16 (pairs, c, 2),
  * taps t = i * kw + j paired (2p, 2p + 1), an odd last tap paired with a
@@ -56,6 +57,10 @@ void DWCONV(const dn_q8_dwconv_args *args, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t
                     x[t] = base[t] ? base[t] + kc : pad;
                 x[taps] = x[0];  /* an odd last tap's partner: its weight is zero */
                 ptrdiff_t k = kc;
+#ifdef BLOCK32
+                for (; k + 32 <= kend; k += 32)
+                    BLOCK32(&a, x, pairs, k, k - kc, y + k);
+#endif
 #ifdef BLOCK16
                 for (; k + 16 <= kend; k += 16)
                     BLOCK16(&a, x, pairs, k, k - kc, y + k);

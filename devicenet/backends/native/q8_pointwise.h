@@ -2,7 +2,10 @@
  * mean pool, quantise and dequantise.  Written once in plain C, compiled
  * per instruction set (q8_pointwise_<isa>.c, which define Q8(op), the
  * variant's name): the compiler vectorises the loops; integer code and
- * single float multiplies vectorise exactly. */
+ * single float multiplies vectorise exactly.  Where it does not, the
+ * includer supplies blocks of 16 values: ADD16 (the add) and MEANPOOL16 (the
+ * sums of 16 channels); Q8_NO_FLOAT leaves out quantise and dequantise
+ * (32-bit ARM, whose NEON flushes denormals: they stay in VFP code). */
 
 #define QP 16  /* channels per block of the mean pool */
 
@@ -22,7 +25,12 @@ void Q8(add)(const dn_q8_add_args *args, ptrdiff_t i0, ptrdiff_t i1)
     const int32_t rnd = (int32_t)1 << (sh - 1);
     const uint8_t *restrict x = a.a, *restrict z = a.b;
     uint8_t *y = a.y;
-    for (ptrdiff_t i = i0; i < i1; i++) {
+    ptrdiff_t i = i0;
+#ifdef ADD16
+    for (; i + 16 <= i1; i += 16)
+        ADD16(&a, x + i, z + i, y + i);
+#endif
+    for (; i < i1; i++) {
         int32_t s = (((int32_t)x[i] - za) * ma + ((int32_t)z[i] - zb) * mb + rnd) >> sh;
         s += zp;
         y[i] = (uint8_t)(s < lo ? lo : s > hi ? hi : s);
@@ -38,6 +46,10 @@ void Q8(meanpool)(const dn_q8_meanpool_args *a, ptrdiff_t i0, ptrdiff_t i1)
         const uint8_t *restrict xn = a->x + n * hw * c;
         float *restrict yn = a->y + n * c;
         ptrdiff_t k = 0;
+#ifdef MEANPOOL16
+        for (; k + 16 <= c; k += 16)
+            MEANPOOL16(xn + k, hw, c, bias, a->scale, yn + k);
+#endif
         for (; k + QP <= c; k += QP) {
             int32_t acc[QP];
             for (ptrdiff_t j = 0; j < QP; j++)
@@ -57,9 +69,11 @@ void Q8(meanpool)(const dn_q8_meanpool_args *a, ptrdiff_t i0, ptrdiff_t i1)
     }
 }
 
+#ifndef Q8_NO_FLOAT
 /* q8_ref.quantize: rint(x * inv_scale) + zero point, clamped; the product
  * is clamped to +-512 first, so that huge values saturate (and the
- * rounding works on any float), which changes no result. */
+ * rounding works on any float), which changes no result.  A NaN becomes
+ * 0 (the comparisons put it on the low side). */
 void Q8(quantize)(const dn_q8_quantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
 {
     const float inv = a->inv_scale, zp = (float)a->zero_point;
@@ -67,11 +81,11 @@ void Q8(quantize)(const dn_q8_quantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
     uint8_t *restrict y = a->y;
     for (ptrdiff_t i = i0; i < i1; i++) {
         float f = x[i] * inv;
-        f = f < -512.0f ? -512.0f : f;
-        f = f > 512.0f ? 512.0f : f;
+        f = f > -512.0f ? f : -512.0f;
+        f = f < 512.0f ? f : 512.0f;
         f = Q8_RINT(f) + zp;  /* exact: small integers */
-        f = f < 0.0f ? 0.0f : f;
-        f = f > 255.0f ? 255.0f : f;
+        f = f > 0.0f ? f : 0.0f;
+        f = f < 255.0f ? f : 255.0f;
         y[i] = (uint8_t)(int32_t)f;
     }
 }
@@ -86,3 +100,4 @@ void Q8(dequantize)(const dn_q8_dequantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
     for (ptrdiff_t i = i0; i < i1; i++)
         y[i] = (float)((int32_t)x[i] - zp) * scale;
 }
+#endif

@@ -79,20 +79,27 @@ static const dn_variant q8_gemm[] = {
     {"q8_gemm_4x4c1_scalar", 0, FN(dn_q8_gemm_4x4c1_scalar), NULL},
 };
 
-/* the other eight-bit ops (q8_<op>.h): one variant per instruction set */
-#define Q8_PER_ISA(op)                                                                             \
+/* the other eight-bit ops (q8_<op>.h): one variant per instruction set;
+ * quantise and dequantise have no NEON one on 32-bit ARM, whose NEON
+ * flushes denormals (the portable variant, VFP code, is the exact one) */
+#if DN_NEON && defined(__aarch64__)
+#define NEON64(...) __VA_ARGS__,
+#else
+#define NEON64(...)
+#endif
+#define Q8_VARIANTS(op, NEON_ROW)                                                                  \
     {                                                                                              \
         X86({"q8_" #op "_avx2", DN_CPU_AVX2, FN(dn_q8_##op##_avx2), NULL})                          \
         X86({"q8_" #op "_sse2", DN_CPU_SSE2, FN(dn_q8_##op##_sse2), NULL})                          \
-        NEON({"q8_" #op "_neon", DN_CPU_NEON, FN(dn_q8_##op##_neon), NULL})                         \
+        NEON_ROW({"q8_" #op "_neon", DN_CPU_NEON, FN(dn_q8_##op##_neon), NULL})                     \
         {"q8_" #op "_scalar", 0, FN(dn_q8_##op##_scalar), NULL},                                   \
     }
 
-static const dn_variant q8_dwconv[] = Q8_PER_ISA(dwconv);
-static const dn_variant q8_add[] = Q8_PER_ISA(add);
-static const dn_variant q8_meanpool[] = Q8_PER_ISA(meanpool);
-static const dn_variant q8_quantize[] = Q8_PER_ISA(quantize);
-static const dn_variant q8_dequantize[] = Q8_PER_ISA(dequantize);
+static const dn_variant q8_dwconv[] = Q8_VARIANTS(dwconv, NEON);
+static const dn_variant q8_add[] = Q8_VARIANTS(add, NEON);
+static const dn_variant q8_meanpool[] = Q8_VARIANTS(meanpool, NEON);
+static const dn_variant q8_quantize[] = Q8_VARIANTS(quantize, NEON64);
+static const dn_variant q8_dequantize[] = Q8_VARIANTS(dequantize, NEON64);
 
 #define TABLE(name, t) {name, t, (int)(sizeof t / sizeof t[0])}
 
