@@ -215,13 +215,15 @@ def lower_node(node, in_shapes, qparams, float_out, weight=None, bias=None):
     if node.op == "add":
         if out is None:
             raise DeviceNetError(f"node {node.name}: an integer add writes uint8")
+        def fits(ma, mb):  # the sums fit int32, the factors what the kernels take
+            return 255 * (abs(ma) + abs(mb)) + (1 << shift) < (1 << 31) and max(abs(ma), abs(mb)) < (1 << 21)
         shift = 20
-        while True:  # the largest shift whose sums fit int32
+        while True:  # the largest shift that fits
             ma, mb = q8_ref.add_multipliers(ins[0].scale, ins[1].scale, out.scale, shift)
-            if 255 * (abs(ma) + abs(mb)) + (1 << shift) < (1 << 31) or shift <= 8:
+            if fits(ma, mb) or shift <= 8:
                 break
             shift -= 1
-        if 255 * (abs(ma) + abs(mb)) + (1 << shift) >= (1 << 31):
+        if not fits(ma, mb):
             raise DeviceNetError(f"node {node.name}: input scales too far apart for an integer add")
         q = Q8Node("add", node.name, ins, out, dict(node.attrs), add=(ma, mb, shift))
         q.qmin, q.qmax = clamp_bounds(node.attrs.get("activation", "none"), out)
