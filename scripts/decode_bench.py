@@ -8,7 +8,7 @@ Pillow's ``draft()`` lets the JPEG decoder downscale by 1/2, 1/4 or 1/8 in
 the DCT domain, which is much faster than decoding every pixel but aliases
 where an antialiased resize does not.  For every large photo this decodes
 several ways -- in full, and drafted down to 1, 2, 3 and 4 times the
-resize target (devicenet drafts to twice the target, image.DRAFT_MARGIN) -- applies the
+resize target (devicenet's image.DRAFT_MARGIN is marked) -- applies the
 same preprocessing, runs the float32 EfficientNet-Lite0 on each, and
 prints how often the drafted decodes change the top-1 of the full decode,
 and the median decode times.  The photos are the photographic wallpapers

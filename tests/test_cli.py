@@ -316,10 +316,13 @@ def test_auto_hands_the_gpu_to_the_opencl_backend(monkeypatch):
 
     monkeypatch.setattr(opencl, "list_devices", lambda: listing)
     monkeypatch.setattr(opencl, "OpenCLBackend", Backend)
-    assert backends.create(None, "auto").name == "opencl"
+    from devicenet import format as dnet
+    from devicenet.model import default_model_path
+    graph = dnet.load(default_model_path())
+    assert backends.create(graph, "auto").name == "opencl"
     assert made == [("1", True)]  # the GPU, and a device failure falls back to the CPU
     listing.pop()
-    assert backends.create(None, "auto").name == "cpu" and len(made) == 1  # only the CPU device: not tried
+    assert backends.create(graph, "auto").name == "cpu" and len(made) == 1  # only the CPU device: not tried
 
 
 def test_auto_takes_the_cpu_backend_over_pocl(run):
