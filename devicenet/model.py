@@ -13,7 +13,7 @@ import numpy as np
 from . import format as dnet
 from .backends import create as create_backend
 from .errors import DeviceNetError
-from .image import open_image, preprocess, draft_size, ten_crops
+from .image import image_name, open_image, preprocess, draft_size, ten_crops
 
 DEFAULT_MODEL = "efficientnet-lite0.dnet"
 #: more threads than this is a mistake, not a board
@@ -242,7 +242,8 @@ class Model:
         return x, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
 
     def classify(self, image, top=5, oversample=False):
-        """Classify a path, PIL image or HxWx3 uint8 array; return a Classification.
+        """Classify a path, image bytes, binary file, PIL image or HxWx3 uint8
+        array; return a Classification.
 
         ``oversample`` averages the probabilities of ten crops (corners, centre
         and mirrors); the latency then counts all ten.
@@ -259,7 +260,7 @@ class Model:
         # that the first image reports the network's real latency.
         did_setup = self._run(lambda be: be.prepare((min(len(x), self._max_batch),) + x.shape[1:]))
         t1 = time.perf_counter()
-        path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        path = image_name(image)
         try:
             probs = self.probabilities(self.forward(x)).mean(axis=0)
             if not np.all(np.isfinite(probs)):
@@ -292,14 +293,14 @@ class Model:
             try:
                 yield self._finish(image, *future.result(), top)
             except DeviceNetError as e:
-                e.image = os.fspath(image)
+                e.image = image_name(image)
                 yield e
 
     def features(self, image, layer=None, oversample=False):
         """The activations of ``layer`` (default: the input of the last dense
         layer, i.e. the penultimate features) as an (N, D) float32 array.
 
-        ``image`` is a path, PIL image or HxWx3 uint8 array (N = 1, or 10
+        ``image`` is what ``classify`` takes (N = 1, or 10
         crops with ``oversample``), or an already preprocessed float NHWC batch.
         """
         from .features import feature_layer, truncate
