@@ -41,6 +41,10 @@ def check_schema(doc, runs, warmup):
     if doc["backend"] == "cpu":
         from devicenet.backends import cpu_kernels
         assert doc["kernels"] == ("numpy" if cpu_kernels.NATIVE is None else "native")
+        # the device that ran: this CPU, with the kernels and threads of the run
+        from devicenet import report
+        assert doc["device"] == (f"{report.cpu_name()} ({doc['kernels']} kernels, {doc['threads']} "
+                                 f"thread{'s' * (doc['threads'] != 1)})")
 
 
 def test_benchmark_json_schema(x86_env):
