@@ -227,11 +227,12 @@ def run_classify(model, images, top, oversample, fmt, quiet):
     failed = 0
     try:
         for done, res in enumerate(model.classify_many(images, top=top, oversample=oversample), 1):
+            # Kept before its error is shown: Ctrl-C right after the line must not lose it.
+            out.add(res)
             if isinstance(res, DeviceNetError):
                 failed += 1
                 bar.close()
                 click.echo(f"Error: {res}", err=True)
-            out.add(res)
             bar.update(done, image_name(images[done - 1]))
     except KeyboardInterrupt:
         # What was classified is kept: --json prints it, marked as cut short.

@@ -54,9 +54,6 @@ class Prediction:
     index: int
     probability: float
 
-    def to_json(self):
-        return {"label": self.label, "index": self.index, "probability": round(self.probability, 6)}
-
 
 @dataclass
 class Classification:
@@ -67,8 +64,9 @@ class Classification:
     image: str = None
 
     def to_json(self):
-        return {"image": self.image, "predictions": [p.to_json() for p in self.predictions],
-                "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}
+        """The dict ``classify --json`` prints for it (``report.result_json``)."""
+        from .report import result_json
+        return result_json(self)
 
 
 def prefetched(func, items):
