@@ -122,6 +122,7 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
     """Benchmark a model (default: the shipped one; ``net="alexnet"``: the
     AlexNet-shaped network) on a photo; return the result dict."""
     from . import ports
+    from .report import device_name
     from .threads import default_threads
     if not isinstance(runs, int) or runs < 1:
         raise DeviceNetError(f"runs must be a positive integer, got {runs!r}")
@@ -157,6 +158,7 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         "board": detection.facts.board,
         "port": profile.name,
         "backend": m.backend,
+        "device": device_name(m),
         # the CPU backend's kernels: "native" (compiled) or "numpy"
         "kernels": getattr(m._backend, "kernels", m.backend),
         # and which variant of each op ran: {op: variant}
@@ -202,6 +204,7 @@ def report(r):
              f"port       {r['port']}" + (f"  ({r['note']})" if r.get("note") else ""),
              f"backend    {r['backend']}" + (f" ({r['kernels']} kernels)" if r.get("kernels", r["backend"]) != r["backend"] else "")
              + f", {r['threads']} threads, weights {r.get('residency', '?')}",
+             *([f"device     {r['device']}"] if r.get("device") else []),
              *([f"kernels    " + ", ".join(f"{op} {v}" for op, v in r["variants"].items())] if r.get("variants") else []),
              *blas_lines(r),
              f"model      {r['model']}" + (f" (built in {r['build_ms']:.0f} ms)" if r.get("build_ms") else ""),

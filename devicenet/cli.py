@@ -139,6 +139,9 @@ def main():
         devicenet benchmark
     Convert a trained model:
         devicenet convert model.onnx model.dnet
+    Classify a camera or a video continuously; a page for a phone:
+        devicenet watch /dev/video0
+        devicenet serve --host 0.0.0.0
     """
 
 
@@ -204,38 +207,33 @@ def classify(images, demo, top, oversample, fmt, quiet, model_path, backend, thr
         raise click.UsageError("give IMAGES (files, folders, patterns, - for stdin) or --demo")
     found = expand_or_fail(list(images) + ([sample_image()] if demo else []), stdin_ok=True)
     model = load_model(model_path, backend, threads, port, device)
-    stdin_path = None
     try:
-        if STDIN in found:
-            stdin_path = read_stdin()
-        paths = [stdin_path if p == STDIN else p for p in found]
-        run_classify(model, paths, top, oversample, fmt, quiet, {stdin_path: STDIN} if stdin_path else {})
+        images = [read_stdin() if p == STDIN else p for p in found]
+        run_classify(model, images, top, oversample, fmt, quiet)
     except DeviceNetError as e:
         fail(str(e))
-    finally:
-        if stdin_path:
-            os.unlink(stdin_path)
 
 
-def run_classify(model, paths, top, oversample, fmt, quiet, names):
-    """Classify ``paths`` and print each result as ``fmt`` asks; ``names``
-    maps a path to the name to show for it (stdin's temporary file)."""
+def run_classify(model, images, top, oversample, fmt, quiet):
+    """Classify ``images`` (paths, and stdin's file object) and print each
+    result as ``fmt`` asks."""
+    from .image import image_name
     out = Output(model, fmt)
     # A bar only where it helps: when the results come at the end (--json)
     # or go to a pipe while a person watches stderr; results printed as they
     # come are their own progress.
     watching = fmt == "json" or (isatty(sys.stderr) and not isatty(sys.stdout))
-    bar = Progress("classify", len(paths), quiet=quiet or not watching or len(paths) < 2, plain_after=2.0)
+    bar = Progress("classify", len(images), quiet=quiet or not watching or len(images) < 2, plain_after=2.0)
     failed = 0
     try:
-        for done, res in enumerate(model.classify_many(paths, top=top, oversample=oversample), 1):
-            res = renamed(res, names)
+        for done, res in enumerate(model.classify_many(images, top=top, oversample=oversample), 1):
+            # Kept before its error is shown: Ctrl-C right after the line must not lose it.
+            out.add(res)
             if isinstance(res, DeviceNetError):
                 failed += 1
                 bar.close()
                 click.echo(f"Error: {res}", err=True)
-            out.add(res)
-            bar.update(done, paths[done - 1])
+            bar.update(done, image_name(images[done - 1]))
     except KeyboardInterrupt:
         # What was classified is kept: --json prints it, marked as cut short.
         bar.close()
@@ -245,19 +243,6 @@ def run_classify(model, paths, top, oversample, fmt, quiet, names):
     out.finish()
     if failed:
         sys.exit(1)
-
-
-def renamed(res, names):
-    """``res`` with its image shown by the name ``names`` gives its path."""
-    path = getattr(res, "image", None)
-    if path not in names:
-        return res
-    if isinstance(res, DeviceNetError):
-        e = DeviceNetError(str(res).replace(path, names[path]))
-        e.image = names[path]
-        return e
-    res.image = names[path]
-    return res
 
 
 class Output:

@@ -5,8 +5,9 @@ import json
 
 import click
 
-from .cli import echo_json, fail, load_model, model_options, say
-from .errors import DeviceNetError
+from . import report
+from .cli import fail, load_model, model_options, say
+from .errors import DeviceNetError, warn
 
 
 def open_frames(source, size, fps=None):
@@ -49,17 +50,14 @@ def watch(source, top, every, fps, jsonl, size, model_path, backend, threads, po
         devicenet watch picamera --fps 2
         devicenet watch clip.mp4 --jsonl > labels.jsonl
     """
-    from .watch import Watch, result_json
+    from .watch import Watch
     model = load_model(model_path, backend, threads, port, device)
     stream = Watch(model, open_frames(source, size), top=top, every=every, fps=fps)
     shown = None
     try:
         for r in stream:
             if jsonl:
-                doc = result_json(r.classification)
-                doc.update(image=stream.source.name, frame=r.frame.index, time_s=r.frame.time_s,
-                           age_ms=round(r.age_ms, 3), fps=round(r.fps, 3))
-                click.echo(json.dumps(doc, allow_nan=False))
+                click.echo(json.dumps(report.frame_json(r, stream.source.name), allow_nan=False))
                 continue
             labels = [p.label for p in r.classification.predictions]
             if labels != shown:
@@ -147,7 +145,7 @@ def serve(host, http_port, top, max_bytes, timeout, camera_source, camera_fps, s
         fail(str(e))
     warning = exposure_warning(host)
     if warning:
-        say(f"Warning: {warning}")
+        warn(warning)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     say(f"serving {model.name} ({model.backend}) on http://{shown}:{bound_port}/ (Ctrl-C to stop)")

@@ -4,6 +4,7 @@ Preprocessing follows the model's metadata: resize the shorter side (Pillow
 bilinear), centre crop, ``(pixel - mean) / std`` per channel, RGB order.
 """
 
+import io
 import os
 import warnings
 
@@ -22,7 +23,13 @@ MAX_ASPECT = 8
 
 
 def open_image(image, draft_size=None):
-    """Decode a path, PIL image or HxWx3 uint8 array into an upright RGB PIL image.
+    """Decode an image into an upright RGB PIL image.
+
+    ``image`` is a path, an image file's bytes, a binary file object (such
+    as an upload or stdin read into ``io.BytesIO``), a PIL image or an
+    HxWx3 uint8 array.  Files, bytes and file objects are decoded the same
+    way, with the same checks (the pixel limit, decompression bombs) and the
+    same one-line errors, named by ``image_name``.
 
     ``draft_size`` lets a JPEG decoder downscale by 1/2, 1/4 or 1/8 while
     decoding when the image is far larger than needed, which is much faster.
@@ -33,16 +40,37 @@ def open_image(image, draft_size=None):
         return Image.fromarray(image, "RGB")
     if isinstance(image, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(image), "image")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(image), None, draft_size)
+    if hasattr(image, "read"):
+        return _decode(image, image_name(image), draft_size)
     if not isinstance(image, (str, os.PathLike)):
-        raise DeviceNetError(f"an image is a path, a PIL image or an HxWx3 uint8 array, "
+        raise DeviceNetError(f"an image is a path, bytes, a binary file, a PIL image or an HxWx3 uint8 array, "
                              f"not {type(image).__name__}")
     path = os.fspath(image)
+    with open_regular(path, "image file") as f:
+        return _decode(f, path, draft_size)
+
+
+def image_name(image):
+    """What results and errors call ``image``: its path, or the ``name`` of
+    a file object that has one (``-`` for stdin); None otherwise."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image)
+    name = getattr(image, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _decode(f, name, draft_size):
+    """Decode the binary file ``f``; errors start with ``name:`` when there is one."""
+    where = f"{name}: " if name else ""
     try:
-        with open_regular(path, "image file") as f, warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(f)
+            # Checked on the header, before a byte of pixels is decoded.
             if img.width * img.height > MAX_PIXELS:
-                raise DeviceNetError(f"{path}: {img.width}x{img.height} pixels is over the "
+                raise DeviceNetError(f"{where}{img.width}x{img.height} pixels is over the "
                                      f"{MAX_PIXELS // 1_000_000} megapixel limit")
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", draft_size)
@@ -51,13 +79,13 @@ def open_image(image, draft_size=None):
     except DeviceNetError:
         raise
     except UnidentifiedImageError:
-        raise DeviceNetError(f"{path}: not an image file Pillow can read") from None
+        raise DeviceNetError(f"{where}not an image file Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DeviceNetError(f"{path}: image is too large (decompression bomb?)") from None
+        raise DeviceNetError(f"{where}image is too large (decompression bomb?)") from None
     except Exception as e:  # Pillow's decoders raise many types (struct.error, ...) for bad files
         msg = " ".join(str(e).split())[:200] or e.__class__.__name__
-        raise DeviceNetError(f"{path}: cannot decode image ({msg})") from None
-    return _to_rgb(img, path)
+        raise DeviceNetError(f"{where}cannot decode image ({msg})") from None
+    return _to_rgb(img, name or "image")
 
 
 def _to_rgb(img, path):

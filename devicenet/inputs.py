@@ -13,11 +13,11 @@ by reason.
 
 from collections import Counter
 import glob
+import io
 import os
 import re
 import stat
 import sys
-import tempfile
 from typing import NamedTuple
 
 from .errors import DeviceNetError
@@ -140,9 +140,8 @@ def expand(args, stdin_ok=True):
 
 
 def read_stdin(stream=None):
-    """Save one image from stdin to a temporary file and return its path
-    (the caller removes it): the decoder then reads it as any photo, with
-    the same size checks."""
+    """One image from stdin, as a binary file named ``-`` (``STDIN``):
+    ``image.open_image`` decodes it as any photo, with the same checks."""
     stream = stream if stream is not None else sys.stdin.buffer
     if hasattr(stream, "isatty") and stream.isatty():
         raise DeviceNetError("-: stdin is a terminal; pipe an image in (devicenet classify - < photo.jpg)")
@@ -151,7 +150,6 @@ def read_stdin(stream=None):
         raise DeviceNetError("-: stdin is empty")
     if len(data) > MAX_STDIN_BYTES:
         raise DeviceNetError(f"-: more than {MAX_STDIN_BYTES >> 20} MB on stdin; that is not one photo")
-    fd, path = tempfile.mkstemp(prefix="devicenet-stdin-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return path
+    image = io.BytesIO(data)
+    image.name = STDIN
+    return image

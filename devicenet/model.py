@@ -13,7 +13,7 @@ import numpy as np
 from . import format as dnet
 from .backends import create as create_backend
 from .errors import DeviceNetError
-from .image import open_image, preprocess, draft_size, ten_crops
+from .image import image_name, open_image, preprocess, draft_size, ten_crops
 
 DEFAULT_MODEL = "efficientnet-lite0.dnet"
 #: more threads than this is a mistake, not a board
@@ -54,9 +54,6 @@ class Prediction:
     index: int
     probability: float
 
-    def to_json(self):
-        return {"label": self.label, "index": self.index, "probability": round(self.probability, 6)}
-
 
 @dataclass
 class Classification:
@@ -67,8 +64,9 @@ class Classification:
     image: str = None
 
     def to_json(self):
-        return {"image": self.image, "predictions": [p.to_json() for p in self.predictions],
-                "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()}}
+        """The dict ``classify --json`` prints for it (``report.result_json``)."""
+        from .report import result_json
+        return result_json(self)
 
 
 def prefetched(func, items):
@@ -242,7 +240,8 @@ class Model:
         return x, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
 
     def classify(self, image, top=5, oversample=False):
-        """Classify a path, PIL image or HxWx3 uint8 array; return a Classification.
+        """Classify a path, image bytes, binary file, PIL image or HxWx3 uint8
+        array; return a Classification.
 
         ``oversample`` averages the probabilities of ten crops (corners, centre
         and mirrors); the latency then counts all ten.
@@ -259,7 +258,7 @@ class Model:
         # that the first image reports the network's real latency.
         did_setup = self._run(lambda be: be.prepare((min(len(x), self._max_batch),) + x.shape[1:]))
         t1 = time.perf_counter()
-        path = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        path = image_name(image)
         try:
             probs = self.probabilities(self.forward(x)).mean(axis=0)
             if not np.all(np.isfinite(probs)):
@@ -292,14 +291,14 @@ class Model:
             try:
                 yield self._finish(image, *future.result(), top)
             except DeviceNetError as e:
-                e.image = os.fspath(image)
+                e.image = image_name(image)
                 yield e
 
     def features(self, image, layer=None, oversample=False):
         """The activations of ``layer`` (default: the input of the last dense
         layer, i.e. the penultimate features) as an (N, D) float32 array.
 
-        ``image`` is a path, PIL image or HxWx3 uint8 array (N = 1, or 10
+        ``image`` is what ``classify`` takes (N = 1, or 10
         crops with ``oversample``), or an already preprocessed float NHWC batch.
         """
         from .features import feature_layer, truncate

@@ -3,8 +3,8 @@
 Every JSON document a command prints carries ``schema`` (``SCHEMA``, raised
 when a key changes meaning or goes away) and has its floats rounded the
 same way (``rounded``).  ``result_json`` is the one shape of a
-classification, for ``classify --json``, ``--jsonl`` and any other client
-of the API that answers in JSON.  docs/CLI.md documents every key.
+classification, for ``classify --json``, ``--jsonl``, ``watch --jsonl``,
+``serve`` and any other client of the API that answers in JSON.  docs/CLI.md documents every key.
 """
 
 import math
@@ -52,6 +52,15 @@ def result_json(res):
                     "predictions": [{"label": p.label, "index": p.index, "probability": p.probability}
                                     for p in res.predictions],
                     "latency_ms": dict(res.latency_ms)})
+
+
+def frame_json(result, source):
+    """One classified frame of ``watch --jsonl`` and serve's camera view:
+    ``result_json`` of its classification (``image`` is the source's name),
+    then ``frame``, ``time_s``, ``age_ms`` and ``fps``.  ``result`` is a
+    ``watch.Result``."""
+    return rounded({**result_json(result.classification), "image": source, "frame": result.frame.index,
+                    "time_s": result.frame.time_s, "age_ms": result.age_ms, "fps": result.fps})
 
 
 def run_json(model):

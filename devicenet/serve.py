@@ -19,16 +19,14 @@ import os
 import socket
 import threading
 import time
-import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from . import __version__
+from . import __version__, report
 from .errors import DeviceNetError
-from .image import MAX_PIXELS, draft_size
-from .watch import Watch, result_json
+from .watch import Watch
 
 #: the largest upload accepted (a phone's photo is 2-12 MB)
 MAX_BYTES = 20 * 1024 * 1024
@@ -58,30 +56,6 @@ def exposure_warning(host):
         return None
     return (f"serving on {host}: anyone who can reach this machine on the network can use "
             "this server (there is no password); use the default 127.0.0.1 to keep it to this machine")
-
-
-def decode_upload(data, spec):
-    """Uploaded bytes -> a PIL image, with the checks ``image.open_image``
-    makes for a file (pixel limit, decompression bombs, one-line errors)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise HTTPError(400, f"{img.width}x{img.height} pixels is over the "
-                                     f"{MAX_PIXELS // 1_000_000} megapixel limit")
-            if spec and img.format == "JPEG":
-                img.draft("RGB", draft_size(spec))  # a phone's 12 MP photo decodes 8x smaller, and faster
-            img.load()
-            return img
-    except HTTPError:
-        raise
-    except UnidentifiedImageError:
-        raise HTTPError(400, "not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise HTTPError(400, "image is too large (decompression bomb?)") from None
-    except Exception as e:  # Pillow's decoders raise many types for bad data
-        raise HTTPError(400, f"cannot decode image ({' '.join(str(e).split())[:200] or type(e).__name__})") from None
 
 
 class Camera:
@@ -121,12 +95,10 @@ class Camera:
             return self._jpeg[1]
 
     def state(self):
-        r = self.latest
-        doc = {"source": self.watch.source.name, "ended": self.ended, "error": self.error}
-        if r is not None:
-            doc.update(result_json(r.classification), frame=r.frame.index, fps=round(r.fps, 3),
-                       age_ms=round(r.age_ms, 3))
-        return doc
+        """The document of GET /camera.json."""
+        r, source = self.latest, self.watch.source.name
+        doc = {"source": source, "ended": self.ended, "error": self.error}
+        return report.document({**doc, **report.frame_json(r, source)} if r is not None else doc)
 
     def close(self):
         self.watch.close()
@@ -143,20 +115,24 @@ class App:
             self.page = f.read()
 
     def classify(self, data, name=None, top=None):
-        """Image bytes -> the document ``classify --json`` prints, for one image."""
+        """Image bytes -> the document ``classify --json`` prints, for one image.
+
+        The bytes are decoded as ``classify`` decodes a file (its pixel
+        limit, its decompression-bomb check); what it refuses is a 400."""
         with self.inflight:
-            img = decode_upload(data, self.model.preprocess)
             try:
-                res = self.model.classify(img, top=top or self.top)
+                res = self.model.classify(data, top=top or self.top)
             except DeviceNetError as e:
                 raise HTTPError(400, str(e)) from None
         res.image = name
-        return {"model": self.model.name, "backend": self.model.backend, "results": [result_json(res)]}
+        return report.classify_document(self.model, [report.result_json(res)])
 
     def health(self):
-        return {"status": "ok", "version": __version__, "model": self.model.name, "backend": self.model.backend,
-                "uptime_s": round(time.monotonic() - self.started, 3),
-                "camera": self.camera.watch.source.name if self.camera else None}
+        """The document of GET /health."""
+        return report.document({"status": "ok", "version": __version__, "model": self.model.name,
+                                "backend": self.model.backend, "device": report.device_name(self.model),
+                                "uptime_s": time.monotonic() - self.started,
+                                "camera": self.camera.watch.source.name if self.camera else None})
 
 
 class _HeadDeadline:

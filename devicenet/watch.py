@@ -20,11 +20,6 @@ from .errors import DeviceNetError
 from .threads import working_alongside
 
 
-def result_json(res):
-    """One classification as ``classify --json`` reports it."""
-    return res.to_json()
-
-
 def frame_latency(res):
     """A frame's latency in ms: from its pixels to its labels, without the
     one-time setup the first frame pays."""

@@ -41,6 +41,10 @@ def check_schema(doc, runs, warmup):
     if doc["backend"] == "cpu":
         from devicenet.backends import cpu_kernels
         assert doc["kernels"] == ("numpy" if cpu_kernels.NATIVE is None else "native")
+        # the device that ran: this CPU, with the kernels and threads of the run
+        from devicenet import report
+        assert doc["device"] == (f"{report.cpu_name()} ({doc['kernels']} kernels, {doc['threads']} "
+                                 f"thread{'s' * (doc['threads'] != 1)})")
 
 
 def test_benchmark_json_schema(x86_env):
@@ -66,7 +70,9 @@ def test_layers_save_and_table(x86_env, tmp_path):
     assert doc["threads"] == 1
     graph = dnet.load(devicenet.default_model_path())
     assert [row["name"] for row in doc["layers"]] == [n.name for n in graph.nodes]
-    assert math.isclose(sum(row["percent"] for row in doc["layers"]), 100.0, rel_tol=1e-6)
+    # each percentage is rounded to six significant digits (a relative error
+    # of at most 5e-6), and so is their sum, within twice that
+    assert math.isclose(sum(row["percent"] for row in doc["layers"]), 100.0, rel_tol=1e-5)
     assert doc["layers"][-1]["shape"] == [1, 1000]
 
     other = dict(doc, board="Raspberry Pi 2 Model B Rev 1.1", port="raspberry-pi-2")

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -25,7 +26,9 @@ def test_every_command_has_help(run):
     result = run("--help")
     assert result.exit_code == 0
     commands = [line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line.strip()]
-    assert {"classify", "info", "convert"} <= set(commands)
+    assert {"classify", "info", "convert", "watch", "serve"} <= set(commands)
+    for cmd in ("classify --demo", "benchmark", "watch /dev/video0", "serve --host 0.0.0.0"):
+        assert f"devicenet {cmd}" in result.output  # an example of each kind of use
     for cmd in commands:
         r = run(cmd, "--help")
         assert r.exit_code == 0 and "Usage:" in r.output and len(r.output) > 200, cmd
@@ -478,3 +481,43 @@ def test_every_json_document_is_documented(run, tmp_path, shipped_model):
     onnx.save(CASES["conv3x3"](), tmp_path / "m.onnx")
     check_documented("convert --json", json.loads(run("convert", tmp_path / "m.onnx", tmp_path / "m.dnet",
                                                       "--json").stdout))
+
+
+def test_watch_jsonl_is_documented(run, tmp_path):
+    from test_frames import make_video
+    video = make_video(tmp_path / "v.mp4", ["coffee.png"], fps=10, per_photo=5, size=(160, 120))
+    r = run("watch", video, "--jsonl", "--backend", "cpu")
+    assert r.exit_code == 0, r.output
+    *frames, summary = [json.loads(line) for line in r.stdout.splitlines()]
+    assert frames
+    for doc in frames:
+        check_documented("watch --jsonl", doc)
+    check_documented("watch --jsonl summary", summary)
+
+
+def test_serve_answers_are_documented():
+    from test_serve import photo_bytes, post, request, serving
+    with serving(devicenet.load(backend="cpu")) as port:
+        status, doc = post(port, photo_bytes("coffee.png"), path="/classify?name=coffee.png")
+        assert status == 200
+        check_documented("classify --json", doc, ["results[].predictions", "results[].latency_ms"])
+        status, doc = request(port, "GET", "/health")
+        assert status == 200
+        check_documented("serve GET /health", doc)
+        status, doc = post(port, b"not an image")
+        assert status == 400
+        check_documented("serve errors", doc)
+
+
+def test_serve_camera_view_is_documented(tmp_path):
+    from test_frames import make_video
+    from test_serve import request, serving
+    from devicenet.frames import VideoFile
+    video = make_video(tmp_path / "v.mp4", ["coffee.png"], fps=10, per_photo=50, size=(160, 120))
+    with serving(devicenet.load(backend="cpu"), camera=VideoFile(video), camera_fps=20) as port:
+        deadline = time.monotonic() + 60
+        while "predictions" not in (doc := request(port, "GET", "/camera.json")[1]):
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.1)
+        check_documented("serve GET /camera.json", doc, ["image", "predictions", "latency_ms", "frame",
+                                                          "time_s", "age_ms", "fps"])

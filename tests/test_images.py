@@ -5,6 +5,7 @@ test photo, classified the same way) or refused with one line of
 DeviceNetError; the command line keeps going through a batch and exits 1.
 """
 
+import io
 import json
 import struct
 import tracemalloc
@@ -137,6 +138,46 @@ def test_every_image_is_classified_or_refused_in_one_line(tmp_path, model, coffe
         with pytest.raises(DeviceNetError, match=expect) as info:
             model.classify(path)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("case", [c for c in CORPUS if CORPUS[c][1] not in
+                                  ("is a directory", "is a character device, not an image file", "no such image file")])
+def test_bytes_and_file_objects_decode_as_the_file_does(tmp_path, model, coffee, case):
+    # An upload (serve) and stdin (classify -) are decoded by the same code
+    # as a file: the same pixels, or the same error without the path.
+    build, expect = CORPUS[case]
+    path = str(build(tmp_path, coffee))
+    blob = open(path, "rb").read()
+    named = io.BytesIO(blob)
+    named.name = "-"
+    try:
+        want = np.asarray(open_image(path, (448, 448)))
+    except DeviceNetError as e:
+        assert str(e).startswith(f"{path}: ")
+        message = str(e)[len(path) + 2:]
+        for image, prefix in ((blob, ""), (bytearray(blob), ""), (named, "-: ")):
+            with pytest.raises(DeviceNetError) as info:
+                open_image(image, (448, 448))
+            assert str(info.value) == prefix + message
+        return
+    for image in (blob, memoryview(blob), named):
+        np.testing.assert_array_equal(np.asarray(open_image(image, (448, 448))), want)
+    res = model.classify(named)
+    assert res.image == "-" and res.predictions == model.classify(path).predictions
+    assert model.classify(blob).image is None
+
+
+def test_a_bomb_in_bytes_is_refused_before_decoding(tmp_path):
+    blob = png_bomb(tmp_path / "bomb.png").read_bytes()
+    tracemalloc.start()
+    try:
+        with pytest.raises(DeviceNetError, match="^(?:[0-9x]+ pixels is over the 64 megapixel limit|"
+                                                 "image is too large)") as info:
+            open_image(blob)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # the 900 MB of pixels were never allocated
 
 
 def test_exif_rotated_photo_is_classified_upright(tmp_path, model, coffee):

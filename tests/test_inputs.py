@@ -90,13 +90,10 @@ def test_stdin_once_and_only_where_allowed():
         expand([STDIN], stdin_ok=False)
 
 
-def test_read_stdin_spools_the_bytes_and_refuses_nothing_or_a_terminal():
+def test_read_stdin_gives_the_bytes_named_dash_and_refuses_nothing_or_a_terminal():
     blob = open(data("rocket.jpg"), "rb").read()
-    path = read_stdin(io.BytesIO(blob))
-    try:
-        assert open(path, "rb").read() == blob
-    finally:
-        os.unlink(path)
+    image = read_stdin(io.BytesIO(blob))
+    assert image.read() == blob and image.name == STDIN
     with pytest.raises(DeviceNetError, match="empty"):
         read_stdin(io.BytesIO(b""))
 

@@ -51,3 +51,24 @@ def test_extras_are_installed_from_the_checkout():
     for text in texts:
         assert not re.search(r"pip install ['\"]?devicenet\[", text)
     assert 'pip install -e ".[opencl]"' in README
+
+
+def test_ci_installs_and_tests_as_the_readme_says():
+    block = re.search(r"From a checkout:\n\n```\n(.*?)```", README, re.S).group(1)
+    readme = [line.split("#")[0].strip() for line in block.splitlines()]
+    readme = readme[readme.index('pip install -e ".[test]"'):]  # from the test install on
+    readme = [line for line in readme if line.startswith(("pip ", "pytest"))]
+    ci = open(os.path.join(ROOT, ".ci", "run")).read()
+    # the first virtual environment: the one the README describes
+    first = ci.split(". .ci-venv/bin/activate\n", 1)[1].split("\ndeactivate\n", 1)[0]
+    steps = [line.strip() for line in first.splitlines()
+             if line.strip().startswith(("pip ", "pytest")) and "--upgrade pip" not in line]
+    assert steps == readme == ['pip install -e ".[test]"', "pytest"]
+    # the browser test's Chromium: installed by CI, named by the README
+    assert "apt-get install -y -q chromium" in ci and "install chromium" in " ".join(README.split())
+    # and the test extra brings what the tests of watch and serve need (PyAV), as the video extra does
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    extras = {k: v.split() for k, v in cfg["options.extras_require"].items()}
+    assert "av>=10" in extras["test"] and "av>=10" in extras["video"]

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from conftest import cli_runner, data
+from devicenet import report
 from devicenet.serve import exposure_warning, make_server
 
 PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
@@ -101,9 +102,10 @@ def photo_bytes(name):
         return f.read()
 
 
-def test_health_and_the_page(port):
+def test_health_and_the_page(model, port):
     status, doc = request(port, "GET", "/health")
     assert status == 200 and doc["status"] == "ok" and doc["model"] == "efficientnet-lite0" and doc["camera"] is None
+    assert doc["schema"] == report.SCHEMA and doc["device"] == report.device_name(model)
     status, page = request(port, "GET", "/")
     assert status == 200
     assert b'type="file" accept="image/*" capture' in page and b"viewport" in page
@@ -117,7 +119,9 @@ def test_post_classify_answers_what_classify_json_prints(port, photo):
     assert status == 200
     cli = cli_runner().invoke(_main(), ["classify", "--json", "--backend", "cpu", data(photo)])
     want = json.loads(cli.stdout)
-    assert set(doc) >= {"model", "backend", "results"} and doc["model"] == want["model"]
+    # the same document: schema, the run, one result
+    assert list(doc) == list(want) and doc["schema"] == report.SCHEMA
+    assert [doc[k] for k in ("model", "backend", "device")] == [want[k] for k in ("model", "backend", "device")]
     got, ref = doc["results"][0], want["results"][0]
     assert set(got) == set(ref) and set(got["latency_ms"]) == set(ref["latency_ms"])
     assert got["image"] == photo
@@ -325,7 +329,8 @@ def test_camera_view_serves_the_newest_frame_and_its_labels(model, tmp_path):
                 break
             assert time.monotonic() < deadline, state
             time.sleep(0.1)
-        assert state["source"] == video and state["predictions"][0]["label"] == "espresso"
+        assert state["source"] == state["image"] == video and state["predictions"][0]["label"] == "espresso"
+        assert state["schema"] == report.SCHEMA and state["error"] is None
         status, jpeg = request(p, "GET", "/camera.jpg")
         assert status == 200 and Image.open(io.BytesIO(jpeg)).size == (640, 480)
         assert request(p, "GET", "/health")[1]["camera"] == video

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import cli_runner
+from devicenet import report
 from devicenet.watch import Latencies, Latest, Watch
 from test_frames import make_video
 
@@ -111,6 +112,8 @@ def test_watch_jsonl_labels_match_classify_on_the_same_frame(model, video):
         np.testing.assert_allclose([p["probability"] for p in r["predictions"]],
                                    [p.probability for p in want.predictions], atol=1e-5)
         assert r["image"] == video and r["time_s"] == pytest.approx(r["frame"] / 10)
+        # a classification as every command reports it, and the frame's own keys
+        assert set(r) == set(report.result_json(want)) | {"frame", "time_s", "age_ms", "fps"}
         assert r["latency_ms"]["inference"] > 0 and r["age_ms"] > 0
     # and the frames are the photos: the coffee's are an espresso
     assert all(r["predictions"][0]["label"] == "espresso" for r in records if r["frame"] < 10)
