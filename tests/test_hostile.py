@@ -236,7 +236,7 @@ def test_classify_reports_an_overflowing_image_in_one_line_without_warnings(tmp_
     Image.new("RGB", (8, 8)).save(dark)
     Image.new("RGB", (8, 8), (255, 255, 255)).save(bright)
     for args in ([], ["--json"]):
-        r = run_cli("classify", "--threads", "2", "--model", path, *args, dark, bright, dark,
+        r = run_cli("classify", "--quiet", "--threads", "2", "--model", path, *args, dark, bright, dark,
                     env={"DEVICENET_NATIVE": native})
         assert r.returncode == 1
         # one line for the bad image, and no numpy RuntimeWarning from any thread

@@ -213,7 +213,9 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 def test_cli_batch_keeps_going_and_exits_nonzero(tmp_path, coffee):
     bad = save_bytes(tmp_path / "bad.jpg", b"\xff\xd8\xff\xe0 not much of a JPEG")
     bomb = png_bomb(tmp_path / "bomb.png")
-    args = ["classify", "--json", data("coffee.png"), str(bad), str(tmp_path), str(bomb), data("rocket.jpg")]
+    # (--quiet: on a slow machine the progress display would print lines of its own)
+    args = ["classify", "--json", "--quiet", data("coffee.png"), str(bad), str(tmp_path), str(bomb),
+            data("rocket.jpg")]
     r = runner().invoke(main, args)
     assert r.exit_code == 1 and "Traceback" not in r.output
     doc = json.loads(r.stdout)
