@@ -33,6 +33,7 @@ The integer execution measured here is the exact one the runtime performs
 import numpy as np
 
 from . import integer
+from .backends.base import last_uses
 from .backends.cpu import OPS as CPU_OPS
 from .calibrate import kl
 from .errors import DeviceNetError
@@ -171,10 +172,7 @@ class IntegerPlanner:
         nodes read them (to measure one layer with its output quantised)."""
         floats = set() if lone else integer.float_outputs(self.nodes, set(plan), self.q.output)
         values = {}
-        last = {}
-        for i, n in enumerate(self.nodes):
-            for t in n.inputs:
-                last[t] = i
+        last = last_uses(self.nodes, start)
         for i, node in enumerate(self.nodes[start:], start):
             ins = [values[t] if t in values else self.q.cache[t] for t in node.inputs]
             if node.name in plan:

@@ -289,9 +289,10 @@ def lower(graph, shapes):
     return lowered
 
 
-def entry(value, want, q):
+def entry(value, want, q, quantize=q8_ref.quantize, dequantize=q8_ref.dequantize):
     """A value as a node reads it: ``want`` "u8" quantises a float32 value
-    with q, "f32" dequantises a uint8 one."""
+    with q, "f32" dequantises a uint8 one (by the functions given: numpy's
+    by default, the compiled ones in cpu_integer)."""
     if want == "u8":
-        return value if value.dtype == np.uint8 else q8_ref.quantize(value, q.scale, q.zero_point)
-    return value if value.dtype != np.uint8 else q8_ref.dequantize(value, q.scale, q.zero_point)
+        return value if value.dtype == np.uint8 else quantize(value, q.scale, q.zero_point)
+    return value if value.dtype != np.uint8 else dequantize(value, q.scale, q.zero_point)

@@ -8,6 +8,8 @@ that are single compiled calls ``bind`` into programs, so that a run of
 integer layers goes from layer to layer without returning to Python.
 """
 
+import functools
+
 import numpy as np
 
 from . import q8_ref
@@ -68,14 +70,17 @@ class Q8Im2col(Q8Gemm):
     """Any other dense convolution: the patches of the uint8 input (its
     zero point in the padding), then one eight-bit GEMM."""
 
+    def __init__(self, qnode, in_shape, shape, impl):
+        super().__init__(qnode, in_shape, shape, impl)
+        from ..graph import window
+        self.kernel, self.stride, self.pads, _ = window(qnode.attrs, qnode.name)
+
     def bind(self, inputs, out, temps):
         return None  # the patches are made in numpy, per call
 
     def __call__(self, inputs, out, temps):
-        from ..graph import window
-        (kh, kw), stride, pads, _ = window(self.q.attrs, self.q.name)
         x = as_u8(inputs[0], self.in_shape)
-        cols, _ = q8_ref.im2col(x, (kh, kw), stride, pads, self.q.ins[0].zero_point)
+        cols, _ = q8_ref.im2col(x, self.kernel, self.stride, self.pads, self.q.ins[0].zero_point)
         y = self.output(out)
         self.impl.module.q8_gemm(**self.packed.call(np.ascontiguousarray(cols), y.reshape(-1, self.packed.n),
                                                     **self.stage()), threads=self.impl.threads.n)
@@ -138,9 +143,9 @@ KERNELS = {"gemm": (Q8Gemm, "q8_gemm"), "im2col": (Q8Im2col, "q8_gemm"),
 def entry(value, want, q, threads):
     """integer.entry on the compiled module's team."""
     from . import cpu_q8
-    if want == "u8":
-        return value if value.dtype == np.uint8 else cpu_q8.quantize(value, q.scale, q.zero_point, threads=threads)
-    return value if value.dtype != np.uint8 else cpu_q8.dequantize(value, q.scale, q.zero_point, threads=threads)
+    from ..integer import entry as convert
+    return convert(value, want, q, functools.partial(cpu_q8.quantize, threads=threads),
+                   functools.partial(cpu_q8.dequantize, threads=threads))
 
 
 def kernel(qnode, in_shape, shape, impl):

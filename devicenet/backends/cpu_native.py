@@ -40,9 +40,6 @@ class Compiled:
     def entry(self, value, want, q):
         """integer.entry (a value converted for its reader) on the team."""
         from .cpu_integer import entry
-        if "q8_quantize" not in self.module.ops():
-            from ..integer import entry as numpy_entry
-            return numpy_entry(value, want, q)
         return entry(value, want, q, self.threads.n)
 
     def gemm(self, a, wt, y, bias, act):
