@@ -33,6 +33,7 @@ FAMILIES = [
     ("dense", r"dense", "float"),
     ("add", r"(^|_)v?add(_|$)", "float"),
     ("meanpool", r"mean_?pool|gavgpool|avgpool", "float"),
+    ("scale", r"(^|_)scale(_|$)", "float"),
     ("bias-act", r"bias_act|epilogue", "float"),
 ]
 # Functions with "neon" in their names that are not kernels (CPU detection,

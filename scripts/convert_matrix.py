@@ -126,7 +126,19 @@ def compare(onnx_path, x, workdir):
 
 def _kind(node):
     act = node.attrs.get("activation", "none")
-    return node.op + ("" if act == "none" else f"+{act}")
+    op = "depthwise" if node.op == "conv" and node.attrs.get("groups", 1) > 1 else node.op
+    return op + ("" if act == "none" else f"+{act}")
+
+
+def _without_curves(graph):
+    """The graph with every fused curve activation taken out (the layers
+    then do the same work less the curve): what the curves cost is the
+    difference in latency."""
+    from devicenet.graph import CURVES
+    for node in graph.nodes:
+        if node.attrs.get("activation") in CURVES:
+            node.attrs["activation"] = "none"
+    return graph
 
 
 def speed(onnx_path, x, workdir, rounds=7, threads=2):
@@ -135,7 +147,8 @@ def speed(onnx_path, x, workdir, rounds=7, threads=2):
     ``threads`` threads, best of ``rounds`` alternating runs; and
     devicenet's time by op kind (each node's best of the rounds) beside the
     kind's share of the multiply-adds.  Returns (devicenet ms, onnxruntime
-    ms, [(kind, time share, multiply-add share)])."""
+    ms, [(kind, time share, multiply-add share)], devicenet ms with its
+    fused curves taken out)."""
     import collections
     import onnxruntime as ort
     from devicenet import format as dnet
@@ -149,17 +162,18 @@ def speed(onnx_path, x, workdir, rounds=7, threads=2):
     sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x}
     be = CPUBackend(g, threads=threads)
+    plain = CPUBackend(_without_curves(dnet.load(out)), threads=threads)
     xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    best = {"ours": np.inf, "ort": np.inf}
+    runs = {"ours": lambda: be.run(xh), "ort": lambda: sess.run(None, feed), "plain": lambda: plain.run(xh)}
+    best = dict.fromkeys(runs, np.inf)
     node_best = collections.defaultdict(lambda: np.inf)
-    be.run(xh), sess.run(None, feed)
+    for run in runs.values():
+        run()
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        be.run(xh)
-        best["ours"] = min(best["ours"], time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        best["ort"] = min(best["ort"], time.perf_counter() - t0)
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t0)
         profile = []
         be.run(xh, profile=profile)
         for node, _, sec in profile:
@@ -172,7 +186,7 @@ def speed(onnx_path, x, workdir, rounds=7, threads=2):
             by_macs[_kind(node)] += math.prod(shapes[node.outputs[0]]) * math.prod(w[1:])
     total_t, total_m = sum(by_time.values()), sum(by_macs.values())
     kinds = [(k, t / total_t, by_macs[k] / total_m) for k, t in by_time.most_common()]
-    return best["ours"] * 1e3, best["ort"] * 1e3, kinds
+    return best["ours"] * 1e3, best["ort"] * 1e3, kinds, best["plain"] * 1e3
 
 
 def zoo_models():
@@ -289,15 +303,17 @@ def main(opsets, only, size, dynamo, zoo, with_tv, install_torchvision, speed_of
 def speed_table(constructors, size):
     """Print the --speed table (markdown)."""
     names = {ctor: family for family, (ctor, _) in FAMILIES.items()}
-    print("| network | devicenet cpu | onnxruntime | devicenet time by op kind (share of multiply-adds) |")
-    print("|---|---|---|---|")
+    print("| network | devicenet cpu | onnxruntime | of which curves | devicenet time by op kind "
+          "(share of multiply-adds) |")
+    print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for ctor in constructors:
             path = os.path.join(tmp, f"{ctor}.onnx")
             x = export(ctor, path, 17, size or next((s for c, s in FAMILIES.values() if c == ctor), 224))
-            ours, theirs, kinds = speed(path, x, tmp)
+            ours, theirs, kinds, plain = speed(path, x, tmp)
             shares = ", ".join(f"{k} {t:.0%} ({m:.0%})" for k, t, m in kinds if t >= 0.01)
-            print(f"| {names.get(ctor, ctor)} | {ours:.1f} ms | {theirs:.1f} ms | {shares} |", flush=True)
+            print(f"| {names.get(ctor, ctor)} | {ours:.1f} ms | {theirs:.1f} ms | {ours - plain:.1f} ms "
+                  f"| {shares} |", flush=True)
 
 
 if __name__ == "__main__":

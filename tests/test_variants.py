@@ -5,11 +5,14 @@ CPU can run is forced in turn and run over the op's cases (awkward shapes,
 one to three threads) against the numpy reference.  An op without cases
 fails, and so does a variant the forcing did not reach."""
 
+import math
+
 import numpy as np
 import pytest
 
 from devicenet.backends import cpu_kernels
 from devicenet.backends.cpu import conv
+from devicenet.graph import CURVES
 from devicenet.quant import decode
 from test_gemm import cases as f32_gemm
 from test_q8_kernels import CASES as Q8_CASES
@@ -100,6 +103,18 @@ def mean_pool(rng, threads):
         yield y, x.mean(axis=1)
 
 
+def scale(rng, threads):
+    for n, hw, c in [(1, 196, 672), (2, 5, 13), (1, 1, 1), (3, 49, 40)]:
+        x = rng.normal(size=(n, hw, c)).astype(np.float32)
+        s = rng.random(size=(n, c)).astype(np.float32)
+        y = np.full_like(x, np.nan)
+        native.scale(x=x, s=s, y=y, images=n, hw=hw, c=c, threads=threads)
+        yield y, x * s[:, None, :]
+        want = x * s[:, None, :]
+        native.scale(x=x, s=s, y=x, images=n, hw=hw, c=c, threads=threads)  # in place
+        yield x, want
+
+
 def bias_act(rng, threads):
     for rows, n in [(1000, 77), (3, 8), (1, 1), (40, 1300)]:
         y = rng.normal(size=(rows, n)).astype(np.float32) * 5
@@ -110,6 +125,30 @@ def bias_act(rng, threads):
         want = np.clip(y, -1.0, 1.0)
         native.bias_act(y=y, n=n, lo=-1.0, hi=1.0, threads=threads)
         yield y, want
+    # every curve, over the range where each changes, and far past it
+    for curve, name in enumerate(CURVES):
+        for rows, n in [(37, 61), (1, 3)]:
+            y = (rng.normal(size=(rows, n)) * 6).astype(np.float32)
+            y[0, 0], y[-1, -1] = -120.0, 95.0
+            bias = rng.normal(size=n).astype(np.float32)
+            want = CURVE_REFERENCE[name](y.astype(np.float64) + bias)
+            native.bias_act(y=y, n=n, bias=bias, curve=curve, threads=threads)
+            yield y, want
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _hardsigmoid(x):
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+#: the curves in float64, exactly (GELU with math.erf): graph.CURVES's names
+CURVE_REFERENCE = {
+    "sigmoid": _sigmoid, "hardsigmoid": _hardsigmoid, "hardswish": lambda x: x * _hardsigmoid(x),
+    "silu": lambda x: x * _sigmoid(x), "gelu": lambda x: x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))) / 2.0,
+}
 
 
 def gemm(rng, threads):
@@ -131,6 +170,7 @@ CASES = {
     "dense_q16": dense_q(np.int16),
     "add": add,
     "mean_pool": mean_pool,
+    "scale": scale,
     "bias_act": bias_act,
     "gemm": gemm,
     "f32_gemm": f32_gemm,
@@ -199,3 +239,54 @@ def test_limiting_the_instruction_sets_selects_the_portable_variants():
         native.limit_isa("")
     best = native.variants("depthwise")[0]
     assert best[2] == best[3]  # the best variant is selected again wherever it can run
+
+
+def _layer_calls(rng):
+    """For every float op that takes an activation: run(curve) -> its
+    output, one call of the op on fixed inputs."""
+    calls = {}
+    args, _, _ = window(rng, (9, 11, 40, (3, 3), (2, 2), (1, 1, 1, 1)))
+    calls["depthwise"] = args
+    args, _, _ = window(rng, (10, 9, 3, (3, 3), (1, 1), (1, 1, 1, 1)), cout=24)
+    calls["direct"] = args
+    m, k, n = 3, 50, 37
+    calls["dense_q"] = dict(x=rng.normal(size=(m, k)).astype(np.float32),
+                            q=rng.integers(-127, 128, size=(n, k)).astype(np.int8),
+                            scales=(rng.random(n) * 0.05).astype(np.float32), bias=rng.normal(size=n).astype(np.float32),
+                            y=np.zeros((m, n), np.float32), m=m, k=k, n=n)
+    a = rng.normal(size=(3, 5, 7, 11)).astype(np.float32)
+    calls["add"] = dict(a=a, b=rng.normal(size=a.shape).astype(np.float32), y=np.zeros_like(a))
+    m, k, n = 29, 40, 35
+    w = rng.normal(size=(k, n)).astype(np.float32)
+    from devicenet.backends import cpu_gemm
+    packed = cpu_gemm.Packed(w, rng.normal(size=n).astype(np.float32))
+    calls["f32_gemm"] = packed.call(rng.normal(size=(m, k)).astype(np.float32), np.zeros((m, n), np.float32), "none")
+    if cpu_kernels.native_gemm():
+        calls["gemm"] = dict(a=rng.normal(size=(m, k)).astype(np.float32), b=w, y=np.zeros((m, n), np.float32),
+                             m=m, k=k, n=n, bias=rng.normal(size=n).astype(np.float32))
+    return calls
+
+
+def _output(args):
+    return next(args[key] for key in ("out", "y") if key in args)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("curve", CURVES)
+def test_every_float_layer_applies_its_curve(curve, threads):
+    """A layer with a curve gives the curve of its output without one, with
+    every op's selected variant: the curve runs inside the layer's tasks."""
+    for op, args in _layer_calls(np.random.default_rng(7)).items():
+        plain = dict(args, lo=-np.inf, hi=np.inf)
+        getattr(native, op)(**plain, threads=threads)
+        want = CURVE_REFERENCE[curve](_output(plain).astype(np.float64))
+        _output(args)[...] = np.nan
+        getattr(native, op)(**dict(args, lo=-np.inf, hi=np.inf), curve=CURVES.index(curve), threads=threads)
+        np.testing.assert_allclose(_output(args), want, rtol=2e-5, atol=2e-5, err_msg=f"{op} + {curve}")
+
+
+def test_a_curve_out_of_range_is_refused():
+    y = np.zeros((2, 3), np.float32)
+    for bad in (len(CURVES), -2):
+        with pytest.raises(ValueError, match="curve"):
+            native.bias_act(y=y, n=3, curve=bad)

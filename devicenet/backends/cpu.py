@@ -397,7 +397,8 @@ class CPUBackend(Backend):
             in_shape = shapes[node.inputs[0]] if node.inputs else None
             # streamed: only a kernel that reads the stored weights as they are
             stored = self.residency == "streamed" and weight is not None
-            kernels.append(cpu_kernels.kernel(node, in_shape, weight, bias, self._impl, stored=stored))
+            kernels.append(cpu_kernels.kernel(node, in_shape, weight, bias, self._impl, stored=stored,
+                                              inputs=[shapes[n] for n in node.inputs]))
         cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
         steps, sizes = cpu_kernels.plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]

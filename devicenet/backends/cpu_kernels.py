@@ -28,7 +28,7 @@ import sys
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..graph import ACTIVATIONS, CURVES, Node, window
+from ..graph import ACTIVATIONS, CURVES, window
 from ..threads import busy_threads, cblas_address, default_threads, set_blas_threads
 from .base import is_depthwise, plan_buffers
 
@@ -155,8 +155,11 @@ class Threads:
 
 
 def bounds(act):
-    """An activation's clipping bounds as the compiled kernels' ``lo`` and
-    ``hi`` arguments (infinite where open)."""
+    """A fused activation as the compiled float kernels' arguments: a clip
+    (``lo`` and ``hi``, infinite where open) or a curve (``curve``, its
+    index in graph.CURVES), which they apply while the output is in cache."""
+    if act in CURVES:
+        return {"curve": CURVES.index(act)}
     lo, hi = ACTIVATIONS[act]
     return {"lo": -np.inf if lo is None else lo, "hi": np.inf if hi is None else hi}
 
@@ -182,7 +185,6 @@ class Numpy:
 
     name = "numpy"
     module = None  # no compiled programs
-    curves = True  # its kernels apply curve activations themselves (in activate)
 
     def __init__(self, threads):
         self.threads = threads
@@ -506,9 +508,30 @@ class _Add(Kernel):
         return out
 
 
+class _Scale(Kernel):
+    """A feature map times a weight per channel (a squeeze-and-excitation
+    gate), into the arena instead of a new array."""
+
+    op = "scale"
+
+    def __init__(self, node, shape, weight, bias, impl):
+        self.impl = impl
+
+    @staticmethod
+    def operands(inputs):
+        """(the feature map, the weights as (N, C)) of the two inputs."""
+        x, s = inputs if inputs[1].shape[1:3] == (1, 1) else inputs[::-1]
+        return x, s.reshape(s.shape[0], s.shape[3])
+
+    def __call__(self, inputs, out, temps):
+        x, s = self.operands(inputs)
+        np.multiply(x, s[:, None, None, :], out=out)
+        return out
+
+
 #: the numpy implementation's kernels, by kind
 Numpy.KERNELS = {"gemm": _Gemm, "depthwise": _Depthwise, "im2col": _Im2col, "add": _Add,
-                 "global_avgpool": _GlobalAvgPool}
+                 "global_avgpool": _GlobalAvgPool, "scale": _Scale}
 
 
 def out_view(out, shape, dtype):
@@ -537,13 +560,15 @@ class Q8Numpy(Kernel):
         return view
 
 
-def kinds(node, shape, weight):
+def kinds(node, shape, weight, inputs=()):
     """The kinds of kernel that may compute a node, best first (an
     implementation uses the first it has that suits), or () when the plain
-    op function should run it."""
+    op function should run it.  ``inputs``: the shapes of all its inputs."""
     a = node.attrs
     if node.op == "add":
         return ("add",)
+    if node.op == "mul" and a.get("activation", "none") == "none" and _gates(*inputs):
+        return ("scale",)
     if node.op == "global_avgpool":
         return ("global_avgpool",)
     if node.op == "dense":
@@ -558,22 +583,22 @@ def kinds(node, shape, weight):
     return ("direct", "f32_im2col", "im2col")
 
 
-def kernel(node, shape, weight, bias, impl, stored=False):
+def _gates(*shapes):
+    """Whether two shapes are a feature map (N, H, W, C) and a weight per
+    channel (N, 1, 1, C), in either order."""
+    return (len(shapes) == 2 and all(len(s) == 4 for s in shapes) and shapes[0][::3] == shapes[1][::3]
+            and (1, 1) in (tuple(shapes[0][1:3]), tuple(shapes[1][1:3])))
+
+
+def kernel(node, shape, weight, bias, impl, stored=False, inputs=()):
     """The planned kernel for a node with input shape ``shape``, or None when
     the plain op function should run it.  ``weight(prepare, *key)`` gives
     the weight as ``prepare`` lays it out (made once per node and key).
     ``impl``: the implementation (``Numpy`` or ``cpu_native.Compiled``).
     With ``stored``, only a kernel that reads the node's weights as stored,
-    never decoding them (so a streamed layer need not stream)."""
-    act = node.attrs.get("activation", "none")
-    if act in CURVES and not getattr(impl, "curves", False):
-        # The compiled kernels clamp only: they compute the layer, then the
-        # curve runs over their output in place (no buffer of its own).
-        plain = Node(node.op, node.name, node.inputs, node.outputs, {**node.attrs, "activation": "none"},
-                     node.params)
-        inner = kernel(plain, shape, weight, bias, impl, stored)
-        return None if inner is None else _Curved(inner, act)
-    for kind in kinds(node, shape, weight):
+    never decoding them (so a streamed layer need not stream).
+    ``inputs``: the shapes of all the node's inputs."""
+    for kind in kinds(node, shape, weight, inputs):
         cls = impl.KERNELS.get(kind)
         if cls is not None and (getattr(cls, "stored", False) or not stored) and cls.suits(node, shape, weight):
             return cls(node, shape, weight, bias, impl)
@@ -653,27 +678,6 @@ def programs(graph, steps, input_buffer, native):
             close()
     close()
     return found
-
-
-class _Curved(Kernel):
-    """A planned kernel followed by a curve activation over its output, a
-    cache-sized chunk at a time (numpy's several passes of a curve then stay
-    in cache), through one scratch buffer of the arena."""
-
-    #: float32 values a chunk: 256 KB, an L2 cache's worth
-    CHUNK = 1 << 16
-
-    def __init__(self, inner, act):
-        self.inner, self.act = inner, act
-        self.op, self.temps = inner.op, tuple(inner.temps) + (self.CHUNK,)
-
-    def __call__(self, inputs, out, temps):
-        y = self.inner(inputs, out, temps[:-1])
-        flat, scratch = y.reshape(-1), temps[-1]
-        for i in range(0, flat.size, self.CHUNK):
-            chunk = flat[i:i + self.CHUNK]
-            activate(chunk, self.act, scratch[:chunk.size])
-        return y
 
 
 class _Step:

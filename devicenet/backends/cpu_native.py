@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .cpu_gemm import PackedGemm, PackedIm2col
-from .cpu_kernels import (Kernel, _Add, _Gemm, _GlobalAvgPool, _Im2col, _Padded, bounds, native_gemm)
+from .cpu_kernels import (Kernel, _Add, _Gemm, _GlobalAvgPool, _Im2col, _Padded, _Scale, bounds, native_gemm)
 from ..threads import set_blas_threads
 
 
@@ -189,6 +189,14 @@ class _AddCall(_Call, _Add):
         return [("add", dict(a=inputs[0], b=inputs[1], y=out, **bounds(self.act)))]
 
 
+class _ScaleCall(_Call, _Scale):
+    def bind(self, inputs, out, temps):
+        x, s = self.operands(inputs)
+        n, h, w, c = x.shape
+        return [("scale", dict(x=x, s=s, y=out, images=n, hw=h * w, c=c))]
+
+
 #: the compiled implementation's kernels, by kind
 Compiled.KERNELS = {"dense_q": _DenseQ, "f32_gemm": PackedGemm, "gemm": _NativeGemm, "depthwise": _Depthwise,
-                    "direct": _Direct, "f32_im2col": PackedIm2col, "im2col": _Im2col, "add": _AddCall, "global_avgpool": _GlobalAvgPoolCall}
+                    "direct": _Direct, "f32_im2col": PackedIm2col, "im2col": _Im2col, "add": _AddCall,
+                    "global_avgpool": _GlobalAvgPoolCall, "scale": _ScaleCall}

@@ -85,6 +85,7 @@ INLINE void direct_rows(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1, con
             }
             direct_pixel(a, xrow + ix * C, yrow + ox * co, 0, i0, i1, max_z(0, -ix), min_z(KW, g->w - ix));
         }
+        DN_CURVE(a, yrow, 0, 0, 1, 0, g->ow * co);  /* while the row is in cache */
     }
 }
 

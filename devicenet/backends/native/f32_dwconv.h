@@ -96,6 +96,7 @@ INLINE void rows(const dn_window_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t 
             }
             pixel(a, xrow + ix * c, yrow + ox * c, k0, k1, i0, i1, max_z(0, -ix), min_z(KW, g->w - ix));
         }
+        DN_CURVE(a, yrow, c, 0, g->ow, k0, k1);  /* while the row is in cache */
     }
 }
 

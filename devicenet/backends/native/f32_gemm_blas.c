@@ -34,8 +34,9 @@ void dn_f32_gemm_blas(const dn_gemm_args *g, ptrdiff_t r0, ptrdiff_t r1, ptrdiff
     else
         sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, (long)(r1 - r0), (long)(c1 - c0), (long)k, 1.0f,
               g->a + r0 * k, (long)k, g->b + c0, (long)n, 0.0f, g->y + r0 * n + c0, (long)n);
-    if (g->bias || g->lo > -HUGE_VALF || g->hi < HUGE_VALF)
-        DN_KERNEL(DN_OP_BIAS_ACT, dn_bias_act_fn)(g->y, n, g->bias, r0, r1, c0, c1, g->lo, g->hi);
+    if (g->bias || g->lo > -HUGE_VALF || g->hi < HUGE_VALF || g->curve >= 0)
+        DN_KERNEL(DN_OP_BIAS_ACT, dn_bias_act_fn)(g->y, n, g->bias, r0, r1, c0, c1, g->lo, g->hi,
+                                                  (int)g->curve);
 }
 
 void dn_use_blas(void *gemm, void *gemv)

@@ -12,6 +12,8 @@ typedef struct {
     const dn_f32_gemm_variant *v;
     size_t k, lda, ldc;
     float lo, hi;
+    int curve;
+    dn_bias_act_fn stage;
 } f32_ctx;
 
 static void f32_tile(const dn_gemm_walk *w, const void *ctx, size_t mr_, size_t nr_,
@@ -23,20 +25,29 @@ static void f32_tile(const dn_gemm_walk *w, const void *ctx, size_t mr_, size_t 
                   x->lo, x->hi);
 }
 
+/* The curve over a row tile's stretch of the block, still in L1. */
+static void f32_curve_rows(const dn_gemm_walk *w, const void *ctx, size_t mr_, size_t cols, char *c)
+{
+    const f32_ctx *x = ctx;
+    (void)w;
+    x->stage((float *)c, (ptrdiff_t)x->ldc, NULL, 0, (ptrdiff_t)mr_, 0, (ptrdiff_t)cols, -HUGE_VALF, HUGE_VALF,
+             x->curve);
+}
+
 void dn_f32_gemm_block(const dn_f32_gemm_variant *v, size_t k, size_t n,
                        const float *a, size_t lda, const float *packed,
                        float *c, size_t ldc, size_t r0, size_t r1, size_t c0, size_t c1,
-                       float lo, float hi)
+                       float lo, float hi, int curve, dn_bias_act_fn stage)
 {
     if (c1 > n)
         c1 = n;
     if (r1 <= r0 || c1 <= c0)
         return;
-    f32_ctx ctx = {v, k, lda, ldc, lo, hi};
+    f32_ctx ctx = {v, k, lda, ldc, lo, hi, curve, stage};
     dn_gemm_walk w = {(size_t)v->mr, (size_t)v->nr, (const char *)a, lda * sizeof(float),
                       (const char *)packed, (size_t)v->nr * (k + 1) * sizeof(float),
                       (char *)c, ldc * sizeof(float), sizeof(float), DN_GEMM_BLOCK_BYTES};
-    dn_gemm_walk_block(&w, r0, r1, c0, c1, f32_tile, &ctx);
+    dn_gemm_walk_block(&w, r0, r1, c0, c1, f32_tile, curve >= 0 ? f32_curve_rows : NULL, &ctx);
 }
 
 /* Best first: the registry takes the first whose features the CPU has. */

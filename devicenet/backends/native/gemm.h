@@ -53,11 +53,13 @@ void dn_f32_gemm_pack_strided(const float *w, size_t k_stride, size_t n_stride, 
                               size_t k, size_t n, int nr, float *packed);
 
 /* Rows [r0, r1) and columns [c0, c1) of C (c0 a multiple of v->nr): one
- * task's share of a GEMM whose weights were packed for v->nr. */
+ * task's share of a GEMM whose weights were packed for v->nr, clipped to
+ * [lo, hi] in the micro-kernel, then each tile, as it is written, through
+ * curve (DN_CURVE_*) by ``stage``. */
 void dn_f32_gemm_block(const dn_f32_gemm_variant *v, size_t k, size_t n,
                        const float *a, size_t lda, const float *packed,
                        float *c, size_t ldc, size_t r0, size_t r1, size_t c0, size_t c1,
-                       float lo, float hi);
+                       float lo, float hi, int curve, dn_bias_act_fn stage);
 
 /* ---- the walk over a block of C, for any element type ------------------
  *
@@ -67,7 +69,9 @@ void dn_f32_gemm_block(const dn_f32_gemm_variant *v, size_t k, size_t n,
  * row tile of A is read from memory once and stays in L1 while it meets
  * every panel of the block, and the block's panels stay in L2 while all
  * the row tiles pass.  Inlined into each driver, with its micro-kernel
- * call as ``tile``. */
+ * call as ``tile``, and ``rows`` (or NULL), called on each row tile's
+ * stretch of the block once every tile of it is written (still in L1):
+ * where an output stage that costs per call (a curve activation) runs. */
 typedef struct {
     size_t mr, nr;              /* register tile */
     const char *a;              /* A: rows of a_row bytes */
@@ -81,12 +85,13 @@ typedef struct {
 
 typedef void (*dn_gemm_tile)(const dn_gemm_walk *w, const void *ctx, size_t mr_, size_t nr_,
                              const char *a, const char *panel, char *c);
+typedef void (*dn_gemm_rows)(const dn_gemm_walk *w, const void *ctx, size_t mr_, size_t cols, char *c);
 
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
 static inline void dn_gemm_walk_block(const dn_gemm_walk *w, size_t r0, size_t r1, size_t c0, size_t c1,
-                                      dn_gemm_tile tile, const void *ctx)
+                                      dn_gemm_tile tile, dn_gemm_rows rows, const void *ctx)
 {
     size_t per_block = w->block_bytes / w->panel_bytes;
     size_t block = (per_block ? per_block : 1) * w->nr;
@@ -99,6 +104,8 @@ static inline void dn_gemm_walk_block(const dn_gemm_walk *w, size_t r0, size_t r
             for (size_t col = cb; col < ce; col += w->nr)
                 tile(w, ctx, mr_, ce - col < w->nr ? ce - col : w->nr, a,
                      w->packed + col / w->nr * w->panel_bytes, c + col * w->c_elem);
+            if (rows)
+                rows(w, ctx, mr_, ce - cb, c + cb * w->c_elem);
         }
     }
 }
@@ -145,7 +152,7 @@ typedef struct {
     const float *a, *packed;    /* packed: with its header */
     float *y;
     ptrdiff_t m, k, n, lda, ldc;
-    float lo, hi;
+    DN_ACT_FIELDS
     const dn_f32_gemm_variant *v;   /* the one the weights were packed for */
 } dn_f32_gemm_args;
 

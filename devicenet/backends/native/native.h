@@ -79,6 +79,35 @@ int dn_cpu_has(const char *feature);
 
 /* ---- each op's arguments ---------------------------------------------- */
 
+/* The curve a float layer may apply after its clip (graph.CURVES, in that
+ * order; f32_curve.h computes them). */
+enum { DN_CURVE_NONE = -1, DN_CURVE_SIGMOID, DN_CURVE_HARDSIGMOID, DN_CURVE_HARDSWISH, DN_CURVE_SILU,
+       DN_CURVE_GELU, DN_NCURVES };
+
+/* The bias and activation stage: rows [r0, r1), columns [c0, c1) of y (row
+ * length ld) plus bias (or none), clipped to [lo, hi], then curve
+ * (DN_CURVE_*), in place. */
+typedef void (*dn_bias_act_fn)(float *y, ptrdiff_t ld, const float *bias, ptrdiff_t r0, ptrdiff_t r1,
+                               ptrdiff_t c0, ptrdiff_t c1, float lo, float hi, int curve);
+
+/* A float layer's activation: clipped to [lo, hi] as it is stored, then,
+ * where curve is not DN_CURVE_NONE, the curve applied by ``stage`` (the
+ * bias_act variant chosen when the call is checked) while the output is
+ * still in cache. */
+#define DN_ACT_FIELDS \
+    float lo, hi;     \
+    ptrdiff_t curve;  \
+    dn_bias_act_fn stage;
+
+/* Rows [r0, r1), columns [c0, c1) of y (row length ld) through a layer's
+ * curve, where it has one. */
+#define DN_CURVE(args, y, ld, r0, r1, c0, c1)                                               \
+    do {                                                                                    \
+        if ((args)->curve >= 0)                                                             \
+            (args)->stage((y), (ld), NULL, (r0), (r1), (c0), (c1), -HUGE_VALF, HUGE_VALF,   \
+                          (int)(args)->curve);                                              \
+    } while (0)
+
 /* The geometry of a window op (depthwise, direct convolution) on one image. */
 typedef struct {
     ptrdiff_t h, w, c;         /* the whole input image */
@@ -95,7 +124,7 @@ typedef struct {
     const float *x, *w, *bias;
     float *y;
     ptrdiff_t r0, r1;
-    float lo, hi;
+    DN_ACT_FIELDS
 } dn_window_args;
 
 /* y (m, n) = x (m, k) @ (q * scales[:, None]).T + bias, q int8 or int16 (n, k). */
@@ -105,7 +134,7 @@ typedef struct {
     const float *scales, *bias;
     float *y;
     ptrdiff_t m, k, n;
-    float lo, hi;
+    DN_ACT_FIELDS
 } dn_dense_q_args;
 
 /* y = clip(a + b): n values */
@@ -113,7 +142,7 @@ typedef struct {
     const float *a, *b;
     float *y;
     ptrdiff_t n;
-    float lo, hi;
+    DN_ACT_FIELDS
 } dn_add_args;
 
 /* y (images, c) = the mean over hw pixels of x (images, hw, c) */
@@ -123,12 +152,19 @@ typedef struct {
     ptrdiff_t images, hw, c;
 } dn_meanpool_args;
 
+/* y (images, hw, c) = x (images, hw, c) times s (images, c), per channel */
+typedef struct {
+    const float *x, *s;
+    float *y;
+    ptrdiff_t images, hw, c;
+} dn_scale_args;
+
 /* In place: every row of n values of y (rows of them) plus bias, clipped. */
 typedef struct {
     float *y;
     const float *bias;
     ptrdiff_t rows, n;
-    float lo, hi;
+    DN_ACT_FIELDS
 } dn_bias_act_args;
 
 /* y (m, n) = clip(a (m, k) @ b (k, n) + bias) */
@@ -136,7 +172,7 @@ typedef struct {
     const float *a, *b, *bias;
     float *y;
     ptrdiff_t m, k, n;
-    float lo, hi;
+    DN_ACT_FIELDS
 } dn_gemm_args;
 
 /* ---- one signature per op: the variants' functions ---------------------- */
@@ -151,9 +187,8 @@ typedef void (*dn_dense_q_fn)(const dn_dense_q_args *a, ptrdiff_t o0, ptrdiff_t 
 typedef void (*dn_add_fn)(const dn_add_args *a, ptrdiff_t i0, ptrdiff_t i1);
 /* images [i0, i1) */
 typedef void (*dn_meanpool_fn)(const dn_meanpool_args *a, ptrdiff_t i0, ptrdiff_t i1);
-/* rows [r0, r1), columns [c0, c1) of y (row length ld) */
-typedef void (*dn_bias_act_fn)(float *y, ptrdiff_t ld, const float *bias, ptrdiff_t r0, ptrdiff_t r1,
-                               ptrdiff_t c0, ptrdiff_t c1, float lo, float hi);
+/* pixels [p0, p1) of the whole batch */
+typedef void (*dn_scale_fn)(const dn_scale_args *a, ptrdiff_t p0, ptrdiff_t p1);
 /* rows [r0, r1), columns [c0, c1) */
 typedef void (*dn_gemm_fn)(const dn_gemm_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1);
 
@@ -168,8 +203,9 @@ DN_DECLARE(dense_q8, void, (const dn_dense_q_args *, ptrdiff_t, ptrdiff_t))
 DN_DECLARE(dense_q16, void, (const dn_dense_q_args *, ptrdiff_t, ptrdiff_t))
 DN_DECLARE(add, void, (const dn_add_args *, ptrdiff_t, ptrdiff_t))
 DN_DECLARE(meanpool, void, (const dn_meanpool_args *, ptrdiff_t, ptrdiff_t))
+DN_DECLARE(scale, void, (const dn_scale_args *, ptrdiff_t, ptrdiff_t))
 DN_DECLARE(bias_act, void, (float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                            float, float))
+                            float, float, int))
 void dn_f32_gemm_blas(const dn_gemm_args *a, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1);
 void dn_use_blas(void *sgemm, void *sgemv);
 int dn_have_blas(void);
@@ -177,7 +213,7 @@ int dn_have_blas(void);
 /* ---- the registry (registry.c) ------------------------------------------ */
 
 enum { DN_OP_DWCONV, DN_OP_CONV_DIRECT, DN_OP_DENSE_Q8, DN_OP_DENSE_Q16, DN_OP_ADD, DN_OP_MEANPOOL,
-       DN_OP_BIAS_ACT, DN_OP_GEMM, DN_OP_F32_GEMM, DN_OP_Q8_GEMM,
+       DN_OP_SCALE, DN_OP_BIAS_ACT, DN_OP_GEMM, DN_OP_F32_GEMM, DN_OP_Q8_GEMM,
        DN_OP_Q8_DWCONV, DN_OP_Q8_ADD, DN_OP_Q8_MEANPOOL, DN_OP_Q8_QUANTIZE, DN_OP_Q8_DEQUANTIZE, DN_NOPS };
 
 typedef void (*dn_fn)(void);

@@ -54,6 +54,22 @@ static void split_even(dn_job *j, ptrdiff_t units, ptrdiff_t threads, ptrdiff_t 
 
 #define CLIP_ARGS(T) \
     {"lo", ARG_FLOAT, offsetof(T, lo), 1, -HUGE_VAL}, {"hi", ARG_FLOAT, offsetof(T, hi), 1, HUGE_VAL}
+/* A float layer's activation (DN_ACT_FIELDS): the clip, then the curve
+ * (DN_CURVE_*, -1 for none). */
+#define ACT_ARGS(T) CLIP_ARGS(T), {"curve", ARG_SIZE, offsetof(T, curve), 1, DN_CURVE_NONE}
+
+/* The curve checked, and the stage that applies it chosen (and counted as
+ * one call of bias_act). */
+static int check_curve(step_t *s, ptrdiff_t curve, dn_bias_act_fn *stage)
+{
+    if (curve < DN_CURVE_NONE || curve >= DN_NCURVES) {
+        PyErr_Format(PyExc_ValueError, "%s: curve %zd is not one of -1..%d", s->op->name, (Py_ssize_t)curve,
+                     DN_NCURVES - 1);
+        return -1;
+    }
+    *stage = curve >= 0 ? (dn_bias_act_fn)dn_choose(DN_OP_BIAS_ACT)->fn : NULL;
+    return 0;
+}
 
 /* ---- depthwise and direct convolution ---------------------------------- */
 
@@ -65,7 +81,7 @@ static void split_even(dn_job *j, ptrdiff_t units, ptrdiff_t threads, ptrdiff_t 
     {"oh", ARG_SIZE, W(g.oh)}, {"ow", ARG_SIZE, W(g.ow)}, {"kh", ARG_SIZE, W(g.kh)},               \
     {"kw", ARG_SIZE, W(g.kw)}, {"sh", ARG_SIZE, W(g.sh)}, {"sw", ARG_SIZE, W(g.sw)},               \
     {"pad_top", ARG_SIZE, W(g.pt)}, {"pad_left", ARG_SIZE, W(g.pl)},                               \
-    {"r0", ARG_SIZE, W(r0)}, {"r1", ARG_SIZE, W(r1)}, CLIP_ARGS(dn_window_args)
+    {"r0", ARG_SIZE, W(r0)}, {"r1", ARG_SIZE, W(r1)}, ACT_ARGS(dn_window_args)
 
 static const dn_arg depthwise_args[] = {WINDOW_ARGS, {NULL}};
 static const dn_arg direct_args[] = {WINDOW_ARGS, {"cout", ARG_SIZE, W(g.cout)}, {NULL}};
@@ -160,7 +176,8 @@ static int check_window(step_t *s, int direct)
     if (check_geometry(s, g, a->r0, a->r1, wc) < 0)
         return -1;
     if (floats(s, "x", g->rows * g->w * g->c) < 0 || floats(s, "weight", g->kh * g->kw * wc) < 0
-            || floats(s, "out", g->oh * g->ow * g->cout) < 0 || floats(s, "bias", g->cout) < 0)
+            || floats(s, "out", g->oh * g->ow * g->cout) < 0 || floats(s, "bias", g->cout) < 0
+            || check_curve(s, a->curve, &a->stage) < 0)
         return -1;
     if (direct)
         set_job(s, DN_OP_CONV_DIRECT, direct_task, direct_split, a->r1 > a->r0);
@@ -176,7 +193,7 @@ static int check_direct(step_t *s) { return check_window(s, 1); }
 
 static const dn_arg bias_act_args[] = {
     {"y", ARG_OUT, offsetof(dn_bias_act_args, y)}, {"n", ARG_SIZE, offsetof(dn_bias_act_args, n)},
-    {"bias", ARG_OPT, offsetof(dn_bias_act_args, bias), 1}, CLIP_ARGS(dn_bias_act_args), {NULL},
+    {"bias", ARG_OPT, offsetof(dn_bias_act_args, bias), 1}, ACT_ARGS(dn_bias_act_args), {NULL},
 };
 
 static void bias_act_task(const dn_job *j, ptrdiff_t t)
@@ -184,7 +201,7 @@ static void bias_act_task(const dn_job *j, ptrdiff_t t)
     const dn_bias_act_args *a = j->args;
     ptrdiff_t lo, hi;
     share(j, t, a->rows, &lo, &hi);
-    ((dn_bias_act_fn)j->fn)(a->y, a->n, a->bias, lo, hi, 0, a->n, a->lo, a->hi);
+    ((dn_bias_act_fn)j->fn)(a->y, a->n, a->bias, lo, hi, 0, a->n, a->lo, a->hi, (int)a->curve);
 }
 
 static void bias_act_split(dn_job *j, ptrdiff_t threads)
@@ -200,7 +217,7 @@ static int check_bias_act(step_t *s)
         PyErr_SetString(PyExc_ValueError, "bias_act: y is not whole rows of n values");
         return -1;
     }
-    if (floats(s, "y", 0) < 0 || floats(s, "bias", a->n) < 0)
+    if (floats(s, "y", 0) < 0 || floats(s, "bias", a->n) < 0 || check_curve(s, a->curve, &a->stage) < 0)
         return -1;
     a->rows = y->len / 4 / a->n;
     set_job(s, DN_OP_BIAS_ACT, bias_act_task, bias_act_split, y->len / 4 >= MIN_SHARED);
@@ -211,7 +228,7 @@ static int check_bias_act(step_t *s)
 
 static const dn_arg add_args[] = {
     {"a", ARG_IN, offsetof(dn_add_args, a)}, {"b", ARG_IN, offsetof(dn_add_args, b)},
-    {"y", ARG_OUT, offsetof(dn_add_args, y)}, CLIP_ARGS(dn_add_args), {NULL},
+    {"y", ARG_OUT, offsetof(dn_add_args, y)}, ACT_ARGS(dn_add_args), {NULL},
 };
 
 static void add_task(const dn_job *j, ptrdiff_t t)
@@ -220,6 +237,7 @@ static void add_task(const dn_job *j, ptrdiff_t t)
     ptrdiff_t lo, hi;
     share(j, t, a->n, &lo, &hi);
     ((dn_add_fn)j->fn)(a, lo, hi);
+    DN_CURVE(a, a->y + lo, 0, 0, 1, 0, hi - lo);
 }
 
 static void add_split(dn_job *j, ptrdiff_t threads)
@@ -231,7 +249,8 @@ static int check_add(step_t *s)
 {
     dn_add_args *a = &s->args.add;
     a->n = dn_step_buffer(s, "y")->len / 4;
-    if (floats(s, "y", 0) < 0 || floats(s, "a", a->n) < 0 || floats(s, "b", a->n) < 0)
+    if (floats(s, "y", 0) < 0 || floats(s, "a", a->n) < 0 || floats(s, "b", a->n) < 0
+            || check_curve(s, a->curve, &a->stage) < 0)
         return -1;
     set_job(s, DN_OP_ADD, add_task, add_split, a->n >= MIN_SHARED);
     return 0;
@@ -271,12 +290,48 @@ static int check_mean_pool(step_t *s)
     return 0;
 }
 
+/* ---- channel scale ------------------------------------------------------- */
+
+static const dn_arg scale_args[] = {
+    {"x", ARG_IN, offsetof(dn_scale_args, x)}, {"s", ARG_IN, offsetof(dn_scale_args, s)},
+    {"y", ARG_OUT, offsetof(dn_scale_args, y)}, {"images", ARG_SIZE, offsetof(dn_scale_args, images)},
+    {"hw", ARG_SIZE, offsetof(dn_scale_args, hw)}, {"c", ARG_SIZE, offsetof(dn_scale_args, c)}, {NULL},
+};
+
+static void scale_task(const dn_job *j, ptrdiff_t t)
+{
+    const dn_scale_args *a = j->args;
+    ptrdiff_t lo, hi;
+    share(j, t, a->images * a->hw, &lo, &hi);
+    ((dn_scale_fn)j->fn)(a, lo, hi);
+}
+
+static void scale_split(dn_job *j, ptrdiff_t threads)
+{
+    const dn_scale_args *a = j->args;
+    dn_split(j, a->images * a->hw, threads, 1);
+}
+
+static int check_scale(step_t *s)
+{
+    dn_scale_args *a = &s->args.scale;
+    if (a->images < 0 || a->hw < 1 || a->c < 1 || too_big(a->images, a->hw, a->c)) {
+        PyErr_SetString(PyExc_ValueError, "scale: bad sizes");
+        return -1;
+    }
+    if (floats(s, "x", a->images * a->hw * a->c) < 0 || floats(s, "s", a->images * a->c) < 0
+            || floats(s, "y", a->images * a->hw * a->c) < 0)
+        return -1;
+    set_job(s, DN_OP_SCALE, scale_task, scale_split, a->images * a->hw * a->c >= MIN_SHARED);
+    return 0;
+}
+
 /* ---- GEMM ---------------------------------------------------------------- */
 
 #define G(f) offsetof(dn_gemm_args, f)
 static const dn_arg gemm_args[] = {
     {"a", ARG_IN, G(a)}, {"b", ARG_IN, G(b)}, {"y", ARG_OUT, G(y)}, {"m", ARG_SIZE, G(m)},
-    {"k", ARG_SIZE, G(k)}, {"n", ARG_SIZE, G(n)}, {"bias", ARG_OPT, G(bias), 1}, CLIP_ARGS(dn_gemm_args),
+    {"k", ARG_SIZE, G(k)}, {"n", ARG_SIZE, G(n)}, {"bias", ARG_OPT, G(bias), 1}, ACT_ARGS(dn_gemm_args),
     {NULL},
 };
 
@@ -320,7 +375,8 @@ static int check_gemm(step_t *s)
         return -1;
     }
     if (floats(s, "a", a->m * a->k) < 0 || floats(s, "b", a->k * a->n) < 0
-            || floats(s, "y", a->m * a->n) < 0 || floats(s, "bias", a->n) < 0)
+            || floats(s, "y", a->m * a->n) < 0 || floats(s, "bias", a->n) < 0
+            || check_curve(s, a->curve, &a->stage) < 0)
         return -1;
     set_job(s, DN_OP_GEMM, gemm_task, gemm_split, a->m * a->n * a->k >= 64 * MIN_SHARED);
     return 0;
@@ -392,7 +448,7 @@ static int check_f32_gemm_pack(step_t *s)
 static const dn_arg f32_gemm_args[] = {
     {"a", ARG_IN, FG(a)}, {"packed", ARG_IN, FG(packed)}, {"y", ARG_OUT, FG(y)}, {"m", ARG_SIZE, FG(m)},
     {"k", ARG_SIZE, FG(k)}, {"n", ARG_SIZE, FG(n)}, {"lda", ARG_SIZE, FG(lda)}, {"ldc", ARG_SIZE, FG(ldc)},
-    CLIP_ARGS(dn_f32_gemm_args), {NULL},
+    ACT_ARGS(dn_f32_gemm_args), {NULL},
 };
 
 static void f32_gemm_task(const dn_job *j, ptrdiff_t t)
@@ -403,11 +459,11 @@ static void f32_gemm_task(const dn_job *j, ptrdiff_t t)
     if (j->across) {
         share(j, t, a->n, &lo, &hi);
         dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
-                          0, (size_t)a->m, (size_t)lo, (size_t)hi, a->lo, a->hi);
+                          0, (size_t)a->m, (size_t)lo, (size_t)hi, a->lo, a->hi, (int)a->curve, a->stage);
     } else {
         share(j, t, a->m, &lo, &hi);
         dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
-                          (size_t)lo, (size_t)hi, 0, (size_t)a->n, a->lo, a->hi);
+                          (size_t)lo, (size_t)hi, 0, (size_t)a->n, a->lo, a->hi, (int)a->curve, a->stage);
     }
 }
 
@@ -433,7 +489,8 @@ static int check_f32_gemm(step_t *s)
     }
     /* rows of a and y: the last one need not be whole */
     const ptrdiff_t a_len = a->m ? (a->m - 1) * a->lda + a->k : 0, y_len = a->m ? (a->m - 1) * a->ldc + a->n : 0;
-    if (floats(s, "a", a_len) < 0 || floats(s, "y", y_len) < 0 || floats(s, "packed", DN_GEMM_HEADER) < 0)
+    if (floats(s, "a", a_len) < 0 || floats(s, "y", y_len) < 0 || floats(s, "packed", DN_GEMM_HEADER) < 0
+            || check_curve(s, a->curve, &a->stage) < 0)
         return -1;
     const Py_buffer *p = dn_step_buffer(s, "packed");
     const int index = dn_f32_gemm_tag(a->packed, (size_t)(p->len / 4), (size_t)a->k, (size_t)a->n);
@@ -460,7 +517,7 @@ static int check_f32_gemm(step_t *s)
 static const dn_arg dense_q_args[] = {
     {"x", ARG_IN, Q(x)}, {"q", ARG_INTS, Q(q)}, {"scales", ARG_IN, Q(scales)},
     {"bias", ARG_OPT, Q(bias), 1}, {"y", ARG_OUT, Q(y)}, {"m", ARG_SIZE, Q(m)}, {"k", ARG_SIZE, Q(k)},
-    {"n", ARG_SIZE, Q(n)}, CLIP_ARGS(dn_dense_q_args), {NULL},
+    {"n", ARG_SIZE, Q(n)}, ACT_ARGS(dn_dense_q_args), {NULL},
 };
 
 static void dense_q_task(const dn_job *j, ptrdiff_t t)
@@ -469,6 +526,7 @@ static void dense_q_task(const dn_job *j, ptrdiff_t t)
     ptrdiff_t lo, hi;
     share(j, t, a->n, &lo, &hi);
     ((dn_dense_q_fn)j->fn)(a, lo, hi);
+    DN_CURVE(a, a->y, a->n, 0, a->m, lo, hi);
 }
 
 /* bands of output channels, several per thread */
@@ -496,7 +554,8 @@ static int check_dense_q(step_t *s)
         return -1;
     }
     if (floats(s, "x", a->m * a->k) < 0 || floats(s, "scales", a->n) < 0
-            || floats(s, "y", a->m * a->n) < 0 || floats(s, "bias", a->n) < 0)
+            || floats(s, "y", a->m * a->n) < 0 || floats(s, "bias", a->n) < 0
+            || check_curve(s, a->curve, &a->stage) < 0)
         return -1;
     set_job(s, q->itemsize == 1 ? DN_OP_DENSE_Q8 : DN_OP_DENSE_Q16, dense_q_task, dense_q_split,
             a->n * a->k >= MIN_SHARED);
@@ -875,6 +934,9 @@ const dn_opdef dn_opdefs[] = {
      add_args, check_add},
     {"mean_pool", "y (images, c) = the mean over the hw pixels of x (images, hw, c).",
      mean_pool_args, check_mean_pool},
+    {"scale", "y (images, hw, c) = x (images, hw, c) times s (images, c), channel by channel\n"
+     "(a squeeze-and-excitation gate); y may be x.",
+     scale_args, check_scale},
     {"gemm", "y (m, n) = a (m, k) @ b (k, n) + bias, clipped to [lo, hi]; bias (n\n"
      "values) may be None.  Through numpy's BLAS (use_blas), single-threaded\n"
      "inside each task.",

@@ -39,6 +39,7 @@ typedef struct step {
         dn_dense_q_args dense_q;
         dn_add_args add;
         dn_meanpool_args meanpool;
+        dn_scale_args scale;
         dn_bias_act_args bias_act;
         dn_gemm_args gemm;
         dn_f32_gemm_args f32_gemm;

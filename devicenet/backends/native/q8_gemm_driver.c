@@ -32,7 +32,7 @@ void dn_q8_gemm_block(const dn_q8_gemm_variant *v, size_t k, size_t n, const uin
     q8_ctx ctx = {v, k, lda, ldc, out};
     dn_gemm_walk w = {(size_t)v->mr, (size_t)v->nr, (const char *)a, lda, (const char *)packed,
                       dn_q8_gemm_panel_bytes(v, k), (char *)c, ldc * elem, elem, DN_GEMM_BLOCK_BYTES};
-    dn_gemm_walk_block(&w, r0, r1, c0, c1, q8_tile, &ctx);
+    dn_gemm_walk_block(&w, r0, r1, c0, c1, q8_tile, NULL, &ctx);
 }
 
 /* Best first.  The registry takes the first the CPU has; weights whose

@@ -46,6 +46,7 @@ static const dn_variant dense_q8[] = PER_ISA(dense_q8, "", "", "", "");
 static const dn_variant dense_q16[] = PER_ISA(dense_q16, "", "", "", "");
 static const dn_variant add[] = PER_ISA(add, "", "", "", "");
 static const dn_variant meanpool[] = PER_ISA(meanpool, "", "", "", "");
+static const dn_variant scale[] = PER_ISA(scale, "", "", "", "");
 static const dn_variant bias_act[] = PER_ISA(bias_act, "", "", "", "");
 static const dn_variant gemm[] = {
     /* numpy's own BLAS, once the Python side has found it (use_blas) */
@@ -114,6 +115,7 @@ static const struct {
     [DN_OP_DENSE_Q16] = TABLE("dense_q16", dense_q16),
     [DN_OP_ADD] = TABLE("add", add),
     [DN_OP_MEANPOOL] = TABLE("mean_pool", meanpool),
+    [DN_OP_SCALE] = TABLE("scale", scale),
     [DN_OP_BIAS_ACT] = TABLE("bias_act", bias_act),
     [DN_OP_GEMM] = TABLE("gemm", gemm),
     [DN_OP_F32_GEMM] = TABLE("f32_gemm", f32_gemm),

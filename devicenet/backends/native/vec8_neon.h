@@ -56,6 +56,45 @@ INLINE void v8_store(float *p, v8 v)
     vst1q_f32(p + 4, v.b);
 }
 
+/* What the curve activations (f32_curve.h) need besides. */
+INLINE v8 v8_sub(v8 x, v8 y) { return v8_pair(vsubq_f32(x.a, y.a), vsubq_f32(x.b, y.b)); }
+#if defined(__aarch64__)
+INLINE float32x4_t v4_div(float32x4_t x, float32x4_t y) { return vdivq_f32(x, y); }
+#else  /* ARMv7 NEON has no division: a reciprocal estimate (8 bits), then
+        * two Newton-Raphson steps (each doubles the bits) */
+INLINE float32x4_t v4_div(float32x4_t x, float32x4_t y)
+{
+    float32x4_t r = vrecpeq_f32(y);
+    r = vmulq_f32(r, vrecpsq_f32(y, r));
+    r = vmulq_f32(r, vrecpsq_f32(y, r));
+    return vmulq_f32(x, r);
+}
+#endif
+INLINE v8 v8_div(v8 x, v8 y) { return v8_pair(v4_div(x.a, y.a), v4_div(x.b, y.b)); }
+/* v raised to lo, lowered to hi, where it passes them (a NaN stays a NaN) */
+INLINE v8 v8_max(v8 v, v8 lo)
+{
+    return v8_pair(vbslq_f32(vcltq_f32(v.a, lo.a), lo.a, v.a), vbslq_f32(vcltq_f32(v.b, lo.b), lo.b, v.b));
+}
+INLINE v8 v8_min(v8 v, v8 hi)
+{
+    return v8_pair(vbslq_f32(vcgtq_f32(v.a, hi.a), hi.a, v.a), vbslq_f32(vcgtq_f32(v.b, hi.b), hi.b, v.b));
+}
+INLINE v8 v8_abs(v8 v) { return v8_pair(vabsq_f32(v.a), vabsq_f32(v.b)); }
+/* the magnitude of m with the sign of s */
+INLINE v8 v8_copysign(v8 m, v8 s)
+{
+    const uint32x4_t sign = vdupq_n_u32(0x80000000u);
+    return v8_pair(vbslq_f32(sign, s.a, m.a), vbslq_f32(sign, s.b, m.b));
+}
+/* the bits of v shifted 23 places up: an integer in the low mantissa bits
+ * becomes the exponent */
+INLINE v8 v8_shl23(v8 v)
+{
+    return v8_pair(vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(v.a), 23)),
+                   vreinterpretq_f32_s32(vshlq_n_s32(vreinterpretq_s32_f32(v.b), 23)));
+}
+
 INLINE float v8_sum(v8 v)
 {
     float32x4_t s = vaddq_f32(v.a, v.b);

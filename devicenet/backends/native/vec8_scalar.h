@@ -19,6 +19,26 @@ INLINE v8 v8_load_i8(const signed char *p) { v8 r; V8_EACH(r.f[l] = (float)p[l])
 INLINE v8 v8_load_i16(const short *p) { v8 r; V8_EACH(r.f[l] = (float)p[l]); return r; }
 INLINE void v8_store(float *p, v8 v) { memcpy(p, v.f, sizeof v.f); }
 
+/* What the curve activations (f32_curve.h) need besides. */
+INLINE v8 v8_sub(v8 a, v8 b) { V8_EACH(a.f[l] -= b.f[l]); return a; }
+INLINE v8 v8_div(v8 a, v8 b) { V8_EACH(a.f[l] /= b.f[l]); return a; }
+/* v raised to lo, lowered to hi, where it passes them (a NaN stays a NaN) */
+INLINE v8 v8_max(v8 v, v8 lo) { V8_EACH(v.f[l] = v.f[l] < lo.f[l] ? lo.f[l] : v.f[l]); return v; }
+INLINE v8 v8_min(v8 v, v8 hi) { V8_EACH(v.f[l] = v.f[l] > hi.f[l] ? hi.f[l] : v.f[l]); return v; }
+INLINE v8 v8_abs(v8 v) { V8_EACH(v.f[l] = fabsf(v.f[l])); return v; }
+/* the magnitude of m with the sign of s */
+INLINE v8 v8_copysign(v8 m, v8 s) { V8_EACH(m.f[l] = copysignf(m.f[l], s.f[l])); return m; }
+/* the bits of v shifted 23 places up: an integer in the low mantissa bits
+ * becomes the exponent */
+INLINE v8 v8_shl23(v8 v)
+{
+    uint32_t u[8];
+    memcpy(u, v.f, sizeof u);
+    V8_EACH(u[l] <<= 23);
+    memcpy(v.f, u, sizeof u);
+    return v;
+}
+
 INLINE float v8_sum(v8 v)
 {
     const float *f = v.f;

@@ -56,6 +56,20 @@ INLINE v8 v8_load_i16(const short *p) { return v8_from_i16(_mm_loadu_si128((cons
 
 INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
+/* What the curve activations (f32_curve.h) need besides. */
+typedef int v8i __attribute__((vector_size(32)));
+INLINE v8 v8_sub(v8 a, v8 b) { return a - b; }
+INLINE v8 v8_div(v8 a, v8 b) { return a / b; }
+/* v raised to lo, lowered to hi, where it passes them (a NaN stays a NaN) */
+INLINE v8 v8_max(v8 v, v8 lo) { v8i m = v < lo; return (v8)(((v8i)lo & m) | ((v8i)v & ~m)); }
+INLINE v8 v8_min(v8 v, v8 hi) { v8i m = v > hi; return (v8)(((v8i)hi & m) | ((v8i)v & ~m)); }
+INLINE v8 v8_abs(v8 v) { return (v8)((v8i)v & 0x7fffffff); }
+/* the magnitude of m with the sign of s */
+INLINE v8 v8_copysign(v8 m, v8 s) { return (v8)(((v8i)m & 0x7fffffff) | ((v8i)s & (int)0x80000000u)); }
+/* the bits of v shifted 23 places up: an integer in the low mantissa bits
+ * becomes the exponent */
+INLINE v8 v8_shl23(v8 v) { return (v8)((v8i)v << 23); }
+
 INLINE float v8_sum(v8 v)
 {
     float f[8];
