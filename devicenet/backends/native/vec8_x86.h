@@ -61,8 +61,13 @@ typedef int v8i __attribute__((vector_size(32)));
 INLINE v8 v8_sub(v8 a, v8 b) { return a - b; }
 INLINE v8 v8_div(v8 a, v8 b) { return a / b; }
 /* v raised to lo, lowered to hi, where it passes them (a NaN stays a NaN) */
+#ifdef __AVX__  /* maxps/minps return their second operand where either is a NaN */
+INLINE v8 v8_max(v8 v, v8 lo) { return (v8)_mm256_max_ps((__m256)lo, (__m256)v); }
+INLINE v8 v8_min(v8 v, v8 hi) { return (v8)_mm256_min_ps((__m256)hi, (__m256)v); }
+#else
 INLINE v8 v8_max(v8 v, v8 lo) { v8i m = v < lo; return (v8)(((v8i)lo & m) | ((v8i)v & ~m)); }
 INLINE v8 v8_min(v8 v, v8 hi) { v8i m = v > hi; return (v8)(((v8i)hi & m) | ((v8i)v & ~m)); }
+#endif
 INLINE v8 v8_abs(v8 v) { return (v8)((v8i)v & 0x7fffffff); }
 /* the magnitude of m with the sign of s */
 INLINE v8 v8_copysign(v8 m, v8 s) { return (v8)(((v8i)m & 0x7fffffff) | ((v8i)s & (int)0x80000000u)); }
