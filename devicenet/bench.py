@@ -9,6 +9,7 @@ program would.
 
 from collections import defaultdict
 import json
+import math
 import os
 import platform
 import resource
@@ -89,9 +90,30 @@ def _input(model, image):
     return preprocess(open_image(image, draft_size(spec)), spec)[None]
 
 
-def _layer_table(profiles, variant_of=None):
-    """Per-node median ms over the timed runs, with % of the total (and,
-    with ``variant_of(node name)``, which code ran the node)."""
+def layer_kind(node):
+    """What a layer is in the by-kind summary: its op, "depthwise" for a
+    grouped convolution, and its fused activation ("conv+silu")."""
+    op = "depthwise" if node.op == "conv" and node.attrs.get("groups", 1) > 1 else node.op
+    act = node.attrs.get("activation", "none")
+    return op if act == "none" else f"{op}+{act}"
+
+
+def multiply_adds(graph, node, shapes):
+    """A node's multiply-adds: each output value times the weights it reads
+    (a product of two activations: times their shared dimension); 0 for
+    the ops without either."""
+    out = math.prod(shapes[node.outputs[0]])
+    if "weight" in node.params:
+        return out * math.prod(graph.tensors[node.params["weight"]].shape[1:])
+    if node.op == "matmul":
+        return out * shapes[node.inputs[0]][-1]
+    return 0
+
+
+def _layer_table(profiles, graph, variant_of=None):
+    """Per-node median ms over the timed runs, with % of the total, kind and
+    multiply-adds (and, with ``variant_of(node name)``, which code ran the
+    node)."""
     per_node = defaultdict(list)
     first = profiles[0]
     for prof in profiles:
@@ -99,7 +121,9 @@ def _layer_table(profiles, variant_of=None):
             per_node[node.name].append(seconds * 1e3)
     medians = [float(np.median(per_node[node.name])) for node, _, _ in first]
     total = sum(medians) or 1.0
-    rows = [{"name": node.name, "op": node.op, "shape": list(shape), "ms": ms, "percent": 100.0 * ms / total}
+    shapes = graph.shapes(first[0][1][0]) if first else {}
+    rows = [{"name": node.name, "op": node.op, "kind": layer_kind(node), "shape": list(shape), "ms": ms,
+             "percent": 100.0 * ms / total, "macs": multiply_adds(graph, node, shapes)}
             for (node, shape, _), ms in zip(first, medians)]
     for row in rows if variant_of else ():
         row["variant"] = variant_of(row["name"])
@@ -183,7 +207,7 @@ def run(model=None, net=None, *, port=None, backend=None, threads=None, device=N
         "note": detection.note,
     }
     if layers:
-        result["layers"] = _layer_table(profiles, getattr(m._backend, "variant_of", None))
+        result["layers"] = _layer_table(profiles, m.graph, getattr(m._backend, "variant_of", None))
     return result
 
 
@@ -250,12 +274,20 @@ def layer_lines(r):
     rows = r.get("layers") or []
     ran = any(row.get("variant") for row in rows)  # which code ran each layer, where known
     lines = [f"{'layer':22s} {'op':8s} {'output':18s} {'ms':>9s} {'%':>6s}" + ("  variant" if ran else "")]
-    by_op = defaultdict(float)
+    by_op, by_kind, macs = defaultdict(float), defaultdict(float), defaultdict(int)
     for row in rows:
         by_op[row["op"]] += row["percent"]
+        kind = row.get("kind", row["op"])  # (results saved before kinds were recorded)
+        by_kind[kind] += row["percent"]
+        macs[kind] += row.get("macs", 0)
         lines.append(f"{row['name'][:22]:22s} {row['op']:8s} {'x'.join(map(str, row['shape'])):18s} "
                      f"{row['ms']:9.3f} {row['percent']:6.1f}" + (f"  {row.get('variant') or '-'}" if ran else ""))
-    lines.append("by op: " + ", ".join(f"{op} {p:.1f}%" for op, p in sorted(by_op.items(), key=lambda kv: -kv[1])))
+    total = sum(macs.values())
+    # A kind whose share of the time is well above its share of the
+    # arithmetic is where the time goes beyond the work itself.
+    lines.append("by kind, % of the time (% of the multiply-adds): " + ", ".join(
+        f"{kind} {p:.1f}%" + (f" ({100.0 * macs[kind] / total:.1f}%)" if total else "")
+        for kind, p in sorted(by_kind.items(), key=lambda kv: -kv[1]) if p >= 0.05))
     gemm = by_op.get("conv", 0.0) + by_op.get("dense", 0.0)
     lines.append(f"conv + dense (GEMM): {gemm:.1f}% of the time")
     return lines

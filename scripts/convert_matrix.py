@@ -20,7 +20,6 @@ Usage: python scripts/convert_matrix.py [--opset 17 --opset 13] [--only resnet18
 
 import contextlib
 import glob
-import math
 import os
 import sys
 import tempfile
@@ -124,12 +123,6 @@ def compare(onnx_path, x, workdir):
     return rel, same, ms
 
 
-def _kind(node):
-    act = node.attrs.get("activation", "none")
-    op = "depthwise" if node.op == "conv" and node.attrs.get("groups", 1) > 1 else node.op
-    return op + ("" if act == "none" else f"+{act}")
-
-
 def _without_curves(graph):
     """The graph with every fused curve activation taken out (the layers
     then do the same work less the curve): what the curves cost is the
@@ -153,6 +146,7 @@ def speed(onnx_path, x, workdir, rounds=7, threads=2):
     import onnxruntime as ort
     from devicenet import format as dnet
     from devicenet.backends.cpu import CPUBackend
+    from devicenet.bench import layer_kind, multiply_adds
     from devicenet.convert import convert
     out = os.path.join(workdir, "speed.dnet")
     convert(onnx_path, out, weights="float32", preprocess={"mean": [0, 0, 0], "std": [1, 1, 1]})
@@ -180,10 +174,8 @@ def speed(onnx_path, x, workdir, rounds=7, threads=2):
             node_best[node.name] = min(node_best[node.name], sec)
     shapes, by_time, by_macs = g.shapes(), collections.Counter(), collections.Counter()
     for node in g.nodes:
-        by_time[_kind(node)] += node_best[node.name]
-        if "weight" in node.params:
-            w = g.tensors[node.params["weight"]].shape
-            by_macs[_kind(node)] += math.prod(shapes[node.outputs[0]]) * math.prod(w[1:])
+        by_time[layer_kind(node)] += node_best[node.name]
+        by_macs[layer_kind(node)] += multiply_adds(g, node, shapes)
     total_t, total_m = sum(by_time.values()), sum(by_macs.values())
     kinds = [(k, t / total_t, by_macs[k] / total_m) for k, t in by_time.most_common()]
     return best["ours"] * 1e3, best["ort"] * 1e3, kinds, best["plain"] * 1e3

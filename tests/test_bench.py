@@ -74,6 +74,17 @@ def test_layers_save_and_table(x86_env, tmp_path):
     # of at most 5e-6), and so is their sum, within twice that
     assert math.isclose(sum(row["percent"] for row in doc["layers"]), 100.0, rel_tol=1e-5)
     assert doc["layers"][-1]["shape"] == [1, 1000]
+    # multiply-adds: a convolution's output values times its kernel's taps
+    # over its group's input channels (from the input's shape, not the weight's)
+    shapes = graph.shapes(1)
+    for node, row in zip(graph.nodes, doc["layers"]):
+        if node.op == "conv":
+            cin = shapes[node.inputs[0]][3] // node.attrs.get("groups", 1)
+            assert row["macs"] == math.prod(row["shape"]) * math.prod(node.attrs["kernel"]) * cin, node.name
+            assert row["kind"] == ("depthwise" if cin == 1 else "conv") + "+relu6" or row["kind"] == "conv"
+        elif node.op not in ("dense", "matmul"):
+            assert row["macs"] == 0 and row["kind"] == node.op
+    assert "by kind, % of the time (% of the multiply-adds): conv+relu6" in res.output
 
     other = dict(doc, board="Raspberry Pi 2 Model B Rev 1.1", port="raspberry-pi-2")
     (tmp_path / "pi.json").write_text(json.dumps(other))
