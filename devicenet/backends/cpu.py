@@ -437,15 +437,20 @@ class CPUBackend(Backend):
         steps, programs, input_buffer = self._plan_for(x.shape)
         i = 0
         while i < len(steps):
-            program = None if profile is not None else programs.get(i)  # profiles time every layer
+            program = programs.get(i)
             if program is not None:
                 if program.reads_input:
                     np.copyto(input_buffer, x)
-                self._impl.run_program(program.program)
+                # a profile times each call inside the program, as it runs
+                times = None if profile is None else np.empty(sum(program.calls))
+                self._impl.run_program(program.program, times)
                 for step in steps[i:program.last + 1]:
                     values[step.node.outputs[0]] = step.out
                     for n in step.drop:
                         values.pop(n, None)
+                if profile is not None:
+                    seconds = program.step_seconds(times)
+                    profile.extend((s.node, s.shape, t) for s, t in zip(steps[i:program.last + 1], seconds))
                 i = program.last + 1
                 continue
             step = steps[i]

@@ -641,10 +641,17 @@ class Weight:
 
 
 class Program:
-    """Steps ``first`` to ``last`` of a plan as one compiled program."""
+    """Steps ``first`` to ``last`` of a plan as one compiled program;
+    ``calls``: how many of its calls each step made."""
 
-    def __init__(self, first, last, program, reads_input):
+    def __init__(self, first, last, program, reads_input, calls):
         self.first, self.last, self.program, self.reads_input = first, last, program, reads_input
+        self.calls = calls
+
+    def step_seconds(self, times):
+        """Each step's seconds, from the program's per-call ``times``."""
+        ends = np.cumsum(self.calls)
+        return [float(times[end - n:end].sum()) for n, end in zip(self.calls, ends)]
 
 
 def programs(graph, steps, input_buffer, native):
@@ -661,7 +668,7 @@ def programs(graph, steps, input_buffer, native):
         if len(run) > 1:
             calls = [call for _, step_calls, _ in run for call in step_calls]
             found[run[0][0]] = Program(run[0][0], run[-1][0], native.program(calls),
-                                       any(reads for _, _, reads in run))
+                                       any(reads for _, _, reads in run), [len(c) for _, c, _ in run])
         run.clear()
 
     for i, step in enumerate(steps):

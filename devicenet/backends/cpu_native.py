@@ -60,8 +60,9 @@ class Compiled:
             return None
         return dict(a=a, b=wt, y=y, m=a.shape[0], k=a.shape[1], n=wt.shape[1], bias=bias, **bounds(act))
 
-    def run_program(self, program):
-        self.module.run_program(program, self.threads.n)
+    def run_program(self, program, times=None):
+        """Run a compiled program; ``times``: None, or float64 seconds per call."""
+        self.module.run_program(program, self.threads.n, times)
 
     def variant(self, op):
         """The variant that runs an op (as the registry names ops), or where
