@@ -134,14 +134,54 @@ def _without_curves(graph):
     return graph
 
 
-def speed(onnx_path, x, workdir, rounds=7, threads=2):
+#: the classes of layer both runtimes' time is split into
+CLASSES = ("depthwise", "other conv and dense", "the rest")
+
+
+def _class_of_kind(kind):
+    op = kind.partition("+")[0]
+    return CLASSES[0] if op == "depthwise" else CLASSES[1] if op in ("conv", "dense", "matmul") else CLASSES[2]
+
+
+def ort_classes(onnx_path, feed, threads, runs=5):
+    """onnxruntime's time by CLASSES, from its own profile (a session of its
+    own: profiling slows it down): {class: share of the node time}."""
+    import json
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.enable_profiling = True
+    so.profile_file_prefix = os.path.join(os.path.dirname(onnx_path), "ort-profile")
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        sess.run(None, feed)
+    with open(sess.end_profiling()) as f:
+        events = json.load(f)
+    by_class = dict.fromkeys(CLASSES, 0.0)
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        op, shapes = e["args"]["op_name"], e["args"].get("input_type_shape") or []
+        w = next(iter(shapes[1].values())) if len(shapes) > 1 else []
+        if op in ("Conv", "FusedConv") and len(w) == 4 and w[1] == 1 and w[0] > 1:
+            by_class[CLASSES[0]] += e["dur"]
+        elif op in ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"):
+            by_class[CLASSES[1]] += e["dur"]
+        else:  # pools, gates, activations, NCHWc reorders
+            by_class[CLASSES[2]] += e["dur"]
+    total = sum(by_class.values()) or 1.0
+    return {k: v / total for k, v in by_class.items()}
+
+
+def speed(onnx_path, x, workdir, rounds=15, threads=2):
     """Latency of devicenet's CPU backend (float32 weights) beside
     onnxruntime's CPU provider on the same export and input, both on
     ``threads`` threads, best of ``rounds`` alternating runs; and
     devicenet's time by op kind (each node's best of the rounds) beside the
     kind's share of the multiply-adds.  Returns (devicenet ms, onnxruntime
     ms, [(kind, time share, multiply-add share)], devicenet ms with its
-    fused curves taken out)."""
+    fused curves taken out, {class: (devicenet's share, onnxruntime's)}
+    over CLASSES)."""
     import collections
     import onnxruntime as ort
     from devicenet import format as dnet
@@ -178,7 +218,12 @@ def speed(onnx_path, x, workdir, rounds=7, threads=2):
         by_macs[layer_kind(node)] += multiply_adds(g, node, shapes)
     total_t, total_m = sum(by_time.values()), sum(by_macs.values())
     kinds = [(k, t / total_t, by_macs[k] / total_m) for k, t in by_time.most_common()]
-    return best["ours"] * 1e3, best["ort"] * 1e3, kinds, best["plain"] * 1e3
+    ours = collections.Counter()
+    for k, t, _ in kinds:
+        ours[_class_of_kind(k)] += t
+    theirs = ort_classes(onnx_path, feed, threads)
+    classes = {c: (ours[c], theirs[c]) for c in CLASSES}
+    return best["ours"] * 1e3, best["ort"] * 1e3, kinds, best["plain"] * 1e3, classes
 
 
 def zoo_models():
@@ -296,16 +341,18 @@ def speed_table(constructors, size):
     """Print the --speed table (markdown)."""
     names = {ctor: family for family, (ctor, _) in FAMILIES.items()}
     print("| network | devicenet cpu | onnxruntime | of which curves | devicenet time by op kind "
-          "(share of multiply-adds) |")
-    print("|---|---|---|---|---|")
+          "(share of multiply-adds) | share of the time (devicenet / onnxruntime): "
+          + ", ".join(CLASSES) + " |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for ctor in constructors:
             path = os.path.join(tmp, f"{ctor}.onnx")
             x = export(ctor, path, 17, size or next((s for c, s in FAMILIES.values() if c == ctor), 224))
-            ours, theirs, kinds, plain = speed(path, x, tmp)
+            ours, theirs, kinds, plain, classes = speed(path, x, tmp)
             shares = ", ".join(f"{k} {t:.0%} ({m:.0%})" for k, t, m in kinds if t >= 0.01)
+            split = ", ".join(f"{a:.0%} / {b:.0%}" for a, b in classes.values())
             print(f"| {names.get(ctor, ctor)} | {ours:.1f} ms | {theirs:.1f} ms | {ours - plain:.1f} ms "
-                  f"| {shares} |", flush=True)
+                  f"| {shares} | {split} |", flush=True)
 
 
 if __name__ == "__main__":
