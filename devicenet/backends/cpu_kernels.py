@@ -362,12 +362,6 @@ class _Depthwise(Kernel):
     def temps(self):
         return (self.impl.width * self.slot,)
 
-    @staticmethod
-    def accepts(kernel):
-        """Whether ``kernel`` (the one that makes this layer's input) can be
-        fused into its bands (see ``fuse``)."""
-        return isinstance(kernel, _Gemm)
-
     def _produce(self, src, dst):
         e = self.expand
         np.matmul(src, e.wt, out=dst)
@@ -406,7 +400,6 @@ class _Deferred(Kernel):
     it: it passes its input on, and the depthwise layer does the work."""
 
     alias, temps = True, ()
-    passes_input = True  # (a compiled program binds nothing for it)
 
     def __call__(self, inputs, out, temps):
         return inputs[0]
@@ -414,18 +407,16 @@ class _Deferred(Kernel):
 
 def fuse(graph, shapes, kernels, min_bytes):
     """Fuse each 1x1 convolution whose output (of at least min_bytes) only a
-    depthwise layer reads into that layer's bands, where the depthwise
-    kernel ``accepts`` the convolution's: the wide expanded tensor is then
-    made a band at a time, just before the depthwise layer reads it, so it
-    is read from cache rather than memory."""
+    numpy depthwise layer reads into that layer's bands (the compiled
+    depthwise kernel, another class, gains nothing from it)."""
     readers = {}
     for node in graph.nodes:
         for name in node.inputs:
             readers[name] = readers.get(name, 0) + 1
     made_by = {node.outputs[0]: i for i, node in enumerate(graph.nodes)}
     for node, k in zip(graph.nodes, kernels):
-        j = made_by.get(node.inputs[0]) if hasattr(k, "accepts") else None
-        if (j is not None and k.accepts(kernels[j]) and graph.nodes[j].op == "conv"
+        j = made_by.get(node.inputs[0]) if isinstance(k, _Depthwise) else None
+        if (j is not None and isinstance(kernels[j], _Gemm) and graph.nodes[j].op == "conv"
                 and readers[node.inputs[0]] == 1 and node.inputs[0] != graph.output_name
                 and 4 * math.prod(shapes[node.inputs[0]]) >= min_bytes):
             k.expand, kernels[j] = kernels[j], _Deferred()
@@ -674,18 +665,14 @@ def programs(graph, steps, input_buffer, native):
     found, run = {}, []
 
     def close():
-        calls = [call for _, step_calls, _ in run for call in step_calls]
-        if len(run) > 1 and calls:
+        if len(run) > 1:
+            calls = [call for _, step_calls, _ in run for call in step_calls]
             found[run[0][0]] = Program(run[0][0], run[-1][0], native.program(calls),
                                        any(reads for _, _, reads in run), [len(c) for _, c, _ in run])
         run.clear()
 
     for i, step in enumerate(steps):
         ins = [where.get(n) for n in step.node.inputs]
-        if getattr(step.kernel, "passes_input", False) and ins[0] is not None and not step.entry:
-            where[step.node.outputs[0]] = ins[0]  # a fused step: its reader does the work
-            run.append((i, [], graph.input_name in step.node.inputs))
-            continue
         # a step that converts what it reads (float <-> uint8) runs from Python
         bind = None if step.entry else getattr(step.kernel, "bind", None)
         calls = None

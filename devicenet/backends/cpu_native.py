@@ -150,53 +150,11 @@ class _Window(_Call):
 
 
 class _Depthwise(_Window):
-    """Depthwise convolution of whole images; with ``expand`` (the 1x1
-    convolution that makes its input, see cpu_kernels.fuse), in bands of
-    output rows, each band's input rows made by the GEMM just before the
-    band reads them: the expanded tensor still goes into a buffer of its
-    own, but is read back from cache, never from memory."""
-
     op = "depthwise"
-    expand = None
-    #: bytes of expanded input rows made per band: half a 512 KB L2
-    BAND_BYTES = 1 << 18
 
     @staticmethod
     def layout(w):
         return np.ascontiguousarray(w[:, :, :, 0].transpose(1, 2, 0))  # (KH, KW, C)
-
-    @staticmethod
-    def accepts(kernel):
-        return isinstance(kernel, PackedGemm)
-
-    @property
-    def temps(self):
-        g = self.geometry
-        return () if self.expand is None else (g["h"] * g["w"] * g["c"],)
-
-    def bind(self, inputs, out, temps):
-        if self.expand is None:
-            return super().bind(inputs, out, temps)
-        g, e, p = self.geometry, self.expand, self.pad
-        h, w, c = g["h"], g["w"], g["c"]
-        row_bytes = 4 * w * c
-        band = max(1, (max(g["kh"], self.BAND_BYTES // row_bytes) - g["kh"]) // g["sh"] + 1)
-        full = temps[0][:h * w * c]
-        y = out.reshape(p.n, p.oh, p.ow, -1)
-        calls = []
-        for b in range(p.n):
-            x = inputs[0][b].reshape(h * w, -1)
-            made = 0  # input rows [0, made) computed
-            for r0 in range(0, p.oh, band):
-                r1 = min(p.oh, r0 + band)
-                need = min(h, (r1 - 1) * g["sh"] - g["pad_top"] + g["kh"])
-                if need > made:
-                    calls.append(("f32_gemm", e.wt.call(x[made * w:need * w], full[made * w * c:need * w * c]
-                                                        .reshape(-1, c), e.act)))
-                    made = need
-                calls.append((self.op, dict(x=full.reshape(h, w, c), weight=self.w, bias=self.bias, out=y[b],
-                                            **dict(g, r0=r0, r1=r1), **self.bounds)))
-        return calls
 
 
 class _Direct(_Window):
