@@ -90,10 +90,13 @@ def _input(model, image):
     return preprocess(open_image(image, draft_size(spec)), spec)[None]
 
 
-def layer_kind(node):
-    """What a layer is in the by-kind summary: its op, "depthwise" for a
-    grouped convolution, and its fused activation ("conv+silu")."""
-    op = "depthwise" if node.op == "conv" and node.attrs.get("groups", 1) > 1 else node.op
+def layer_kind(graph, node):
+    """What a layer is in the by-kind summary: its op ("depthwise" for a
+    convolution with one input channel per group) and its fused activation
+    ("conv+silu")."""
+    op = node.op
+    if op == "conv" and node.attrs.get("groups", 1) > 1 and graph.tensors[node.params["weight"]].shape[3] == 1:
+        op = "depthwise"
     act = node.attrs.get("activation", "none")
     return op if act == "none" else f"{op}+{act}"
 
@@ -122,7 +125,7 @@ def _layer_table(profiles, graph, variant_of=None):
     medians = [float(np.median(per_node[node.name])) for node, _, _ in first]
     total = sum(medians) or 1.0
     shapes = graph.shapes(first[0][1][0]) if first else {}
-    rows = [{"name": node.name, "op": node.op, "kind": layer_kind(node), "shape": list(shape), "ms": ms,
+    rows = [{"name": node.name, "op": node.op, "kind": layer_kind(graph, node), "shape": list(shape), "ms": ms,
              "percent": 100.0 * ms / total, "macs": multiply_adds(graph, node, shapes)}
             for (node, shape, _), ms in zip(first, medians)]
     for row in rows if variant_of else ():

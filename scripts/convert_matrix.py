@@ -214,8 +214,8 @@ def speed(onnx_path, x, workdir, rounds=15, threads=2):
             node_best[node.name] = min(node_best[node.name], sec)
     shapes, by_time, by_macs = g.shapes(), collections.Counter(), collections.Counter()
     for node in g.nodes:
-        by_time[layer_kind(node)] += node_best[node.name]
-        by_macs[layer_kind(node)] += multiply_adds(g, node, shapes)
+        by_time[layer_kind(g, node)] += node_best[node.name]
+        by_macs[layer_kind(g, node)] += multiply_adds(g, node, shapes)
     total_t, total_m = sum(by_time.values()), sum(by_macs.values())
     kinds = [(k, t / total_t, by_macs[k] / total_m) for k, t in by_time.most_common()]
     ours = collections.Counter()

@@ -148,6 +148,11 @@ def test_alexnet_has_the_alexnet_shape():
     shapes = g.shapes()
     assert shapes[g.output_name] == (1, 1000)
     assert shapes[g.nodes[0].outputs[0]] == (1, 55, 55, 96)
+    # its grouped convolutions (two groups) are convolutions, not depthwise;
+    # 724 million multiply-adds in all (the published figure is about 0.72 G)
+    kinds = {bench.layer_kind(g, n) for n in g.nodes if n.op == "conv"}
+    assert kinds == {"conv+relu"}
+    assert 700e6 < sum(bench.multiply_adds(g, n, shapes) for n in g.nodes) < 740e6
 
 
 def test_alexnet_weights_are_deterministic_and_seeded():
