@@ -301,3 +301,11 @@ def test_program_runs_its_calls_in_order_and_checks_them_first():
         native.program([("add", dict(a=mid, b=x, y=out)), ("add", dict(a=mid[:2], b=x, y=out))])
     with pytest.raises(ValueError, match="PyCapsule"):
         native.run_program("not a program")
+    # each call's seconds, for a profile; the buffer is checked
+    times = np.full(2, -1.0)
+    native.run_program(program, 1, times)
+    assert np.all(times > 0) and np.all(times < 10)
+    np.testing.assert_array_equal(out, want_mid + x)
+    for bad in (np.zeros(1), np.zeros(2, np.float32), np.zeros(2)[::-1].copy()[:1]):
+        with pytest.raises(ValueError, match="times"):
+            native.run_program(program, 1, bad)
