@@ -20,7 +20,9 @@ import time
 import numpy as np
 
 from . import __version__, blas
+from .backends.base import is_depthwise
 from .errors import DeviceNetError
+from .graph import multiply_adds as count_multiply_adds
 
 #: keys every result has (``layers`` only when asked for)
 KEYS = ("board", "port", "backend", "model", "threads", "runs", "warmup", "load_ms", "first_ms",
@@ -92,25 +94,21 @@ def _input(model, image):
 
 def layer_kind(graph, node):
     """What a layer is in the by-kind summary: its op ("depthwise" for a
-    convolution with one input channel per group) and its fused activation
+    convolution with one filter per channel) and its fused activation
     ("conv+silu")."""
     op = node.op
-    if op == "conv" and node.attrs.get("groups", 1) > 1 and graph.tensors[node.params["weight"]].shape[3] == 1:
-        op = "depthwise"
+    if op == "conv" and node.attrs.get("groups", 1) > 1:
+        w = graph.tensors[node.params["weight"]].shape
+        if is_depthwise(node.attrs["groups"], w[3] * node.attrs["groups"], w):
+            op = "depthwise"
     act = node.attrs.get("activation", "none")
     return op if act == "none" else f"{op}+{act}"
 
 
 def multiply_adds(graph, node, shapes):
-    """A node's multiply-adds: each output value times the weights it reads
-    (a product of two activations: times their shared dimension); 0 for
-    the ops without either."""
-    out = math.prod(shapes[node.outputs[0]])
-    if "weight" in node.params:
-        return out * math.prod(graph.tensors[node.params["weight"]].shape[1:])
-    if node.op == "matmul":
-        return out * shapes[node.inputs[0]][-1]
-    return 0
+    """A node's multiply-adds (graph.multiply_adds, the weights' shapes from
+    the graph's tensors)."""
+    return count_multiply_adds(node, shapes, lambda name: graph.tensors[name].shape)
 
 
 def _layer_table(profiles, graph, variant_of=None):

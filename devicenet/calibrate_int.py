@@ -30,6 +30,8 @@ The integer execution measured here is the exact one the runtime performs
 (integer.Q8Node), so what is measured is what runs.
 """
 
+import math
+
 import numpy as np
 
 from . import integer
@@ -37,6 +39,7 @@ from .backends.base import last_uses
 from .backends.cpu import OPS as CPU_OPS
 from .calibrate import kl
 from .errors import DeviceNetError
+from .graph import multiply_adds
 
 RANGE_RULES = ("minmax", "percentile", "mse")
 #: largest mean KL divergence from the float network the integer layers may add
@@ -77,11 +80,7 @@ def tensor_qparams(values, rule):
 def macs(node, shapes, params):
     """Multiply-adds of a node (elements for ops without weights): what
     running it in integers saves, roughly in proportion."""
-    out = int(np.prod(shapes[node.outputs[0]]))
-    if "weight" in node.params:
-        w = params[node.params["weight"]]
-        return out * int(np.prod(w.shape[1:]))
-    return out
+    return multiply_adds(node, shapes, lambda name: params[name].shape) or math.prod(shapes[node.outputs[0]])
 
 
 class IntegerPlanner:

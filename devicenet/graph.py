@@ -267,6 +267,19 @@ def _broadcast(node, ins, ps):
     return tuple(max(i, j) for i, j in zip(a, b))
 
 
+def multiply_adds(node, shapes, weight_shape):
+    """A node's multiply-adds: each output value times the weights it reads
+    (a product of two activations: times their shared dimension); 0 for the
+    ops without either.  ``weight_shape(tensor name)`` gives a weight's
+    shape."""
+    out = math.prod(shapes[node.outputs[0]])
+    if "weight" in node.params:
+        return out * math.prod(weight_shape(node.params["weight"])[1:])
+    if node.op == "matmul":
+        return out * shapes[node.inputs[0]][-1]
+    return 0
+
+
 def _curve(node, ins, ps):
     for key in ("alpha", "beta"):
         if key in node.attrs:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backends import q8_ref
+from .backends.base import is_depthwise, is_pointwise
 from .errors import DeviceNetError
 from .graph import ACTIVATIONS, window
 
@@ -181,15 +182,9 @@ def conv_kind(node, in_shape, w_shape):
     if a.get("activation", "none") not in ACTIVATIONS or a.get("dilation", [1, 1]) != [1, 1] \
             or a.get("pad_value", 0.0) != 0.0:
         return None
-    groups = a.get("groups", 1)
-    cout, kh, kw, cin = w_shape
-    if groups > 1:
-        if groups == in_shape[3] == cout and cin == 1:
-            return "depthwise"
-        return None
-    if (kh, kw) == (1, 1) and a.get("stride", [1, 1]) == [1, 1] and not any(a.get("pads", [0] * 4)):
-        return "gemm"
-    return "im2col"
+    if a.get("groups", 1) > 1:
+        return "depthwise" if is_depthwise(a["groups"], in_shape[3], w_shape) else None
+    return "gemm" if is_pointwise(a, w_shape) else "im2col"
 
 
 def supported(node, in_shape, w_shape=None):

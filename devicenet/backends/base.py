@@ -104,6 +104,14 @@ def is_depthwise(groups, channels, weight_shape):
     return groups == channels and cin_g == 1 and cout == groups
 
 
+def is_pointwise(attrs, weight_shape):
+    """Whether a convolution (attributes ``attrs``, weights (Cout, KH, KW,
+    Cin/groups)) is 1x1, stride 1, unpadded and ungrouped: one GEMM over
+    the pixels."""
+    return (tuple(weight_shape[1:3]) == (1, 1) and attrs.get("groups", 1) == 1
+            and attrs.get("stride", [1, 1]) == [1, 1] and not any(attrs.get("pads", [0] * 4)))
+
+
 class Backend:
     """Runs one loaded graph.  Subclasses implement ``run_node`` (and may
     override ``run`` when they keep activations somewhere else, e.g. on a GPU)."""

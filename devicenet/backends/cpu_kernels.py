@@ -30,7 +30,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..graph import ACTIVATIONS, CURVES, window
 from ..threads import busy_threads, cblas_address, default_threads, set_blas_threads
-from .base import is_depthwise, plan_buffers
+from .base import is_depthwise, is_pointwise, plan_buffers
 
 try:
     from . import _native as NATIVE
@@ -577,8 +577,7 @@ def kinds(node, shape, weight, inputs=()):
         return ()
     if is_depthwise(a.get("groups", 1), shape[3], weight.shape):
         return ("depthwise",)
-    if weight.shape[1:3] == (1, 1) and a.get("groups", 1) == 1 and a.get("stride", [1, 1]) == [1, 1] \
-            and not any(a.get("pads", [0] * 4)):
+    if is_pointwise(a, weight.shape):
         return ("dense_q", "f32_gemm", "gemm")
     return ("direct", "f32_im2col", "im2col")
 

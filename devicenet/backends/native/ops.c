@@ -328,6 +328,48 @@ static int check_scale(step_t *s)
 
 /* ---- GEMM ---------------------------------------------------------------- */
 
+/* What every GEMM op shares (numpy's BLAS, devicenet's float32 and
+ * eight-bit ones): an m x n product cut by rows, or by output columns when
+ * the rows are few, two tasks per thread, so that a thread whose core is
+ * taken away mid-layer holds up half as much; bands in whole register
+ * tiles (mr rows, nr columns: a packed panel is never split).  (Each BLAS
+ * call packs its share of the weights again; Lite0 measured the same with
+ * one, two or four tasks per thread.) */
+static void gemm_split_tiles(dn_job *j, ptrdiff_t threads, ptrdiff_t m, ptrdiff_t n, ptrdiff_t mr, ptrdiff_t nr)
+{
+    if ((j->across = threads > 1 && m < 64 * threads && n >= 64 * threads))
+        split_even(j, n, threads, 2, nr);
+    else
+        split_even(j, m, threads, 2, mr);
+}
+
+/* A GEMM task's share: rows [b[0], b[1]) and columns [b[2], b[3]). */
+static void gemm_share(const dn_job *j, ptrdiff_t t, ptrdiff_t m, ptrdiff_t n, ptrdiff_t b[4])
+{
+    ptrdiff_t lo, hi;
+    if (j->across) {
+        share(j, t, n, &lo, &hi);
+        b[0] = 0, b[1] = m, b[2] = lo, b[3] = hi;
+    } else {
+        share(j, t, m, &lo, &hi);
+        b[0] = lo, b[1] = hi, b[2] = 0, b[3] = n;
+    }
+}
+
+/* Row strides lda of a (m, k) and ldc of y (m, n) that fit; the values a
+ * and y must then hold (their last rows need not be whole). */
+static int gemm_strides(const char *name, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, ptrdiff_t lda, ptrdiff_t ldc,
+                        ptrdiff_t *a_len, ptrdiff_t *y_len)
+{
+    if (lda < k || ldc < n || too_big(m, lda, 1) || too_big(m, ldc, 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: bad strides", name);
+        return -1;
+    }
+    *a_len = m ? (m - 1) * lda + k : 0;
+    *y_len = m ? (m - 1) * ldc + n : 0;
+    return 0;
+}
+
 #define G(f) offsetof(dn_gemm_args, f)
 static const dn_arg gemm_args[] = {
     {"a", ARG_IN, G(a)}, {"b", ARG_IN, G(b)}, {"y", ARG_OUT, G(y)}, {"m", ARG_SIZE, G(m)},
@@ -338,28 +380,15 @@ static const dn_arg gemm_args[] = {
 static void gemm_task(const dn_job *j, ptrdiff_t t)
 {
     const dn_gemm_args *a = j->args;
-    const dn_gemm_fn f = (dn_gemm_fn)j->fn;
-    ptrdiff_t lo, hi;
-    if (j->across) {
-        share(j, t, a->n, &lo, &hi);
-        f(a, 0, a->m, lo, hi);
-    } else {
-        share(j, t, a->m, &lo, &hi);
-        f(a, lo, hi, 0, a->n);
-    }
+    ptrdiff_t b[4];
+    gemm_share(j, t, a->m, a->n, b);
+    ((dn_gemm_fn)j->fn)(a, b[0], b[1], b[2], b[3]);
 }
 
-/* By rows, or by output columns when the rows are few: two tasks per
- * thread, so that a thread whose core is taken away mid-layer holds up
- * half as much.  (Each BLAS call packs its share of the weights again;
- * Lite0 measured the same with one, two or four per thread.) */
 static void gemm_split(dn_job *j, ptrdiff_t threads)
 {
     const dn_gemm_args *a = j->args;
-    if ((j->across = threads > 1 && a->m < 64 * threads && a->n >= 64 * threads))
-        split_even(j, a->n, threads, 2, 16);
-    else
-        split_even(j, a->m, threads, 2, 1);
+    gemm_split_tiles(j, threads, a->m, a->n, 1, 16);
 }
 
 static int check_gemm(step_t *s)
@@ -454,28 +483,17 @@ static const dn_arg f32_gemm_args[] = {
 static void f32_gemm_task(const dn_job *j, ptrdiff_t t)
 {
     const dn_f32_gemm_args *a = j->args;
-    const float *w = a->packed + DN_GEMM_HEADER;
-    ptrdiff_t lo, hi;
-    if (j->across) {
-        share(j, t, a->n, &lo, &hi);
-        dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
-                          0, (size_t)a->m, (size_t)lo, (size_t)hi, a->lo, a->hi, (int)a->curve, a->stage);
-    } else {
-        share(j, t, a->m, &lo, &hi);
-        dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
-                          (size_t)lo, (size_t)hi, 0, (size_t)a->n, a->lo, a->hi, (int)a->curve, a->stage);
-    }
+    ptrdiff_t b[4];
+    gemm_share(j, t, a->m, a->n, b);
+    dn_f32_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, a->packed + DN_GEMM_HEADER, a->y,
+                      (size_t)a->ldc, (size_t)b[0], (size_t)b[1], (size_t)b[2], (size_t)b[3], a->lo, a->hi,
+                      (int)a->curve, a->stage);
 }
 
-/* As gemm_split, in whole register tiles: bands of mr rows, or of nr
- * columns (a panel is never split). */
 static void f32_gemm_split(dn_job *j, ptrdiff_t threads)
 {
     const dn_f32_gemm_args *a = j->args;
-    if ((j->across = threads > 1 && a->m < 64 * threads && a->n >= 64 * threads))
-        split_even(j, a->n, threads, 2, a->v->nr);
-    else
-        split_even(j, a->m, threads, 2, a->v->mr);
+    gemm_split_tiles(j, threads, a->m, a->n, a->v->mr, a->v->nr);
 }
 
 static int check_f32_gemm(step_t *s)
@@ -483,12 +501,9 @@ static int check_f32_gemm(step_t *s)
     dn_f32_gemm_args *a = &s->args.f32_gemm;
     if (f32_gemm_sizes(a->m, a->k, a->n, "f32_gemm") < 0)
         return -1;
-    if (a->lda < a->k || a->ldc < a->n || too_big(a->m, a->lda, 1) || too_big(a->m, a->ldc, 1)) {
-        PyErr_SetString(PyExc_ValueError, "f32_gemm: bad strides");
+    ptrdiff_t a_len, y_len;
+    if (gemm_strides("f32_gemm", a->m, a->k, a->n, a->lda, a->ldc, &a_len, &y_len) < 0)
         return -1;
-    }
-    /* rows of a and y: the last one need not be whole */
-    const ptrdiff_t a_len = a->m ? (a->m - 1) * a->lda + a->k : 0, y_len = a->m ? (a->m - 1) * a->ldc + a->n : 0;
     if (floats(s, "a", a_len) < 0 || floats(s, "y", y_len) < 0 || floats(s, "packed", DN_GEMM_HEADER) < 0
             || check_curve(s, a->curve, &a->stage) < 0)
         return -1;
@@ -686,26 +701,16 @@ static const dn_arg q8_gemm_args[] = {
 static void q8_gemm_task(const dn_job *j, ptrdiff_t t)
 {
     const dn_q8_gemm_args *a = j->args;
-    const uint8_t *w = a->packed + DN_Q8_HEADER;
-    ptrdiff_t lo, hi;
-    if (j->across) {
-        share(j, t, a->n, &lo, &hi);
-        dn_q8_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
-                         0, (size_t)a->m, (size_t)lo, (size_t)hi, &a->out);
-    } else {
-        share(j, t, a->m, &lo, &hi);
-        dn_q8_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, w, a->y, (size_t)a->ldc,
-                         (size_t)lo, (size_t)hi, 0, (size_t)a->n, &a->out);
-    }
+    ptrdiff_t b[4];
+    gemm_share(j, t, a->m, a->n, b);
+    dn_q8_gemm_block(a->v, (size_t)a->k, (size_t)a->n, a->a, (size_t)a->lda, a->packed + DN_Q8_HEADER, a->y,
+                     (size_t)a->ldc, (size_t)b[0], (size_t)b[1], (size_t)b[2], (size_t)b[3], &a->out);
 }
 
 static void q8_gemm_split(dn_job *j, ptrdiff_t threads)
 {
     const dn_q8_gemm_args *a = j->args;
-    if ((j->across = threads > 1 && a->m < 64 * threads && a->n >= 64 * threads))
-        split_even(j, a->n, threads, 2, a->v->nr);
-    else
-        split_even(j, a->m, threads, 2, a->v->mr);
+    gemm_split_tiles(j, threads, a->m, a->n, a->v->mr, a->v->nr);
 }
 
 static int check_q8_gemm(step_t *s)
@@ -713,13 +718,10 @@ static int check_q8_gemm(step_t *s)
     dn_q8_gemm_args *a = &s->args.q8_gemm;
     if (f32_gemm_sizes(a->m, a->k, a->n, "q8_gemm") < 0)
         return -1;
-    if (a->lda < a->k || a->ldc < a->n || too_big(a->m, a->lda, 1) || too_big(a->m, a->ldc, 1)) {
-        PyErr_SetString(PyExc_ValueError, "q8_gemm: bad strides");
+    ptrdiff_t a_len, y_len;
+    if (gemm_strides("q8_gemm", a->m, a->k, a->n, a->lda, a->ldc, &a_len, &y_len) < 0)
         return -1;
-    }
-    const Py_buffer *y = dn_step_buffer(s, "y");
-    const int to_float = y->itemsize == 4;
-    const ptrdiff_t a_len = a->m ? (a->m - 1) * a->lda + a->k : 0, y_len = a->m ? (a->m - 1) * a->ldc + a->n : 0;
+    const int to_float = dn_step_buffer(s, "y")->itemsize == 4;
     if (q8_range(s, a->zero_point, a->qmin, a->qmax) < 0 || U8(s, "a", a_len) < 0
             || (to_float ? F32(s, "y", y_len) : U8(s, "y", y_len)) < 0 || U8(s, "packed", DN_Q8_HEADER) < 0)
         return -1;
