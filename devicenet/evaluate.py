@@ -14,6 +14,7 @@ import numpy as np
 from .errors import DeviceNetError
 from .image import draft_size, open_image, preprocess
 from .inputs import expand
+from .model import softmax
 
 
 @dataclass
@@ -173,7 +174,5 @@ def _top5(logits):
 
 def lead(logits):
     """How far the top-1 probability is ahead of the top-2's."""
-    z = np.asarray(logits, np.float64)
-    p = np.exp(z - z.max())
-    p.sort()
-    return float((p[-1] - p[-2]) / p.sum()) if len(p) > 1 else 1.0
+    p = np.sort(softmax(np.asarray(logits, np.float64)))
+    return float(p[-1] - p[-2]) if len(p) > 1 else 1.0
