@@ -88,8 +88,7 @@ class Q8Node:
     attrs: dict = field(default_factory=dict)
     wt: object = None          # int8 (n, k) for GEMMs, (C, KH, KW) for depthwise
     bias: object = None        # int32 (n,), zero point folded in
-    m: object = None           # int32 per channel
-    e: object = None
+    rscale: object = None      # float32 per channel (uint8 output: q8_ref.requantize)
     fscale: object = None      # float32 per channel (float output)
     qmin: int = 0
     qmax: int = 255
@@ -107,7 +106,7 @@ class Q8Node:
     def _finish(self, acc):
         if self.out is None:
             return q8_ref.dequantize_acc(acc, self.fscale, self.lo, self.hi)
-        return q8_ref.requantize(acc, self.m, self.e, self.out.zero_point, self.qmin, self.qmax)
+        return q8_ref.requantize(acc, self.rscale, self.out.zero_point, self.qmin, self.qmax)
 
     def _gemm_acc(self, a):
         # float64 products of 8-bit integers are exact (|sum| < 2**53): BLAS speed, integer answers
@@ -138,13 +137,6 @@ class Q8Node:
         return y.reshape(n, 1, 1, c)
 
 
-def _requant_factors(node_name, real):
-    if np.any(real >= 1.0):
-        raise DeviceNetError(f"node {node_name}: an output scale smaller than its input's times its "
-                             "weight's cannot run in integers")
-    return q8_ref.multiplier(real)
-
-
 def _weighted(node, kind, x_q, out_q, w_int, w_scales, bias_f):
     """A convolution's Q8Node from its int8 weight (cout, kh, kw, cin) and scales."""
     act = node.attrs.get("activation", "none")
@@ -171,7 +163,7 @@ def _weighted(node, kind, x_q, out_q, w_int, w_scales, bias_f):
         q.fscale = sum_scale.astype(np.float32)
         q.lo, q.hi = ACTIVATIONS[act]
     else:
-        q.m, q.e = _requant_factors(node.name, sum_scale / out_q.scale)
+        q.rscale = q8_ref.requant_scale(sum_scale / out_q.scale)
         q.qmin, q.qmax = clamp_bounds(act, out_q)
     return q
 

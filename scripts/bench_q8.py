@@ -65,8 +65,7 @@ def best_time(fn, repeat):
 def bench(m, k, n, threads, repeat, rng):
     a8 = rng.integers(0, 256, (m, k)).astype(np.uint8)
     wt = rng.integers(-64, 65, (n, k)).astype(np.int8)
-    mm, e = q8_ref.multiplier(np.full(n, 1e-3))
-    q = PackedQ8(wt, q8_ref.fold_bias(None, wt, 128), m=mm, e=e)
+    q = PackedQ8(wt, q8_ref.fold_bias(None, wt, 128), rscale=q8_ref.requant_scale(np.full(n, 1e-3)))
     y8 = np.empty((m, n), np.uint8)
     q8_args = q.call(a8, y8, zero_point=128)
     af = rng.normal(size=(m, k)).astype(np.float32)
@@ -85,8 +84,7 @@ def bench_dw(h, c, kernel, stride, threads, repeat, rng):
     """q8_dwconv against the float32 depthwise op on one layer: seconds each."""
     x = rng.integers(0, 256, (1, h, h, c)).astype(np.uint8)
     w = rng.integers(-64, 65, (c, kernel, kernel)).astype(np.int8)
-    mm, e = q8_ref.multiplier(np.full(c, 1e-3))
-    dw = DepthwiseQ8(w, q8_ref.fold_bias(None, w, 128), mm, e)
+    dw = DepthwiseQ8(w, q8_ref.fold_bias(None, w, 128), q8_ref.requant_scale(np.full(c, 1e-3)))
     p = kernel // 2
     oh = (h + 2 * p - kernel) // stride + 1
     y = np.empty((oh, oh, c), np.uint8)

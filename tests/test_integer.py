@@ -80,13 +80,23 @@ def test_zero_is_exact_and_ranges_cover_their_values():
         assert np.abs(back - v).max() <= q.scale * 0.5001
 
 
-def test_requantisation_factors_stand_for_the_real_factor():
-    real = np.array([0.9999, 0.5, 0.3, 1e-3, 2.5e-7])
-    m, e = q8_ref.multiplier(real)
-    assert np.all((m >= 2 ** 30) & (m < 2 ** 31))
-    np.testing.assert_allclose(m * 2.0 ** -(31 + e.astype(np.float64)), real, rtol=1e-9)
-    with pytest.raises(ValueError):
-        q8_ref.multiplier([1.0])
+def test_requantisation_rounds_half_to_even_and_clamps():
+    real = np.array([0.9999, 0.5, 0.3, 1e-3, 2.5, 2.5e-7])
+    f = q8_ref.requant_scale(real)
+    assert f.dtype == np.float32
+    np.testing.assert_allclose(f, real, rtol=6e-8)
+    half = np.float32(0.5)
+    # 1.5 -> 2, 2.5 -> 2, -1.5 -> -2, -2.5 -> -2 (half to even), then the zero point
+    got = q8_ref.requantize(np.array([3, 5, -3, -5, 0]), half, zero_point=128)
+    np.testing.assert_array_equal(got, [130, 130, 126, 126, 128])
+    # the clamp of the activation, and of the uint8 range
+    got = q8_ref.requantize(np.array([40, -40, 1000, -1000]), half, zero_point=10, qmin=10, qmax=25)
+    np.testing.assert_array_equal(got, [25, 10, 25, 10])
+    got = q8_ref.requantize(np.array([1 << 30, -(1 << 30)]), np.float32(3.0), zero_point=0)
+    np.testing.assert_array_equal(got, [255, 0])
+    for bad in ([-1e-3], [np.inf], [np.nan]):
+        with pytest.raises(ValueError):
+            q8_ref.requant_scale(bad)
 
 
 def test_plan_keeps_every_kind_of_layer_in_integers(integer_model):
@@ -120,7 +130,7 @@ def test_integer_layers_match_their_exact_form(integer_model):
     x = q8_ref.quantize(batch(2, 2), *integer.spec_of(g.meta)[1]["input"].to_json())
     stem = lowered["stem"]
     cols, (n, oh, ow) = q8_ref.im2col(x, (3, 3), (2, 2), (1, 1, 1, 1), stem.ins[0].zero_point)
-    want = q8_ref.gemm(cols, stem.wt, stem.bias, stem.m, stem.e, stem.out.zero_point, stem.qmin, stem.qmax)
+    want = q8_ref.gemm(cols, stem.wt, stem.bias, stem.rscale, stem.out.zero_point, stem.qmin, stem.qmax)
     np.testing.assert_array_equal(stem.run([x]), want.reshape(n, oh, ow, -1))
 
 
@@ -153,7 +163,6 @@ def test_file_records_version_and_integer_plan(integer_model, tmp_path):
     (lambda s: s["activations"].__setitem__("stem", [0.1, 300]), "zero point"),
     (lambda s: (s["nodes"].append("features"), s["activations"].__setitem__("features", [0.1, 0])),
      "does not run in integers"),
-    (lambda s: s["activations"].__setitem__("expand", [1e-9, 0]), "cannot run in integers"),
 ])
 def test_malformed_integer_plans_are_refused(integer_model, tmp_path, change, message):
     _, g, spec = integer_model

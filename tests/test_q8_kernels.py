@@ -2,8 +2,9 @@
 
 Every built variant of every q8 op is forced in turn and run over awkward
 shapes (sizes around the register tiles, k = 1, long k), zero points 0,
-128 and 255, clamps that saturate, multipliers near both ends of their
-range, and one to three threads; its outputs must equal the numpy
+128 and 255, clamps that saturate, requantisation factors that make
+exact ties (rounded half to even), sums beyond 2**24 (whose conversion to
+float32 rounds), zero and subnormal factors, and one to three threads; its outputs must equal the numpy
 reference exactly.  An op without cases fails, and so does a variant the
 forcing did not reach."""
 
@@ -22,16 +23,19 @@ THREADS = (1, 2, 3)
 ZERO_POINTS = (0, 128, 255)
 
 
-def multipliers(rng, n, case):
-    """(m, e) per channel: random factors, or ones at the ends of the range
-    (m near 2**30 and 2**31, e = 0 and 30)."""
+#: factors whose products fall exactly between two integers (halves and
+#: quarters of the sums), 1, 0, a subnormal and one that keeps only large sums
+EDGE_FACTORS = np.array([0.5, 0.25, 1.0, 0.0, 1e-39, 2.0 ** -20, 0.75, 1.5], np.float32)
+
+
+def factors(rng, n, case):
+    """Requantisation factors per channel: typical ones, the edge cases, or
+    ones so large that every output saturates (the clamps decide)."""
     if case == 0:
-        return ref.multiplier(rng.uniform(1e-4, 0.02, n))
-    m = np.where(np.arange(n) % 2, 2 ** 31 - 1 - rng.integers(0, 4, n), 2 ** 30 + rng.integers(0, 4, n))
-    e = np.where(np.arange(n) % 3 == 0, 0, np.where(np.arange(n) % 3 == 1, 30, rng.integers(1, 30, n)))
-    if case == 2:
-        e[:] = 0  # every output saturates: the clamps decide
-    return m.astype(np.int32), e.astype(np.int32)
+        return ref.requant_scale(rng.uniform(1e-4, 0.02, n))
+    if case == 1:
+        return EDGE_FACTORS[np.arange(n) % len(EDGE_FACTORS)]
+    return ref.requant_scale(rng.uniform(10.0, 1e4, n))
 
 
 def gemm_operands(rng, m, k, n, zp_a, wmax=127):
@@ -46,10 +50,10 @@ def run_q8_gemm(rng, m, k, n, i, threads, wmax=127, ldc_pad=0):
     zp = ZERO_POINTS[i % 3]
     a, wt, bias = gemm_operands(rng, m, k, n, zp, wmax)
     if i % 2 == 0:
-        mm, e = multipliers(rng, n, i // 2 % 3)
+        f = factors(rng, n, i // 2 % 3)
         qmin, qmax = ((0, 255), (zp // 2, 255), (3, 200))[i % 3]
-        packed = PackedQ8(wt, bias, m=mm, e=e)
-        want = ref.gemm(a, wt, bias, mm, e, zp, qmin, qmax)
+        packed = PackedQ8(wt, bias, rscale=f)
+        want = ref.gemm(a, wt, bias, f, zp, qmin, qmax)
         y = np.full((m, n + ldc_pad), 77, np.uint8)
         native.q8_gemm(**packed.call(a, y, zp, qmin, qmax, ldc=n + ldc_pad), threads=threads)
     else:
@@ -78,9 +82,10 @@ def q8_gemm(rng, threads):
         m, n, k = ms[i % 5], ns[(i * 2) % 5], ks[i % 8]
         got, want, _ = run_q8_gemm(rng, m, k, n, i, threads, wmax=64, ldc_pad=i % 3)
         yield got, want
-    # long k, and weights at the int8 extremes
-    got, want, _ = run_q8_gemm(rng, 9, 1000, 40, 0, threads, wmax=64)
-    yield got, want
+    # long k (sums beyond 2**24, in the edge factors' case), and weights at the int8 extremes
+    for i in (0, 2):
+        got, want, _ = run_q8_gemm(rng, 9, 1000, 40, i, threads, wmax=64)
+        yield got, want
     got, want, _ = run_q8_gemm(rng, 7, 33, 21, 1, threads, wmax=128)
     yield got, want
 
@@ -97,10 +102,10 @@ def q8_dwconv(rng, threads):
         x = rng.integers(0, 256, (1, h, w, c)).astype(np.uint8)
         weight = rng.integers(-127, 128, (c, k, k)).astype(np.int8)
         bias = ref.fold_bias(rng.integers(-3000, 3000, c).astype(np.int32), weight, zx)
-        m, e = multipliers(rng, c, i % 3)
+        f = factors(rng, c, i % 3)
         qmin, qmax = ((0, 255), (zp // 2, 255), (3, 200))[i % 3]
-        want = ref.requantize(ref.dwconv_acc(x, weight, bias, (stride, stride), pads, zx), m, e, zp, qmin, qmax)
-        got = cpu_q8.DepthwiseQ8(weight, bias, m, e)(x, (stride, stride), pads, zx, zp, qmin, qmax, threads)
+        want = ref.requantize(ref.dwconv_acc(x, weight, bias, (stride, stride), pads, zx), f, zp, qmin, qmax)
+        got = cpu_q8.DepthwiseQ8(weight, bias, f)(x, (stride, stride), pads, zx, zp, qmin, qmax, threads)
         yield got, want
 
 
@@ -206,21 +211,21 @@ def test_weights_that_could_saturate_vpmaddubsw_are_packed_for_an_exact_kernel()
     safe = np.tile(edge, (n, k // 16)).reshape(n, k)
     unsafe = safe.copy()
     unsafe[7, 10:12] = (-128, -1)  # one pair past the limit
-    mm, e = ref.multiplier(np.full(n, 1e-4))
+    f = ref.requant_scale(np.full(n, 1e-4))
     for wt, exact in ((safe, False), (unsafe, True)):
         bias = ref.fold_bias(None, wt, 0)
-        packed = PackedQ8(wt, bias, m=mm, e=e)
+        packed = PackedQ8(wt, bias, rscale=f)
         assert packed.kernel in cpu_q8_gemm_variants()
         if exact:  # never the kernel that could saturate
             assert not packed.kernel.endswith("c4_avx2")
         y = packed(a, zero_point=100)
-        np.testing.assert_array_equal(y, ref.gemm(a, wt, bias, mm, e, 100))
+        np.testing.assert_array_equal(y, ref.gemm(a, wt, bias, f, 100))
         yf = PackedQ8(wt, bias, scale=np.full(n, 1e-3, np.float32))(a)
         np.testing.assert_array_equal(yf, ref.dequantize_acc(ref.gemm_acc(a, wt, bias), np.full(n, 1e-3, np.float32)))
     # with the vpmaddubsw kernel selected, the safe weights use it and the unsafe ones do not
     if any(v[0] == "q8_gemm_6x16c4_avx2" and v[2] for v in native.variants("q8_gemm")):
-        assert PackedQ8(safe, None, m=mm, e=e).kernel == "q8_gemm_6x16c4_avx2"
-        assert PackedQ8(unsafe, None, m=mm, e=e).kernel == "q8_gemm_4x16c2_avx2"
+        assert PackedQ8(safe, None, rscale=f).kernel == "q8_gemm_6x16c4_avx2"
+        assert PackedQ8(unsafe, None, rscale=f).kernel == "q8_gemm_4x16c2_avx2"
 
 
 def cpu_q8_gemm_variants():
@@ -229,16 +234,20 @@ def cpu_q8_gemm_variants():
 
 def test_bad_arguments_are_refused():
     wt = np.zeros((3, 5), np.int8)
-    mm, e = ref.multiplier(np.full(3, 0.01))
-    with pytest.raises(TypeError, match="m and e"):
+    f = ref.requant_scale(np.full(3, 0.01))
+    with pytest.raises(TypeError, match="rscale"):
         native.q8_gemm_pack(wt=wt, packed=np.zeros(4096, np.uint8), k=5, n=3)
+    with pytest.raises(TypeError, match="rscale"):
+        native.q8_gemm_pack(wt=wt, rscale=f, scale=f, packed=np.zeros(4096, np.uint8), k=5, n=3)
     with pytest.raises(TypeError, match="int8"):
-        native.q8_gemm_pack(wt=wt.astype(np.int16), m=mm, e=e, packed=np.zeros(4096, np.uint8), k=5, n=3)
-    with pytest.raises(ValueError, match="shifts"):
-        native.q8_gemm_pack(wt=wt, m=mm, e=np.full(3, 31, np.int32), packed=np.zeros(4096, np.uint8), k=5, n=3)
+        native.q8_gemm_pack(wt=wt.astype(np.int16), rscale=f, packed=np.zeros(4096, np.uint8), k=5, n=3)
+    for bad in (-0.5, np.inf, np.nan):
+        with pytest.raises(ValueError, match="finite"):
+            native.q8_gemm_pack(wt=wt, rscale=np.array([0.1, bad, 0.1], np.float32),
+                                packed=np.zeros(4096, np.uint8), k=5, n=3)
     with pytest.raises(ValueError, match="values"):
-        native.q8_gemm_pack(wt=wt, m=mm, e=e, packed=np.zeros(16, np.uint8), k=5, n=3)
-    packed = PackedQ8(wt, None, m=mm, e=e)
+        native.q8_gemm_pack(wt=wt, rscale=f, packed=np.zeros(16, np.uint8), k=5, n=3)
+    packed = PackedQ8(wt, None, rscale=f)
     a, y = np.zeros((2, 5), np.uint8), np.zeros((2, 3), np.uint8)
     with pytest.raises(ValueError, match="zero_point"):
         native.q8_gemm(**packed.call(a, y, zero_point=256))

@@ -58,7 +58,7 @@ class Q8Gemm(_Q8Call):
         from .cpu_q8 import PackedQ8
         q = qnode
         self.packed = (PackedQ8(q.wt, q.bias, scale=q.fscale) if q.out is None else
-                       PackedQ8(q.wt, q.bias, m=q.m, e=q.e))
+                       PackedQ8(q.wt, q.bias, rscale=q.rscale))
 
     def bind(self, inputs, out, temps):
         a = as_u8(inputs[0], self.in_shape).reshape(-1, self.packed.k)
@@ -97,7 +97,7 @@ class Q8Depthwise(_Q8Call):
         from .cpu_q8 import DepthwiseQ8
         from ..graph import window
         _, self.stride, self.pads, _ = window(qnode.attrs, qnode.name)
-        self.w = DepthwiseQ8(qnode.wt, qnode.bias, qnode.m, qnode.e)
+        self.w = DepthwiseQ8(qnode.wt, qnode.bias, qnode.rscale)
 
     def bind(self, inputs, out, temps):
         x = as_u8(inputs[0], self.in_shape)

@@ -3,9 +3,8 @@ numpy out.
 
 The arithmetic is q8_ref's, bit for bit: uint8 activations with a scale
 and zero point, int8 weights with one scale per output channel, int32
-sums from a folded bias (``q8_ref.fold_bias``), and a fixed-point
-requantisation per output channel (``q8_ref.multiplier`` gives its m and
-e).  Weights are packed once (``PackedQ8``, ``DepthwiseQ8``); every call
+sums from a folded bias (``q8_ref.fold_bias``), and a float32
+requantisation factor per output channel (``q8_ref.requant_scale``).  Weights are packed once (``PackedQ8``, ``DepthwiseQ8``); every call
 then runs on the compiled module's thread team without the GIL.
 
 Each wrapper's ``call`` (or ``args``) returns the op's keyword arguments,
@@ -33,22 +32,23 @@ def variant(op):
 
 class PackedQ8:
     """Weights wt (n, k) int8 (as layers store them) packed for op q8_gemm,
-    with their folded int32 bias (n, or None) and output stage: ``m`` and
-    ``e`` (int32, n) for uint8 outputs, or ``scale`` (float32, n) for
-    float32 outputs ``float32(acc) * scale``, handed to a float layer.
+    with their folded int32 bias (n, or None) and output stage: ``rscale``
+    (float32, n) for uint8 outputs (q8_ref.requantize), or ``scale``
+    (float32, n) for float32 outputs ``float32(acc) * scale``, handed to a
+    float layer.
 
     Weights whose adjacent pairs could saturate the fastest x86 kernel
     (|w[2i]| + |w[2i+1]| > 128) are packed for an exact one instead
     (``kernel`` names it)."""
 
-    def __init__(self, wt, bias=None, m=None, e=None, scale=None):
+    def __init__(self, wt, bias=None, rscale=None, scale=None):
         wt = np.ascontiguousarray(wt, np.int8)
         self.n, self.k = wt.shape
         self.to_float = scale is not None
         size = HEADER + -(-self.n // MAX_NR) * MAX_NR * (HEAD + -(-self.k // MAX_KR) * MAX_KR)
         self.data = np.zeros(size, np.uint8)
         out = dict(scale=np.ascontiguousarray(scale, np.float32)) if self.to_float else \
-            dict(m=_ints(m, np.int32), e=_ints(e, np.int32))
+            dict(rscale=_ints(rscale, np.float32))
         NATIVE.q8_gemm_pack(wt=wt, bias=_ints(bias, np.int32), **out, packed=self.data, k=self.k, n=self.n)
         self.kernel = NATIVE.variants("q8_gemm")[int(self.data[4:8].view(np.uint32)[0])][0]
 
@@ -77,9 +77,10 @@ class PackedQ8:
 class DepthwiseQ8:
     """A depthwise convolution's int8 weights (C, KH, KW), folded int32 bias
     (C; q8_ref.fold_bias with the input's zero point) and per-channel
-    requantisation (m, e), laid out once for op q8_dwconv."""
+    requantisation factors (float32, C: q8_ref.requantize), laid out once
+    for op q8_dwconv."""
 
-    def __init__(self, weight, bias, m, e, kernel=None):
+    def __init__(self, weight, bias, rscale, kernel=None):
         weight = np.asarray(weight, np.int8)
         weight = weight.reshape(weight.shape[0], *(kernel or weight.shape[1:3]))
         self.c, self.kh, self.kw = weight.shape
@@ -89,14 +90,14 @@ class DepthwiseQ8:
         if len(taps) % 2:
             taps = np.concatenate([taps, np.zeros((1, self.c), np.int16)])
         self.w = np.ascontiguousarray(taps.reshape(-1, 2, self.c).transpose(0, 2, 1))
-        self.bias, self.m, self.e = (_ints(v, np.int32) for v in (bias, m, e))
+        self.bias, self.rscale = _ints(bias, np.int32), _ints(rscale, np.float32)
 
     def call(self, x, out, stride, pads, x_zero_point, zero_point, qmin=0, qmax=255):
         """q8_dwconv's arguments for one image: x (H, W, C) uint8, out
         (OH, OW, C) uint8; pads (top, left, bottom, right)."""
         h, w, c = x.shape
         oh, ow, _ = out.shape
-        return dict(x=x, weight=self.w, bias=self.bias, m=self.m, e=self.e, out=out, h=h, w=w, c=c, row0=0,
+        return dict(x=x, weight=self.w, bias=self.bias, rscale=self.rscale, out=out, h=h, w=w, c=c, row0=0,
                     rows=h, oh=oh, ow=ow, kh=self.kh, kw=self.kw, sh=stride[0], sw=stride[1], pad_top=pads[0],
                     pad_left=pads[1], r0=0, r1=oh, x_zero_point=x_zero_point, zero_point=zero_point,
                     qmin=qmin, qmax=qmax)

@@ -4,6 +4,8 @@
  * block here and one row in dn_opdefs. */
 #include "ops.h"
 
+#include <float.h>
+
 /* Whether a * b * c could overflow the index arithmetic. */
 static int too_big(ptrdiff_t a, ptrdiff_t b, ptrdiff_t c)
 {
@@ -611,6 +613,17 @@ static int given(step_t *s, const char *name)
     return dn_step_buffer(s, name)->obj != NULL;
 }
 
+/* Requantisation factors (q8_ref.requant_scale): finite, >= 0; NULL: none. */
+static int q8_factors(step_t *s, const float *rscale, ptrdiff_t n)
+{
+    for (ptrdiff_t c = 0; rscale && c < n; c++)
+        if (!(rscale[c] >= 0.0f && rscale[c] <= FLT_MAX)) {
+            PyErr_Format(PyExc_ValueError, "%s: requantisation factors must be finite and >= 0", s->op->name);
+            return -1;
+        }
+    return 0;
+}
+
 /* A zero point and clamp of uint8 outputs. */
 static int q8_range(step_t *s, ptrdiff_t zero_point, ptrdiff_t qmin, ptrdiff_t qmax)
 {
@@ -628,8 +641,8 @@ static int q8_range(step_t *s, ptrdiff_t zero_point, ptrdiff_t qmin, ptrdiff_t q
 
 #define QP(f) offsetof(dn_q8_gemm_pack_args, f)
 static const dn_arg q8_gemm_pack_args[] = {
-    {"wt", ARG_INTS, QP(wt)}, {"bias", ARG_OPT_INTS, QP(bias), 1}, {"m", ARG_OPT_INTS, QP(m), 1},
-    {"e", ARG_OPT_INTS, QP(e), 1}, {"scale", ARG_OPT, QP(scale), 1}, {"packed", ARG_OUT, QP(packed)},
+    {"wt", ARG_INTS, QP(wt)}, {"bias", ARG_OPT_INTS, QP(bias), 1}, {"rscale", ARG_OPT, QP(rscale), 1},
+    {"scale", ARG_OPT, QP(scale), 1}, {"packed", ARG_OUT, QP(packed)},
     {"k", ARG_SIZE, QP(k)}, {"n", ARG_SIZE, QP(n)}, {NULL},
 };
 
@@ -639,7 +652,7 @@ static void q8_gemm_pack_task(const dn_job *j, ptrdiff_t t)
     const dn_variant *rv = (const dn_variant *)j->fn;
     (void)t;
     dn_q8_gemm_pack(dn_q8_gemm_variant_of((dn_q8_gemm_ukernel)rv->fn), (int)(rv - dn_op_variant(DN_OP_Q8_GEMM, 0)),
-                    a->wt, a->bias, a->m, a->e, a->scale, (size_t)a->k, (size_t)a->n, a->packed);
+                    a->wt, a->bias, a->rscale ? a->rscale : a->scale, a->scale != NULL, (size_t)a->k, (size_t)a->n, a->packed);
 }
 
 static const dn_q8_gemm_variant *q8_variant(const dn_variant *rv)
@@ -667,19 +680,13 @@ static int check_q8_gemm_pack(step_t *s)
     dn_q8_gemm_pack_args *a = &s->args.q8_gemm_pack;
     if (f32_gemm_sizes(0, a->k, a->n, "q8_gemm_pack") < 0)
         return -1;
-    const int requant = given(s, "m") && given(s, "e") && !given(s, "scale");
-    if (!requant && !(given(s, "scale") && !given(s, "m") && !given(s, "e"))) {
-        PyErr_SetString(PyExc_TypeError, "q8_gemm_pack: give m and e (uint8 outputs) or scale (float32 outputs)");
+    if (given(s, "rscale") == given(s, "scale")) {
+        PyErr_SetString(PyExc_TypeError, "q8_gemm_pack: give rscale (uint8 outputs) or scale (float32 outputs)");
         return -1;
     }
-    if (I8(s, "wt", a->n * a->k) < 0 || I32(s, "bias", a->n) < 0 || I32(s, "m", a->n) < 0
-            || I32(s, "e", a->n) < 0 || F32(s, "scale", a->n) < 0)
+    if (I8(s, "wt", a->n * a->k) < 0 || I32(s, "bias", a->n) < 0 || F32(s, "rscale", a->n) < 0
+            || F32(s, "scale", a->n) < 0 || q8_factors(s, a->rscale, a->n) < 0)
         return -1;
-    for (ptrdiff_t c = 0; requant && c < a->n; c++)
-        if (a->e[c] < 0 || a->e[c] > 30 || a->m[c] < 0) {
-            PyErr_SetString(PyExc_ValueError, "q8_gemm_pack: multipliers must be >= 0 and shifts in [0, 30]");
-            return -1;
-        }
     const dn_variant *rv = q8_gemm_for(a->wt, (size_t)a->k, (size_t)a->n);
     if (U8(s, "packed", (ptrdiff_t)dn_q8_gemm_packed_bytes(q8_variant(rv), (size_t)a->k, (size_t)a->n)) < 0)
         return -1;
@@ -748,8 +755,8 @@ static int check_q8_gemm(step_t *s)
 /* depthwise: the window ops' geometry (check_window's rules), eight-bit */
 #define QD(f) offsetof(dn_q8_dwconv_args, f)
 static const dn_arg q8_dwconv_args[] = {
-    {"x", ARG_INTS, QD(x)}, {"weight", ARG_INTS, QD(w)}, {"bias", ARG_INTS, QD(bias)}, {"m", ARG_INTS, QD(m)},
-    {"e", ARG_INTS, QD(e)}, {"out", ARG_OUT, QD(y)}, {"h", ARG_SIZE, QD(g.h)}, {"w", ARG_SIZE, QD(g.w)},
+    {"x", ARG_INTS, QD(x)}, {"weight", ARG_INTS, QD(w)}, {"bias", ARG_INTS, QD(bias)},
+    {"rscale", ARG_IN, QD(rscale)}, {"out", ARG_OUT, QD(y)}, {"h", ARG_SIZE, QD(g.h)}, {"w", ARG_SIZE, QD(g.w)},
     {"c", ARG_SIZE, QD(g.c)}, {"row0", ARG_SIZE, QD(g.row0)}, {"rows", ARG_SIZE, QD(g.rows)},
     {"oh", ARG_SIZE, QD(g.oh)}, {"ow", ARG_SIZE, QD(g.ow)}, {"kh", ARG_SIZE, QD(g.kh)},
     {"kw", ARG_SIZE, QD(g.kw)}, {"sh", ARG_SIZE, QD(g.sh)}, {"sw", ARG_SIZE, QD(g.sw)},
@@ -786,14 +793,9 @@ static int check_q8_dwconv(step_t *s)
     if (q8_range(s, a->zero_point, a->qmin, a->qmax) < 0 || q8_range(s, a->x_zero_point, 0, 255) < 0
             || U8(s, "x", g->rows * g->w * g->c) < 0
             || typed(s, "weight", "h", 2, "int16", (g->kh * g->kw + 1) / 2 * 2 * g->c) < 0
-            || I32(s, "bias", g->c) < 0 || I32(s, "m", g->c) < 0 || I32(s, "e", g->c) < 0
+            || I32(s, "bias", g->c) < 0 || F32(s, "rscale", g->c) < 0 || q8_factors(s, a->rscale, g->c) < 0
             || U8(s, "out", g->oh * g->ow * g->c) < 0)
         return -1;
-    for (ptrdiff_t c = 0; c < g->c; c++)
-        if (a->e[c] < 0 || a->e[c] > 30 || a->m[c] < 0) {
-            PyErr_SetString(PyExc_ValueError, "q8_dwconv: multipliers must be >= 0 and shifts in [0, 30]");
-            return -1;
-        }
     set_job(s, DN_OP_Q8_DWCONV, q8_dwconv_task, q8_dwconv_split, a->r1 > a->r0);
     return 0;
 }

@@ -26,29 +26,40 @@
 
 #include "gemm.h"
 
+#include <float.h>
+
 /* ---- the output stage ---------------------------------------------------
  *
- * Either uint8: clamp(zero_point + rshift_round(mulhi_round(acc, m), e),
- * qmin, qmax); or float32: clamp(float32(acc) * scale, lo, hi). */
+ * Either uint8: zero_point + rint(clamp(float32(acc) * rscale, qmin -
+ * zero_point, qmax - zero_point)), every step one float32 rounding
+ * (q8_ref.requantize); or float32: clamp(float32(acc) * scale, lo, hi).
+ * The rounding to an integer adds 1.5 x 2**23 and reads the float's bits
+ * (exact for |v| < 2**22, as the clamped values are), where an instruction
+ * set has no rounding conversion of its own. */
 typedef struct {
     int32_t zero_point, qmin, qmax;  /* uint8 outputs */
     float lo, hi;                    /* float32 outputs */
     int to_float;
 } dn_q8_output;
 
-/* The rounding term of a right shift by e: 2**(e - 1), or 0. */
-static inline int32_t dn_q8_rounding(int32_t e)
-{
-    return e > 0 ? (int32_t)1 << (e - 1) : 0;
-}
+#define DN_Q8_MAGIC 12582912.0f   /* 1.5 x 2**23 */
+#define DN_Q8_MAGIC_BITS 0x4B400000
 
-/* q8_ref.requantize of one sum (rnd = dn_q8_rounding(e)). */
-static inline uint8_t dn_q8_requantize(int32_t acc, int32_t m, int32_t e, int32_t rnd, int32_t zero_point,
-                                       int32_t qmin, int32_t qmax)
+/* q8_ref.requantize of one sum. */
+static inline uint8_t dn_q8_requantize(int32_t acc, float rscale, int32_t zero_point, int32_t qmin, int32_t qmax)
 {
-    int64_t p = ((int64_t)acc * m + ((int64_t)1 << 30)) >> 31;
-    p = ((p + rnd) >> e) + zero_point;
-    return (uint8_t)(p < qmin ? qmin : p > qmax ? qmax : p);
+    float v = (float)acc * rscale;
+    const float lo = (float)(qmin - zero_point), hi = (float)(qmax - zero_point);
+    v = v < lo ? lo : v > hi ? hi : v;  /* a NaN cannot occur: rscale is finite, acc an integer */
+#if FLT_EVAL_METHOD == 0
+    const float r = v + DN_Q8_MAGIC;
+#else
+    volatile float r = v + DN_Q8_MAGIC;  /* rounded to float32 here, not held wider (x87) */
+#endif
+    const float rf = r;
+    int32_t bits;
+    memcpy(&bits, &rf, sizeof bits);
+    return (uint8_t)(bits - DN_Q8_MAGIC_BITS + zero_point);
 }
 
 /* ---- GEMM ----------------------------------------------------------------
@@ -56,9 +67,9 @@ static inline uint8_t dn_q8_requantize(int32_t acc, int32_t m, int32_t e, int32_
  * C (m, n) = output stage (bias + A (m, k) uint8 x W (k, n) int8), A's rows
  * lda bytes apart, C's rows ldc elements (bytes or floats) apart.
  *
- * A panel of nr columns is DN_Q8_HEAD int32 words per column: the folded
- * biases, then the multipliers m (or the float scales), the shifts e and
- * the rounding terms 2**(e - 1); then round_up(k, kr) rows of weights, kg
+ * A panel of nr columns is DN_Q8_HEAD 32-bit words per column: the folded
+ * int32 biases, then the float32 factors (rscale or scale), then two
+ * unused words (room for a kernel's own output constants); then round_up(k, kr) rows of weights, kg
  * consecutive k of one column together: W[p, j] at byte
  * ((p / kg) * nr + j) * kg + p % kg.  Columns past n and rows past k are
  * zeros. */
@@ -95,10 +106,11 @@ size_t dn_q8_gemm_packed_bytes(const dn_q8_gemm_variant *v, size_t k, size_t n);
  * cannot saturate. */
 int dn_q8_gemm_pairs_safe(const int8_t *wt, size_t k, size_t n);
 
-/* Pack wt (n, k), bias (n; NULL: zeros) and the output stage (m and e, or
- * scale) into out for variant v, header included. */
+/* Pack wt (n, k), bias (n; NULL: zeros) and the output stage's factors
+ * (rscale for uint8 outputs, or scale for float32 outputs: to_float) into
+ * out for variant v, header included. */
 void dn_q8_gemm_pack(const dn_q8_gemm_variant *v, int registry_index, const int8_t *wt, const int32_t *bias,
-                     const int32_t *m, const int32_t *e, const float *scale, size_t k, size_t n, uint8_t *out);
+                     const float *factors, int to_float, size_t k, size_t n, uint8_t *out);
 /* The registry index recorded in a packed buffer of ``bytes`` bytes for
  * this (k, n) and output kind (to_float), or -1. */
 int dn_q8_gemm_tag(const uint8_t *packed, size_t bytes, size_t k, size_t n, int to_float);
@@ -116,8 +128,8 @@ const dn_q8_gemm_variant *dn_q8_gemm_variant_of(dn_q8_gemm_ukernel ukernel);
 /* The arguments of op "q8_gemm_pack". */
 typedef struct {
     const int8_t *wt;
-    const int32_t *bias, *m, *e;
-    const float *scale;
+    const int32_t *bias;
+    const float *rscale, *scale;
     uint8_t *packed;
     ptrdiff_t k, n;
 } dn_q8_gemm_pack_args;
@@ -157,17 +169,15 @@ void dn_q8_gemm_4x8c1_neon(size_t, size_t, size_t, const uint8_t *, size_t, cons
 static inline void dn_q8_store_tile(size_t mr_, size_t nr_, size_t nr, const int32_t *acc, const int32_t *head,
                                     void *c, size_t ldc, const dn_q8_output *out)
 {
-    const int32_t *m = head + nr, *e = head + 2 * nr, *rnd = head + 3 * nr;
+    const float *scale = (const float *)(const void *)(head + nr);
     for (size_t i = 0; i < mr_; i++)
         for (size_t j = 0; j < nr_; j++) {
             const int32_t s = acc[i * nr + j];
-            if (out->to_float) {
-                float scale;
-                memcpy(&scale, m + j, sizeof scale);
-                ((float *)c)[i * ldc + j] = clamp((float)s * scale, out->lo, out->hi);
-            } else
-                ((uint8_t *)c)[i * ldc + j] = dn_q8_requantize(s, m[j], e[j], rnd[j], out->zero_point,
-                                                               out->qmin, out->qmax);
+            if (out->to_float)
+                ((float *)c)[i * ldc + j] = clamp((float)s * scale[j], out->lo, out->hi);
+            else
+                ((uint8_t *)c)[i * ldc + j] = dn_q8_requantize(s, scale[j], out->zero_point, out->qmin,
+                                                               out->qmax);
         }
 }
 
@@ -177,13 +187,14 @@ static inline void dn_q8_store_tile(size_t mr_, size_t nr_, size_t nr, const int
 /* Depthwise convolution of one image, output rows [r0, r1): x uint8 (rows,
  * w, c) holding input rows [row0, row0 + rows); w int16 (pairs of taps,
  * c, 2) as q8_dwconv.h lays them out; bias int32 (c, folded); padded taps
- * read as x_zero_point; y uint8 (oh, ow, c) requantised per channel (m,
- * e). */
+ * read as x_zero_point; y uint8 (oh, ow, c) requantised per channel
+ * (rscale). */
 typedef struct {
     dn_geometry g;
     const uint8_t *x;
     const int16_t *w;
-    const int32_t *bias, *m, *e;
+    const int32_t *bias;
+    const float *rscale;
     uint8_t *y;
     ptrdiff_t r0, r1;
     ptrdiff_t x_zero_point, zero_point, qmin, qmax;

@@ -27,9 +27,8 @@ INLINE void block_scalar(const dn_q8_dwconv_args *a, const uint8_t *const *x, pt
         const int16_t *w = a->w + 2 * (k + j);
         for (ptrdiff_t p = 0; p < pairs; p++, w += 2 * c)
             acc += (int32_t)x[2 * p][j] * w[0] + (int32_t)x[2 * p + 1][j] * w[1];
-        const int32_t e = a->e[k + j];
-        y[j] = dn_q8_requantize(acc, a->m[k + j], e, dn_q8_rounding(e), (int32_t)a->zero_point,
-                                (int32_t)a->qmin, (int32_t)a->qmax);
+        y[j] = dn_q8_requantize(acc, a->rscale[k + j], (int32_t)a->zero_point, (int32_t)a->qmin,
+                                (int32_t)a->qmax);
     }
 }
 

@@ -1,7 +1,8 @@
 /* Eight-bit depthwise convolution (q8_dwconv.h), AVX2 (x86-64): per pair
  * of taps and 16 channels, the two taps' bytes interleaved, widened to
  * int16 and multiplied and added by vpmaddwd with the pair's weights into
- * int32 (exact: 255 x 128 x 2 fits easily), requantised on the vectors. */
+ * int32 (exact: 255 x 128 x 2 fits easily), requantised on the vectors
+ * (q8_avx2.h). */
 #include "q8.h"
 #if DN_X86
 #pragma GCC target("avx2")
@@ -23,18 +24,9 @@ TARGET INLINE void block16(const dn_q8_dwconv_args *a, const uint8_t *const *x, 
         acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)w)));
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(w + 16))));
     }
-    const __m256i m0 = _mm256_loadu_si256((const __m256i *)(a->m + k));
-    const __m256i m1 = _mm256_loadu_si256((const __m256i *)(a->m + k + 8));
-    const __m256i e0 = _mm256_loadu_si256((const __m256i *)(a->e + k));
-    const __m256i e1 = _mm256_loadu_si256((const __m256i *)(a->e + k + 8));
-    const __m256i one = _mm256_set1_epi32(1);
-    /* 2**(e - 1) or 0: (1 << e) >> 1 */
-    const __m256i r0 = _mm256_srli_epi32(_mm256_sllv_epi32(one, e0), 1);
-    const __m256i r1 = _mm256_srli_epi32(_mm256_sllv_epi32(one, e1), 1);
-    const __m128i b = narrow16(requantize(acc0, m0, _mm256_srli_epi64(m0, 32), e0, r0),
-                               requantize(acc1, m1, _mm256_srli_epi64(m1, 32), e1, r1),
-                               _mm256_set1_epi16((short)a->zero_point), _mm_set1_epi8((char)a->qmin),
-                               _mm_set1_epi8((char)a->qmax));
+    const q8_stage st = q8_stage_of((int32_t)a->zero_point, (int32_t)a->qmin, (int32_t)a->qmax);
+    const __m128i b = narrow16(requantize(acc0, _mm256_loadu_ps(a->rscale + k), &st),
+                               requantize(acc1, _mm256_loadu_ps(a->rscale + k + 8), &st), &st);
     _mm_storeu_si128((__m128i *)y, b);
 }
 
@@ -64,8 +56,7 @@ TARGET INLINE void block32(const dn_q8_dwconv_args *a, const uint8_t *const *x, 
         acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(_mm256_unpacklo_epi8(hi, zero), lanes(w + 16, w + 48)));
         acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(_mm256_unpackhi_epi8(hi, zero), lanes(w + 24, w + 56)));
     }
-    const __m256i zp = _mm256_set1_epi16((short)a->zero_point), one = _mm256_set1_epi32(1);
-    const __m128i qmin = _mm_set1_epi8((char)a->qmin), qmax = _mm_set1_epi8((char)a->qmax);
+    const q8_stage st = q8_stage_of((int32_t)a->zero_point, (int32_t)a->qmin, (int32_t)a->qmax);
     for (int h = 0; h < 2; h++) {
         const ptrdiff_t kh = k + 16 * h;
         const int sel = h ? 0x31 : 0x20;
@@ -75,12 +66,9 @@ TARGET INLINE void block32(const dn_q8_dwconv_args *a, const uint8_t *const *x, 
         __m256i r[2];
         for (int q = 0; q < 2; q++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(a->bias + kh + 8 * q));
-            const __m256i m = _mm256_loadu_si256((const __m256i *)(a->m + kh + 8 * q));
-            const __m256i e = _mm256_loadu_si256((const __m256i *)(a->e + kh + 8 * q));
-            r[q] = requantize(_mm256_add_epi32(s[q], b), m, _mm256_srli_epi64(m, 32), e,
-                              _mm256_srli_epi32(_mm256_sllv_epi32(one, e), 1));
+            r[q] = requantize(_mm256_add_epi32(s[q], b), _mm256_loadu_ps(a->rscale + kh + 8 * q), &st);
         }
-        _mm_storeu_si128((__m128i *)(y + 16 * h), narrow16(r[0], r[1], zp, qmin, qmax));
+        _mm_storeu_si128((__m128i *)(y + 16 * h), narrow16(r[0], r[1], &st));
     }
 }
 

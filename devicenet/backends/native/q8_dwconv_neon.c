@@ -1,7 +1,7 @@
 /* Eight-bit depthwise convolution (q8_dwconv.h), NEON (ARMv7 where the CPU
  * has it, every AArch64): per pair of taps and 16 channels, vld2 takes the
  * pair's weights apart and vmlal_s16 adds each tap's widened products into
- * int32; requantised by vqrdmulh and vrshl (q8_neon.h). */
+ * int32; requantised in float32 (q8_neon.h). */
 #include "q8.h"
 #if DN_NEON
 #include "q8_neon.h"
@@ -35,12 +35,10 @@ INLINE void block16(const dn_q8_dwconv_args *a, const uint8_t *const *x, ptrdiff
         MLAL4(acc[2], vget_low_s16(x1b), vget_low_s16(wb.val[1]));
         MLAL4(acc[3], vget_high_s16(x1b), vget_high_s16(wb.val[1]));
     }
-    const int16x8_t zp = vdupq_n_s16((int16_t)a->zero_point);
-    const uint8x8_t qmin = vdup_n_u8((uint8_t)a->qmin), qmax = vdup_n_u8((uint8_t)a->qmax);
+    const q8_stage st = q8_stage_of((int32_t)a->zero_point, (int32_t)a->qmin, (int32_t)a->qmax);
     for (int h = 0; h < 2; h++) {
-        const int32_t *m = a->m + k + 8 * h, *e = a->e + k + 8 * h;
-        vst1_u8(y + 8 * h, requantize8(acc[2 * h], acc[2 * h + 1], vld1q_s32(m), vld1q_s32(m + 4),
-                                       vnegq_s32(vld1q_s32(e)), vnegq_s32(vld1q_s32(e + 4)), zp, qmin, qmax));
+        const float *f = a->rscale + k + 8 * h;
+        vst1_u8(y + 8 * h, requantize8(acc[2 * h], acc[2 * h + 1], vld1q_f32(f), vld1q_f32(f + 4), &st));
     }
 }
 

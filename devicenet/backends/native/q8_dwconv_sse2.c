@@ -29,11 +29,9 @@ INLINE void block16(const dn_q8_dwconv_args *a, const uint8_t *const *x, ptrdiff
     int32_t sums[16];
     for (int q = 0; q < 4; q++)
         _mm_storeu_si128((__m128i *)(sums + 4 * q), acc[q]);
-    for (int j = 0; j < 16; j++) {
-        const int32_t e = a->e[k + j];
-        y[j] = dn_q8_requantize(sums[j], a->m[k + j], e, dn_q8_rounding(e), (int32_t)a->zero_point,
-                                (int32_t)a->qmin, (int32_t)a->qmax);
-    }
+    for (int j = 0; j < 16; j++)
+        y[j] = dn_q8_requantize(sums[j], a->rscale[k + j], (int32_t)a->zero_point, (int32_t)a->qmin,
+                                (int32_t)a->qmax);
 }
 
 #define BLOCK16 block16

@@ -12,8 +12,8 @@
  *           vpmaddwd by ones adds the two pairs into int32;
  *   KG = 2: both widened to int16 and vpmaddwd adds the pair into int32,
  *           exact for any weights, half the work per instruction.
- * The output stage runs on the vectors: requantisation through 64-bit
- * products of even and odd lanes (vpmuldq), or float32 conversion. */
+ * The output stage runs on the vectors: a float32 multiply, clamp and
+ * rounding conversion per 8 sums (q8_avx2.h), or the float32 outputs. */
 #include "q8_avx2.h"
 
 #define NR 16
@@ -115,20 +115,12 @@ static inline void rows(const size_t MR, const size_t NV, size_t nr_, size_t k, 
         }
         return;
     }
-    const __m256i m0 = _mm256_loadu_si256((const __m256i *)(head + NR));
-    const __m256i m1 = _mm256_loadu_si256((const __m256i *)(head + NR + 8));
-    const __m256i e0 = _mm256_loadu_si256((const __m256i *)(head + 2 * NR));
-    const __m256i e1 = _mm256_loadu_si256((const __m256i *)(head + 2 * NR + 8));
-    const __m256i r0 = _mm256_loadu_si256((const __m256i *)(head + 3 * NR));
-    const __m256i r1 = _mm256_loadu_si256((const __m256i *)(head + 3 * NR + 8));
-    const __m256i m0_odd = _mm256_srli_epi64(m0, 32), m1_odd = _mm256_srli_epi64(m1, 32);
-    const __m256i zp = _mm256_set1_epi16((short)out->zero_point);
-    const __m128i qmin = _mm_set1_epi8((char)out->qmin), qmax = _mm_set1_epi8((char)out->qmax);
+    const __m256 f0 = _mm256_loadu_ps((const float *)(head + NR)), f1 = _mm256_loadu_ps((const float *)(head + NR + 8));
+    const q8_stage st = q8_stage_of(out->zero_point, out->qmin, out->qmax);
 #pragma GCC unroll 8
-    for (size_t i = 0; i < MR; i++) {
-        store_bytes((uint8_t *)c + i * ldc, nr_, narrow16(requantize(acc[i][0], m0, m0_odd, e0, r0),
-                                                          requantize(acc[i][1], m1, m1_odd, e1, r1), zp, qmin, qmax));
-    }
+    for (size_t i = 0; i < MR; i++)
+        store_bytes((uint8_t *)c + i * ldc, nr_,
+                    narrow16(requantize(acc[i][0], f0, &st), requantize(acc[i][1], f1, &st), &st));
 }
 
 TARGET

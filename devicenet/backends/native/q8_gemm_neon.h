@@ -6,7 +6,7 @@
  * Eight columns; k four steps at a time: the weights of a step are 8
  * int8 widened to int16, the four activations of each row widened to
  * int16 once and used by lane (vmlal_lane_s16 sums into int32 exactly, for
- * any weights).  The output stage is NEON's own rounding (q8_neon.h). */
+ * any weights).  The output stage is q8_neon.h's. */
 #ifndef DEVICENET_Q8_GEMM_NEON_H
 #define DEVICENET_Q8_GEMM_NEON_H
 
@@ -69,13 +69,11 @@ static inline void rows(const size_t MR, size_t nr_, size_t k, const uint8_t *a,
         }
         return;
     }
-    const int32x4_t m0 = vld1q_s32(head + NR), m1 = vld1q_s32(head + NR + 4);
-    const int32x4_t e0 = vnegq_s32(vld1q_s32(head + 2 * NR)), e1 = vnegq_s32(vld1q_s32(head + 2 * NR + 4));
-    const int16x8_t zp = vdupq_n_s16((int16_t)out->zero_point);
-    const uint8x8_t qmin = vdup_n_u8((uint8_t)out->qmin), qmax = vdup_n_u8((uint8_t)out->qmax);
+    const float32x4_t f0 = vld1q_f32((const float *)(head + NR)), f1 = vld1q_f32((const float *)(head + NR + 4));
+    const q8_stage st = q8_stage_of(out->zero_point, out->qmin, out->qmax);
 #pragma GCC unroll 8
     for (size_t i = 0; i < MR; i++) {
-        const uint8x8_t b = requantize8(acc[i][0], acc[i][1], m0, m1, e0, e1, zp, qmin, qmax);
+        const uint8x8_t b = requantize8(acc[i][0], acc[i][1], f0, f1, &st);
         uint8_t *ci = (uint8_t *)c + i * ldc;
         if (nr_ == NR)
             vst1_u8(ci, b);

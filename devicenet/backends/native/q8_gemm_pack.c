@@ -45,11 +45,11 @@ static void header(uint32_t h[7], int registry_index, size_t k, size_t n, int to
 }
 
 void dn_q8_gemm_pack(const dn_q8_gemm_variant *v, int registry_index, const int8_t *wt, const int32_t *bias,
-                     const int32_t *m, const int32_t *e, const float *scale, size_t k, size_t n, uint8_t *out)
+                     const float *factors, int to_float, size_t k, size_t n, uint8_t *out)
 {
     const size_t nr = (size_t)v->nr, kg = (size_t)v->kg, panel = dn_q8_gemm_panel_bytes(v, k);
     uint32_t h[7];
-    header(h, registry_index, k, n, scale != NULL);
+    header(h, registry_index, k, n, to_float);
     memset(out, 0, DN_Q8_HEADER);
     memcpy(out, h, sizeof h);
     out += DN_Q8_HEADER;
@@ -60,13 +60,7 @@ void dn_q8_gemm_pack(const dn_q8_gemm_variant *v, int registry_index, const int8
         memset(out, 0, panel);
         for (size_t j = 0; j < cols; j++) {
             head[j] = bias ? bias[c0 + j] : 0;
-            if (scale)
-                memcpy(head + nr + j, scale + c0 + j, 4);
-            else {
-                head[nr + j] = m[c0 + j];
-                head[2 * nr + j] = e[c0 + j];
-                head[3 * nr + j] = dn_q8_rounding(e[c0 + j]);
-            }
+            memcpy(head + nr + j, factors + c0 + j, 4);
             const int8_t *src = wt + (c0 + j) * k;
             for (size_t p = 0; p < k; p++)
                 w[((p / kg) * nr + j) * kg + p % kg] = src[p];

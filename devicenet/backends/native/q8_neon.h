@@ -1,6 +1,8 @@
 /* What the NEON eight-bit kernels share: requantisation of 8 int32 sums
- * to bytes.  vqrdmulh is (acc * m + 2**30) >> 31 and vrshl by -e the
- * rounding shift right: exactly q8_ref.requantize.  On 32-bit ARM a file
+ * to bytes, exactly q8_ref.requantize (every step one float32 rounding;
+ * ARMv7 NEON flushes subnormals to zero, which only a factor below
+ * 2**-126 could meet, and its products round to 0 either way).
+ * On 32-bit ARM a file
  * that includes this enables NEON for itself (as vec8_neon.h does), so a
  * build with the distribution's default flags holds the NEON variants. */
 #ifndef DEVICENET_Q8_NEON_H
@@ -13,16 +15,45 @@
 #endif
 #include <arm_neon.h>
 
-/* neg_e: the shifts negated */
+/* The output stage's constants (q8.h): the clamp of the scaled sums,
+ * [qmin - zero_point, qmax - zero_point], and the zero point. */
+typedef struct {
+    float32x4_t lo, hi;
+    int32x4_t zp;
+} q8_stage;
+
 __attribute__((always_inline))
-static inline uint8x8_t requantize8(int32x4_t a0, int32x4_t a1, int32x4_t m0, int32x4_t m1, int32x4_t neg_e0,
-                                    int32x4_t neg_e1, int16x8_t zp, uint8x8_t qmin, uint8x8_t qmax)
+static inline q8_stage q8_stage_of(int32_t zero_point, int32_t qmin, int32_t qmax)
 {
-    const int32x4_t p0 = vrshlq_s32(vqrdmulhq_s32(a0, m0), neg_e0);
-    const int32x4_t p1 = vrshlq_s32(vqrdmulhq_s32(a1, m1), neg_e1);
-    /* saturating narrowing: beyond int16 the clamp to [0, 255] decides the same */
-    const int16x8_t s = vqaddq_s16(vcombine_s16(vqmovn_s32(p0), vqmovn_s32(p1)), zp);
-    return vmin_u8(vmax_u8(vqmovun_s16(s), qmin), qmax);
+    q8_stage st = {vdupq_n_f32((float)(qmin - zero_point)), vdupq_n_f32((float)(qmax - zero_point)),
+#if defined(__aarch64__)
+                   vdupq_n_s32(zero_point)};
+#else
+                   vdupq_n_s32(DN_Q8_MAGIC_BITS - zero_point)};
+#endif
+    return st;
+}
+
+/* 4 sums times their factors, clamped, rounded half to even, plus the zero
+ * point: AArch64's vcvtnq, or on ARMv7 (whose conversions truncate) the
+ * float's bits after adding 1.5 x 2**23. */
+__attribute__((always_inline))
+static inline int32x4_t requantize4(int32x4_t acc, float32x4_t rscale, const q8_stage *st)
+{
+    const float32x4_t v = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(acc), rscale), st->lo), st->hi);
+#if defined(__aarch64__)
+    return vaddq_s32(vcvtnq_s32_f32(v), st->zp);
+#else
+    return vsubq_s32(vreinterpretq_s32_f32(vaddq_f32(v, vdupq_n_f32(DN_Q8_MAGIC))), st->zp);
+#endif
+}
+
+/* 8 sums to bytes (within [qmin, qmax] already: the narrowing is exact). */
+__attribute__((always_inline))
+static inline uint8x8_t requantize8(int32x4_t a0, int32x4_t a1, float32x4_t f0, float32x4_t f1, const q8_stage *st)
+{
+    const int16x8_t s = vcombine_s16(vmovn_s32(requantize4(a0, f0, st)), vmovn_s32(requantize4(a1, f1, st)));
+    return vqmovun_s16(s);
 }
 
 #endif
