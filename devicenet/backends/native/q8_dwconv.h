@@ -7,10 +7,13 @@
  * The weights come in pairs of taps (the op's layout): int16 (pairs, c, 2),
  * taps t = i * kw + j paired (2p, 2p + 1), an odd last tap paired with a
  * zero weight, so that a vector variant multiplies and adds two taps at a
- * time (vpmaddwd) or takes them apart in one load (vld2).  Every output
- * pixel gathers the rows its taps read once (a tap on the padding reads a
- * row of the input's zero point, q8_ref.pad), then sums channel block by
- * channel block in registers from the folded bias and requantises. */
+ * time (vpmaddwd) or takes them apart in one load (vld2).  Each output
+ * pixel sums channel block by channel block in registers from the folded
+ * bias and requantises, reading its taps through one pointer each (a tap
+ * on the padding reads a row of the input's zero point, q8_ref.pad).  The
+ * pixels whose taps all fall inside the input's width (the interior of a
+ * row) set those pointers up once per row and move them a stride a pixel;
+ * only the edge pixels check each tap. */
 
 #define DW_CHUNK 4096           /* channels per pass: the padding row's length */
 #define DW_MAX_TAPS 64          /* kh * kw (the op checks) */
@@ -32,44 +35,83 @@ INLINE void block_scalar(const dn_q8_dwconv_args *a, const uint8_t *const *x, pt
     }
 }
 
+/* Channels [kc, kend) of one pixel from its taps' rows x[t] (at channel
+ * kc, x[taps] the odd last tap's partner). */
+INLINE void pixel(const dn_q8_dwconv_args *a, const uint8_t *const *x, ptrdiff_t pairs, ptrdiff_t taps,
+                  ptrdiff_t kc, ptrdiff_t kend, uint8_t *y)
+{
+    ptrdiff_t k = kc;
+#ifdef BLOCK32
+    for (; k + 32 <= kend; k += 32)
+        BLOCK32(a, x, pairs, k, k - kc, y + k);
+#endif
+#ifdef BLOCK16
+    for (; k + 16 <= kend; k += 16)
+        BLOCK16(a, x, pairs, k, k - kc, y + k);
+#endif
+    if (k < kend) {
+        const uint8_t *xt[DW_MAX_TAPS + 1];
+        for (ptrdiff_t t = 0; t <= taps; t++)
+            xt[t] = x[t] + (k - kc);
+        block_scalar(a, xt, pairs, k, kend - k, y + k);
+    }
+}
+
 void DWCONV(const dn_q8_dwconv_args *args, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t k1)
 {
     const dn_q8_dwconv_args a = *args;  /* a copy the outputs cannot alias */
     const dn_geometry *g = &a.g;
     const ptrdiff_t c = g->c, taps = g->kh * g->kw, pairs = (taps + 1) / 2;
     uint8_t pad[DW_CHUNK];
-    const uint8_t *base[DW_MAX_TAPS + 1], *x[DW_MAX_TAPS + 1];
+    const uint8_t *x[DW_MAX_TAPS + 1];
     memset(pad, (int)a.x_zero_point, sizeof pad);
-    for (ptrdiff_t oy = r0; oy < r1; oy++)
-        for (ptrdiff_t ox = 0; ox < g->ow; ox++) {
-            const ptrdiff_t iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+    /* the output columns whose taps all fall inside the input's width */
+    ptrdiff_t in0 = (g->pl + g->sw - 1) / g->sw, in1 = g->ow;
+    while (in1 > in0 && (in1 - 1) * g->sw - g->pl + g->kw > g->w)
+        in1--;
+    if (in1 < in0)
+        in1 = in0;  /* no interior: every pixel is an edge pixel */
+    for (ptrdiff_t oy = r0; oy < r1; oy++) {
+        const ptrdiff_t iy0 = oy * g->sh - g->pt;
+        uint8_t *yrow = a.y + oy * g->ow * c;
+        for (ptrdiff_t kc = k0; kc < k1; kc += DW_CHUNK) {
+            const ptrdiff_t kend = min_z(k1, kc + DW_CHUNK);
+            /* the pixels at the left and right edges: each tap checked */
+            for (ptrdiff_t ox = 0; ox < g->ow; ox++) {
+                if (ox == in0)
+                    ox = in1;  /* past the interior */
+                if (ox >= g->ow)
+                    break;
+                const ptrdiff_t ix0 = ox * g->sw - g->pl;
+                for (ptrdiff_t i = 0, t = 0; i < g->kh; i++)
+                    for (ptrdiff_t j = 0; j < g->kw; j++, t++) {
+                        const ptrdiff_t iy = iy0 + i, ix = ix0 + j;
+                        x[t] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
+                            ? a.x + ((iy - g->row0) * g->w + ix) * c + kc : pad;
+                    }
+                x[taps] = x[0];  /* an odd last tap's partner: its weight is zero */
+                pixel(&a, x, pairs, taps, kc, kend, yrow + ox * c);
+            }
+            if (in1 <= in0)
+                continue;
+            /* the interior: a tap on a padding row reads the pad (the same
+             * bytes for every pixel), the others move sw pixels a step;
+             * taps on padding rows stay put, so only real rows advance */
+            ptrdiff_t step[DW_MAX_TAPS + 1];
+            const ptrdiff_t ix0 = in0 * g->sw - g->pl;
             for (ptrdiff_t i = 0, t = 0; i < g->kh; i++)
                 for (ptrdiff_t j = 0; j < g->kw; j++, t++) {
-                    const ptrdiff_t iy = iy0 + i, ix = ix0 + j;
-                    base[t] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
-                        ? a.x + ((iy - g->row0) * g->w + ix) * c : NULL;
+                    const ptrdiff_t iy = iy0 + i;
+                    const int inside = iy >= 0 && iy < g->h;
+                    x[t] = inside ? a.x + ((iy - g->row0) * g->w + ix0 + j) * c + kc : pad;
+                    step[t] = inside ? g->sw * c : 0;
                 }
-            uint8_t *y = a.y + (oy * g->ow + ox) * c;
-            for (ptrdiff_t kc = k0; kc < k1; kc += DW_CHUNK) {
-                const ptrdiff_t kend = min_z(k1, kc + DW_CHUNK);
-                for (ptrdiff_t t = 0; t < taps; t++)
-                    x[t] = base[t] ? base[t] + kc : pad;
-                x[taps] = x[0];  /* an odd last tap's partner: its weight is zero */
-                ptrdiff_t k = kc;
-#ifdef BLOCK32
-                for (; k + 32 <= kend; k += 32)
-                    BLOCK32(&a, x, pairs, k, k - kc, y + k);
-#endif
-#ifdef BLOCK16
-                for (; k + 16 <= kend; k += 16)
-                    BLOCK16(&a, x, pairs, k, k - kc, y + k);
-#endif
-                if (k < kend) {
-                    const uint8_t *xt[DW_MAX_TAPS + 1];
-                    for (ptrdiff_t t = 0; t <= taps; t++)
-                        xt[t] = x[t] + (k - kc);
-                    block_scalar(&a, xt, pairs, k, kend - k, y + k);
-                }
+            x[taps] = x[0], step[taps] = step[0];
+            for (ptrdiff_t ox = in0; ox < in1; ox++) {
+                pixel(&a, x, pairs, taps, kc, kend, yrow + ox * c);
+                for (ptrdiff_t t = 0; t <= taps; t++)
+                    x[t] += step[t];
             }
         }
+    }
 }
