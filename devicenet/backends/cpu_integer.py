@@ -9,6 +9,7 @@ integer layers goes from layer to layer without returning to Python.
 """
 
 import functools
+import math
 
 import numpy as np
 
@@ -138,6 +139,66 @@ class Q8Meanpool(_Q8Call):
 KERNELS = {"gemm": (Q8Gemm, "q8_gemm"), "im2col": (Q8Im2col, "q8_gemm"),
            "depthwise": (Q8Depthwise, "q8_dwconv"), "add": (Q8Add, "q8_add"),
            "meanpool": (Q8Meanpool, "q8_meanpool")}
+
+
+def _slot(buf, shape, dtype):
+    """The first values of an arena slot as an array of ``shape``."""
+    if dtype == np.uint8:
+        return out_view(buf, shape, np.uint8)
+    return buf.reshape(-1)[:math.prod(shape)].reshape(shape)
+
+
+class Converting(Kernel):
+    """A kernel some of whose inputs cross between float32 and uint8 (a
+    float layer reading an integer layer's output, or the other way round):
+    each such input is converted into a scratch slot of the arena by a
+    compiled call just ahead of the kernel's own calls, so that the
+    conversion runs inside the program (a pass over a value the layer before
+    has just written, still in cache) instead of as a step from Python.
+
+    ``conv``: per input, None or (want, QParams) as integer.entry takes
+    them; ``in_shapes``: the inputs' shapes."""
+
+    def __init__(self, inner, conv, in_shapes, impl):
+        self.inner, self.conv, self.in_shapes, self.impl = inner, conv, in_shapes, impl
+        self.op = inner.op
+        self.own = len(tuple(inner.temps))
+        # a uint8 value takes a quarter of a float32 slot
+        self.temps = tuple(inner.temps) + tuple(
+            (-(-math.prod(shape) // 4) if c[0] == "u8" else math.prod(shape))
+            for c, shape in zip(conv, in_shapes) if c is not None)
+
+    def _converted(self, inputs, temps):
+        """(the inputs as the kernel reads them, the compiled calls that
+        convert them)."""
+        out, calls, slots = [], [], iter(temps[self.own:])
+        for v, c, shape in zip(inputs, self.conv, self.in_shapes):
+            if c is None:
+                out.append(v)
+                continue
+            want, q = c
+            if want == "u8":
+                y = _slot(next(slots), shape, np.uint8)
+                calls.append(("q8_quantize", dict(x=v.reshape(shape), y=y, zero_point=q.zero_point,
+                                                  inv_scale=float(np.float32(1.0 / q.scale)))))
+            else:
+                y = _slot(next(slots), shape, np.float32)
+                calls.append(("q8_dequantize", dict(x=as_u8(v, shape), y=y, zero_point=q.zero_point,
+                                                    scale=float(np.float32(q.scale)))))
+            out.append(y)
+        return out, calls
+
+    def bind(self, inputs, out, temps):
+        bind = getattr(self.inner, "bind", None)
+        if bind is None:
+            return None
+        ins, calls = self._converted(inputs, temps)
+        inner = bind(ins, out, temps[:self.own])
+        return None if inner is None else calls + list(inner)
+
+    def __call__(self, inputs, out, temps):
+        ins = [v if c is None else self.impl.entry(v, *c) for v, c in zip(inputs, self.conv)]
+        return self.inner(ins, out, temps[:self.own])
 
 
 def entry(value, want, q, threads):

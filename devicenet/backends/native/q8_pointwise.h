@@ -15,6 +15,16 @@
  * vectorise on every target; rintf becomes a library call on some. */
 #define Q8_RINT(f) (((f) + 12582912.0f) - 12582912.0f)
 
+/* Eight floats, int32 or bytes as GCC's generic vectors (lowered to what
+ * the target has); a comparison gives -1 or 0 per lane.  Macros, not
+ * functions, so that no vector crosses a call (its ABI differs by ISA). */
+typedef float q8_vf __attribute__((vector_size(32)));
+typedef int32_t q8_vi __attribute__((vector_size(32)));
+typedef uint8_t q8_vb __attribute__((vector_size(8)));
+#define Q8_DUP(T, v) ((T){v, v, v, v, v, v, v, v})
+/* m ? a : b per lane, on the bits */
+#define Q8_SELECT(m, a, b) ((q8_vf)(((m) & (q8_vi)(a)) | (~(m) & (q8_vi)(b))))
+
 /* q8_ref.add: in 32-bit integers (the op checks that the sums fit). */
 void Q8(add)(const dn_q8_add_args *args, ptrdiff_t i0, ptrdiff_t i1)
 {
@@ -79,7 +89,26 @@ void Q8(quantize)(const dn_q8_quantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
     const float inv = a->inv_scale, zp = (float)a->zero_point;
     const float *restrict x = a->x;
     uint8_t *restrict y = a->y;
-    for (ptrdiff_t i = i0; i < i1; i++) {
+    ptrdiff_t i = i0;
+    /* Eight at a time in the compiler's generic vectors: the clamps as
+     * selects on the comparisons (a float ?: does not vectorise without
+     * -ffinite-math-only), the same operations as the loop below. */
+    const q8_vf lo = Q8_DUP(q8_vf, -512.0f), hi = Q8_DUP(q8_vf, 512.0f), magic = Q8_DUP(q8_vf, DN_Q8_MAGIC);
+    const q8_vi bias = Q8_DUP(q8_vi, DN_Q8_MAGIC_BITS - (int32_t)a->zero_point), zero = Q8_DUP(q8_vi, 0),
+                top = Q8_DUP(q8_vi, 255);
+    for (; i + 8 <= i1; i += 8) {
+        q8_vf f;
+        memcpy(&f, x + i, sizeof f);
+        f = f * inv;
+        f = Q8_SELECT(f > lo, f, lo);
+        f = Q8_SELECT(f < hi, f, hi);
+        q8_vi q = (q8_vi)(f + magic) - bias;  /* rint(f) + zero point */
+        q = q & (q > zero);
+        q = (q & (q < top)) | (top & ~(q < top));
+        const q8_vb b = __builtin_convertvector(q, q8_vb);
+        memcpy(y + i, &b, sizeof b);
+    }
+    for (; i < i1; i++) {
         float f = x[i] * inv;
         f = f > -512.0f ? f : -512.0f;
         f = f < 512.0f ? f : 512.0f;
