@@ -9,11 +9,12 @@ integer arithmetic on the same calibration batch:
    (0.01% cut from each end) or ``mse`` (the clip that minimises the
    squared error of quantising the tensor).  Each rule is tried on the
    whole network and the one whose answers move least is kept.
-2. **Integer weights**: a convolution that may run integer gets int8
+2. **Integer weights**: a GEMM convolution that may run integer gets int8
    weights at two ranges, [-64, 64] (integer.WEIGHT_QMAX: x86's fastest
    kernel is exact on them) and [-127, 127] (exact everywhere, slower on
-   x86), each with the per-channel clip and the bias correction chosen as
-   for stored int8 weights.
+   x86); a depthwise one only the whole range (its kernels are exact on
+   any int8 weight, as fast); each with the per-channel clip and the bias
+   correction chosen as for stored int8 weights.
 3. **Sensitivity**: with only that layer in integers (its inputs and output
    quantised), at each weight range, the KL divergence of the class
    probabilities from the float network's.
@@ -88,19 +89,23 @@ class IntegerPlanner:
     whose float layers use ``weights`` (tensor name -> what the runtime
     sees).
 
-    A convolution has three levels: integers with weights in [-64, 64]
-    (x86's fastest kernel is exact on them), integers with the whole int8
-    range (an exact, slower kernel), and float; an add or a mean pool two:
-    integers and float.  A plan gives each candidate a level."""
+    A GEMM convolution has three levels: integers with weights in [-64,
+    64] (x86's fastest kernel is exact on them), integers with the whole
+    int8 range (an exact, slower kernel), and float; a depthwise one two,
+    the whole int8 range and float (its kernels are exact for any int8
+    weight at the same speed); an add or a mean pool two: integers and
+    float.  A plan gives each candidate a level."""
 
-    #: weight ranges of a convolution's integer levels, fastest first
-    WEIGHT_RANGES = (integer.WEIGHT_QMAX, 127)
-    #: time of a layer at each level, as a fraction of its float time (an
-    #: estimate from the kernels' measured throughput: scripts/bench_q8.py)
-    COST = {64: 0.6, 127: 0.85, "int": 0.5, None: 1.0}
+    #: time of a layer at each level, as a fraction of its float time, by
+    #: integer kind (an estimate from the kernels' measured throughput on
+    #: Lite0's layers, scripts/bench_q8.py: 1x1 GEMMs 1.7x the float ones,
+    #: depthwise 1.1x; the patches of other convolutions are made in numpy)
+    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6, 127: 0.85}, "im2col": {integer.WEIGHT_QMAX: 1.0, 127: 1.2}, "depthwise": {127: 0.9},
+            "int": {"int": 0.5}}
     #: a conversion between float32 and uint8 at a region's border, in the
-    #: same units (float multiply-adds): per element, and per conversion
-    CONVERT = (60, 1_000_000)
+    #: same units (float multiply-adds): per element, and per conversion (a
+    #: compiled call inside the program, ahead of the layer that reads it)
+    CONVERT = (20, 100_000)
 
     def __init__(self, q, weights, plain_biases=None, progress=None):
         self.q, self.b, self.nodes = q, q.b, q.nodes
@@ -113,13 +118,24 @@ class IntegerPlanner:
             w = self.b.params[node.params["weight"]].shape if "weight" in node.params else None
             if node.op in integer.OPS and integer.supported(node, q.cache[node.inputs[0]].shape, w):
                 self.candidates.append(node)
-        self.iweights = {(n.name, r): self._integer_weight(n, r) for n in self.candidates if n.op == "conv"
-                         for r in self.WEIGHT_RANGES}
+        self.kind = {n.name: self._kind(n) for n in self.candidates}
+        self.iweights = {(n.name, r): self._integer_weight(n, r) for n in self.candidates
+                         for r in self.levels(n) if isinstance(r, int)}
         self._lowered = {}
+
+    def _kind(self, node):
+        if node.op != "conv":
+            return "int"
+        w = self.b.params[node.params["weight"]].shape
+        return integer.conv_kind(node, self.q.cache[node.inputs[0]].shape, w)
 
     def levels(self, node):
         """A candidate's levels, fastest first (None: float)."""
-        return self.WEIGHT_RANGES + (None,) if node.op == "conv" else ("int", None)
+        return tuple(self.COST[self.kind[node.name]]) + (None,)
+
+    def cost(self, name, level):
+        """A candidate's time at a level, as a fraction of its float time."""
+        return 1.0 if level is None else self.COST[self.kind[name]][level]
 
     def _integer_weight(self, node, qmax):
         """(integers, scales, corrected float bias, clip kind, clip) of an
@@ -213,7 +229,7 @@ class IntegerPlanner:
                     continue
                 cur, nxt = levels[name][k], levels[name][k + 1]
                 gain = sens[name].get(cur, 0.0) - sens[name].get(nxt, 0.0)
-                dt = (self.COST[nxt] - self.COST[cur]) * work[name]
+                dt = (self.cost(name, nxt) - self.cost(name, cur)) * work[name]
                 score = gain / max(dt, 1e-9)
                 if best is None or score > best[0]:
                     best = (score, name)
@@ -256,7 +272,7 @@ class IntegerPlanner:
         kept = dict(plan)
         for region in self.islands(plan):
             inside = set(region)
-            saved = sum(work[n] * (1.0 - self.COST[plan[n]]) for n in region)
+            saved = sum(work[n] * (1.0 - self.cost(n, plan[n])) for n in region)
             crossing = {t for n in region for t in by_name[n].inputs
                         if not any(t in by_name[m].outputs for m in inside)}
             crossing |= {by_name[n].outputs[0] for n in region
@@ -317,7 +333,7 @@ class IntegerPlanner:
         chosen = self.worth_it(seq[hi_k], work)
         total_kl, agree = at(hi_k) if chosen == seq[hi_k] else self.measure(chosen, qp, rule)
         total_work = sum(work.values())
-        time_est = sum(work[n] * self.COST[chosen.get(n)] for n in work) / max(total_work, 1)
+        time_est = sum(work[n] * self.cost(n, chosen.get(n)) for n in work) / max(total_work, 1)
         share = sum(work[n] for n in chosen) / max(total_work, 1)
         used = {t for n in self.nodes if n.name in chosen for t in n.inputs + n.outputs}
         summary = (f"{len(chosen)} of {len(self.candidates)} candidate layers in integers "
