@@ -660,16 +660,27 @@ static const dn_q8_gemm_variant *q8_variant(const dn_variant *rv)
     return dn_q8_gemm_variant_of((dn_q8_gemm_ukernel)rv->fn);
 }
 
-/* The selected variant, or where the weights could saturate it, the first
- * exact one after it that the CPU has. */
+/* Whether variant v computes these weights exactly: a kernel that could
+ * saturate needs weights whose pairs cannot; one that reads A less an
+ * offset adds offset x 127 x k to sums the quantiser keeps within 2**30,
+ * so k must leave room in int32. */
+static int q8_gemm_fits(const dn_q8_gemm_variant *v, const int8_t *wt, size_t k, size_t n)
+{
+    if (v->a_offset && k > ((size_t)1 << 16))
+        return 0;
+    return v->exact || dn_q8_gemm_pairs_safe(wt, k, n);
+}
+
+/* The selected variant, or where it cannot compute these weights exactly,
+ * the first one after it that can and that the CPU has. */
 static const dn_variant *q8_gemm_for(const int8_t *wt, size_t k, size_t n)
 {
     const dn_variant *rv = dn_selected(DN_OP_Q8_GEMM);
-    if (q8_variant(rv)->exact || dn_q8_gemm_pairs_safe(wt, k, n))
+    if (q8_gemm_fits(q8_variant(rv), wt, k, n))
         return rv;
     for (int i = (int)(rv - dn_op_variant(DN_OP_Q8_GEMM, 0)) + 1; i < dn_op_count(DN_OP_Q8_GEMM); i++) {
         const dn_variant *next = dn_op_variant(DN_OP_Q8_GEMM, i);
-        if (q8_variant(next)->exact && dn_variant_available(next))
+        if (dn_variant_available(next) && q8_gemm_fits(q8_variant(next), wt, k, n))
             return next;
     }
     return dn_op_variant(DN_OP_Q8_GEMM, dn_op_count(DN_OP_Q8_GEMM) - 1);

@@ -86,6 +86,8 @@ typedef struct {
     int kg, kr;             /* k interleaved kg at a time; k padded to a multiple of kr */
     unsigned features;      /* DN_CPU_* bits required */
     int exact;              /* 0: needs weights whose adjacent pairs cannot saturate int16 */
+    int a_offset;           /* the kernel reads A less this (128: as signed bytes), which the
+                             * packing adds back to the bias: a_offset x the column's weight sum */
     dn_q8_gemm_ukernel ukernel;
 } dn_q8_gemm_variant;
 
@@ -157,12 +159,23 @@ void dn_q8_gemm_4x8c2_sse2(size_t, size_t, size_t, const uint8_t *, size_t, cons
                            const dn_q8_output *);
 #endif
 #if DN_NEON && defined(__aarch64__)
+void dn_q8_gemm_8x8c4_neondot(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+                              const dn_q8_output *);
 void dn_q8_gemm_8x8c1_neon(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                            const dn_q8_output *);
 #elif DN_NEON
 void dn_q8_gemm_4x8c1_neon(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                            const dn_q8_output *);
 #endif
+
+/* A micro-kernel's entry point: ROWS(MR) (the file's own macro, over its
+ * rows function) for a compile-time MR up to max_mr. */
+#define DN_Q8_GEMM_ENTRY(NAME, max_mr)                                                            \
+    void NAME(size_t mr_, size_t nr_, size_t k, const uint8_t *a, size_t lda, const void *panel,   \
+              void *c, size_t ldc, const dn_q8_output *out)                                        \
+    {                                                                                              \
+        DN_GEMM_ROWS_SWITCH(mr_, max_mr)                                                           \
+    }
 
 /* The whole-panel output stage for kernels that finish in scalar code:
  * rows of nr int32 sums acc[i * nr + j]. */

@@ -50,11 +50,6 @@ static inline void rows(const size_t MR, size_t nr_, size_t k, const uint8_t *a,
     dn_q8_store_tile(MR, nr_, NR, sums, head, c, ldc, out);
 }
 
-TARGET
-void dn_q8_gemm_4x8c2_sse2(size_t mr_, size_t nr_, size_t k, const uint8_t *a, size_t lda,
-                           const void *panel, void *c, size_t ldc, const dn_q8_output *out)
-{
 #define ROWS(MR) rows(MR, nr_, k, a, lda, panel, c, ldc, out)
-    DN_GEMM_ROWS_SWITCH(mr_, 4)
-}
+TARGET DN_Q8_GEMM_ENTRY(dn_q8_gemm_4x8c2_sse2, 4)
 #endif

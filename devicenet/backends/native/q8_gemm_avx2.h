@@ -123,12 +123,7 @@ static inline void rows(const size_t MR, const size_t NV, size_t nr_, size_t k, 
                     narrow16(requantize(acc[i][0], f0, &st), requantize(acc[i][1], f1, &st), &st));
 }
 
-TARGET
-void NAME(size_t mr_, size_t nr_, size_t k, const uint8_t *a, size_t lda, const void *panel, void *c,
-          size_t ldc, const dn_q8_output *out)
-{
 /* NV = 1: a last panel of at most 8 columns (24 or 40 channels) at half the work */
 #define ROWS(MR) (nr_ > 8 ? rows(MR, 2, nr_, k, a, lda, panel, c, ldc, out) \
                           : rows(MR, 1, nr_, k, a, lda, panel, c, ldc, out))
-    DN_GEMM_ROWS_SWITCH(mr_, MR_MAX)
-}
+TARGET DN_Q8_GEMM_ENTRY(NAME, MR_MAX)

@@ -39,16 +39,17 @@ void dn_q8_gemm_block(const dn_q8_gemm_variant *v, size_t k, size_t n, const uin
  * pairs could saturate vpmaddubsw are packed for the first exact one. */
 const dn_q8_gemm_variant dn_q8_gemm_variants[] = {
 #if DN_X86
-    {"q8_gemm_6x16c4_avx2", 6, 16, 4, 4, DN_CPU_AVX2, 0, dn_q8_gemm_6x16c4_avx2},
-    {"q8_gemm_4x16c2_avx2", 4, 16, 2, 2, DN_CPU_AVX2, 1, dn_q8_gemm_4x16c2_avx2},
-    {"q8_gemm_4x8c2_sse2", 4, 8, 2, 2, DN_CPU_SSE2, 1, dn_q8_gemm_4x8c2_sse2},
+    {"q8_gemm_6x16c4_avx2", 6, 16, 4, 4, DN_CPU_AVX2, 0, 0, dn_q8_gemm_6x16c4_avx2},
+    {"q8_gemm_4x16c2_avx2", 4, 16, 2, 2, DN_CPU_AVX2, 1, 0, dn_q8_gemm_4x16c2_avx2},
+    {"q8_gemm_4x8c2_sse2", 4, 8, 2, 2, DN_CPU_SSE2, 1, 0, dn_q8_gemm_4x8c2_sse2},
 #endif
 #if DN_NEON && defined(__aarch64__)
-    {"q8_gemm_8x8c1_neon", 8, 8, 1, 4, DN_CPU_NEON, 1, dn_q8_gemm_8x8c1_neon},
+    {"q8_gemm_8x8c4_neondot", 8, 8, 4, 4, DN_CPU_NEON | DN_CPU_ASIMDDP, 1, 128, dn_q8_gemm_8x8c4_neondot},
+    {"q8_gemm_8x8c1_neon", 8, 8, 1, 4, DN_CPU_NEON, 1, 0, dn_q8_gemm_8x8c1_neon},
 #elif DN_NEON
-    {"q8_gemm_4x8c1_neon", 4, 8, 1, 4, DN_CPU_NEON, 1, dn_q8_gemm_4x8c1_neon},
+    {"q8_gemm_4x8c1_neon", 4, 8, 1, 4, DN_CPU_NEON, 1, 0, dn_q8_gemm_4x8c1_neon},
 #endif
-    {"q8_gemm_4x4c1_scalar", 4, 4, 1, 1, 0, 1, dn_q8_gemm_4x4c1_scalar},
+    {"q8_gemm_4x4c1_scalar", 4, 4, 1, 1, 0, 1, 0, dn_q8_gemm_4x4c1_scalar},
 };
 const int dn_q8_gemm_nvariants = (int)(sizeof dn_q8_gemm_variants / sizeof dn_q8_gemm_variants[0]);
 

@@ -54,42 +54,10 @@ static inline void rows(const size_t MR, size_t nr_, size_t k, const uint8_t *a,
             MLAL(i, w3, 3)
         }
     }
-    if (out->to_float) {
-        const float32x4_t s0 = vld1q_f32((const float *)(head + NR)), s1 = vld1q_f32((const float *)(head + NR + 4));
-        const float32x4_t lo = vdupq_n_f32(out->lo), hi = vdupq_n_f32(out->hi);
-#pragma GCC unroll 8
-        for (size_t i = 0; i < MR; i++) {
-            float32x4_t y0 = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(acc[i][0]), s0), lo), hi);
-            float32x4_t y1 = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(acc[i][1]), s1), lo), hi);
-            float t[NR], *ci = (float *)c + i * ldc;
-            vst1q_f32(nr_ == NR ? ci : t, y0);
-            vst1q_f32(nr_ == NR ? ci + 4 : t + 4, y1);
-            if (nr_ != NR)
-                memcpy(ci, t, nr_ * sizeof(float));
-        }
-        return;
-    }
-    const float32x4_t f0 = vld1q_f32((const float *)(head + NR)), f1 = vld1q_f32((const float *)(head + NR + 4));
-    const q8_stage st = q8_stage_of(out->zero_point, out->qmin, out->qmax);
-#pragma GCC unroll 8
-    for (size_t i = 0; i < MR; i++) {
-        const uint8x8_t b = requantize8(acc[i][0], acc[i][1], f0, f1, &st);
-        uint8_t *ci = (uint8_t *)c + i * ldc;
-        if (nr_ == NR)
-            vst1_u8(ci, b);
-        else {
-            uint8_t t[NR];
-            vst1_u8(t, b);
-            memcpy(ci, t, nr_);
-        }
-    }
+    q8_neon_store_tile(MR, nr_, acc, head, c, ldc, out);
 }
 
-void DN_NEON_NAME(size_t mr_, size_t nr_, size_t k, const uint8_t *a, size_t lda, const void *panel,
-                  void *c, size_t ldc, const dn_q8_output *out)
-{
 #define ROWS(MR) rows(MR, nr_, k, a, lda, panel, c, ldc, out)
-    DN_GEMM_ROWS_SWITCH(mr_, DN_NEON_MR)
-}
+DN_Q8_GEMM_ENTRY(DN_NEON_NAME, DN_NEON_MR)
 
 #endif

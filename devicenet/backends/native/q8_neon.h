@@ -56,4 +56,41 @@ static inline uint8x8_t requantize8(int32x4_t a0, int32x4_t a1, float32x4_t f0, 
     return vqmovun_s16(s);
 }
 
+/* The output stage of an MR x 8 GEMM tile (rows of two accumulators;
+ * nr_ <= 8 columns stored), uint8 or float32 (q8.h), the factors at
+ * head + 8. */
+__attribute__((always_inline))
+static inline void q8_neon_store_tile(size_t mr, size_t nr_, int32x4_t (*acc)[2], const int32_t *head, void *c,
+                                      size_t ldc, const dn_q8_output *out)
+{
+    const float32x4_t f0 = vld1q_f32((const float *)(head + 8)), f1 = vld1q_f32((const float *)(head + 12));
+    if (out->to_float) {
+        const float32x4_t lo = vdupq_n_f32(out->lo), hi = vdupq_n_f32(out->hi);
+#pragma GCC unroll 8
+        for (size_t i = 0; i < mr; i++) {
+            float32x4_t y0 = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(acc[i][0]), f0), lo), hi);
+            float32x4_t y1 = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(acc[i][1]), f1), lo), hi);
+            float t[8], *ci = (float *)c + i * ldc;
+            vst1q_f32(nr_ == 8 ? ci : t, y0);
+            vst1q_f32(nr_ == 8 ? ci + 4 : t + 4, y1);
+            if (nr_ != 8)
+                memcpy(ci, t, nr_ * sizeof(float));
+        }
+        return;
+    }
+    const q8_stage st = q8_stage_of(out->zero_point, out->qmin, out->qmax);
+#pragma GCC unroll 8
+    for (size_t i = 0; i < mr; i++) {
+        const uint8x8_t b = requantize8(acc[i][0], acc[i][1], f0, f1, &st);
+        uint8_t *ci = (uint8_t *)c + i * ldc;
+        if (nr_ == 8)
+            vst1_u8(ci, b);
+        else {
+            uint8_t t[8];
+            vst1_u8(t, b);
+            memcpy(ci, t, nr_);
+        }
+    }
+}
+
 #endif
