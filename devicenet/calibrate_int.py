@@ -12,9 +12,9 @@ integer arithmetic on the same calibration batch:
 2. **Integer weights**: a GEMM convolution that may run integer gets int8
    weights at two ranges, [-64, 64] (integer.WEIGHT_QMAX: x86's fastest
    kernel is exact on them) and [-127, 127] (exact everywhere, slower on
-   x86); a depthwise one only the whole range (its kernels are exact on
-   any int8 weight, as fast); each with the per-channel clip and the bias
-   correction chosen as for stored int8 weights.
+   x86); a depthwise one twelve-bit weights (integer.DEPTHWISE_QMAX,
+   stored int16: its kernels multiply int16 weights anyway); each with the
+   per-channel clip and the bias correction chosen as for stored weights.
 3. **Sensitivity**: with only that layer in integers (its inputs and output
    quantised), at each weight range, the KL divergence of the class
    probabilities from the float network's.
@@ -92,15 +92,16 @@ class IntegerPlanner:
     A GEMM convolution has three levels: integers with weights in [-64,
     64] (x86's fastest kernel is exact on them), integers with the whole
     int8 range (an exact, slower kernel), and float; a depthwise one two,
-    the whole int8 range and float (its kernels are exact for any int8
-    weight at the same speed); an add or a mean pool two: integers and
+    integers with twelve-bit weights and float (its kernels multiply int16
+    weights at the same speed); an add or a mean pool two: integers and
     float.  A plan gives each candidate a level."""
 
     #: time of a layer at each level, as a fraction of its float time, by
     #: integer kind (an estimate from the kernels' measured throughput on
     #: Lite0's layers, scripts/bench_q8.py: 1x1 GEMMs 1.7x the float ones,
     #: depthwise 1.1x; the patches of other convolutions are made in numpy)
-    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6, 127: 0.85}, "im2col": {integer.WEIGHT_QMAX: 1.0, 127: 1.2}, "depthwise": {127: 0.9},
+    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6, 127: 0.85}, "im2col": {integer.WEIGHT_QMAX: 1.0, 127: 1.2},
+            "depthwise": {integer.DEPTHWISE_QMAX: 0.9},
             "int": {"int": 0.5}}
     #: a conversion between float32 and uint8 at a region's border, in the
     #: same units (float multiply-adds): per element, and per conversion (a
@@ -152,7 +153,7 @@ class IntegerPlanner:
         x = self.q.cache[node.inputs[0]]
         x_scale = max(float(x.max()) - min(float(x.min()), 0.0), 1e-8) / 255.0
         floor = 0.0 if plain is None else np.abs(plain) * qmax / (x_scale * 2.0 ** 26)
-        for kind, clip in zip(("absmax", "mse"), clip_candidates(w, "int8", qmax)):
+        for kind, clip in zip(("absmax", "mse"), clip_candidates(w, "int8" if qmax <= 127 else "int16", qmax)):
             clip = np.maximum(clip, floor).astype(np.float32)
             wi, scales = integer.integer_weight(w, clip, qmax)
             wq = wi.astype(np.float32) * scales.reshape((-1,) + (1,) * (w.ndim - 1))
@@ -372,7 +373,7 @@ def choose_arithmetic(q, weights, encodings, clips, plain_biases=None, budget=No
         if level is not None:
             _, _, bias, kind, clip = planner.iweights[(node.name, level)]
             wname = node.params["weight"]
-            encodings[wname], clips[wname], qmax[wname] = "int8", clip, level
+            encodings[wname], clips[wname], qmax[wname] = "int8" if level <= 127 else "int16", clip, level
             if bias is not None:
                 q.b.params[node.params["bias"]] = bias
     return report, qmax

@@ -29,6 +29,11 @@ from .graph import ACTIVATIONS, window
 #: summed in pairs then fit int16 (x86's vpmaddubsw), so that the fast
 #: kernels are exact
 WEIGHT_QMAX = 64
+#: largest |weight integer| of an integer depthwise layer's weights, stored
+#: int16: its kernels multiply int16 weights anyway (pairs of taps through
+#: vpmaddwd, vmlal_s16), so twelve bits cost no time, and the sums stay far
+#: inside int32 (255 x 2047 x the taps)
+DEPTHWISE_QMAX = 2047
 #: ops that may run integer
 OPS = ("conv", "add", "global_avgpool")
 #: integer sums are kept within this magnitude (q8_ref's promise to kernels)
@@ -266,8 +271,13 @@ def lower(graph, shapes):
         weight = bias = None
         if node.op == "conv":
             t = graph.tensors[node.params["weight"]]
-            if t.encoding != "int8":
-                raise DeviceNetError(f"node {node.name}: an integer layer needs int8 weights, not {t.encoding}")
+            wide = conv_kind(node, shapes[node.inputs[0]], t.shape) == "depthwise" and t.encoding == "int16"
+            if t.encoding != "int8" and not wide:
+                raise DeviceNetError(f"node {node.name}: an integer layer needs int8 weights (int16 for a "
+                                     f"depthwise one), not {t.encoding}")
+            if wide and np.abs(np.asarray(t.data)).max(initial=0) > DEPTHWISE_QMAX:
+                raise DeviceNetError(f"node {node.name}: integer depthwise weights must lie within "
+                                     f"+-{DEPTHWISE_QMAX}")
             weight = (np.asarray(t.data), t.scales)
             if "bias" in node.params:
                 bias = graph.tensors[node.params["bias"]].decode()

@@ -105,13 +105,13 @@ def test_plan_keeps_every_kind_of_layer_in_integers(integer_model):
     kinds = {q.kind for q in integer.lower(g, g.shapes()).values()}
     assert kinds == {"im2col", "gemm", "depthwise", "add", "meanpool"}
     # stored integer weights use [-64, 64] where that makes the fastest GEMM
-    # exact; the depthwise kernels are exact on any int8 at the same speed,
-    # so a depthwise layer gets the whole range
+    # exact; the depthwise kernels multiply int16 weights anyway, so a
+    # depthwise layer gets twelve bits
     for name in ("stem", "expand", "project", "head"):
         t = g.tensors[f"{name}.weight"]
         assert t.encoding == "int8" and np.abs(t.data).max() <= integer.WEIGHT_QMAX
     t = g.tensors["depthwise.weight"]
-    assert t.encoding == "int8" and np.abs(t.data).max() == 127
+    assert t.encoding == "int16" and np.abs(t.data).max() == integer.DEPTHWISE_QMAX
 
 
 def test_integer_network_stays_close_to_float(integer_model):
@@ -199,6 +199,21 @@ def test_malformed_integer_plans_are_refused(integer_model, tmp_path, change, me
     g2 = dnet.Graph({**g.meta, "integer": bad}, g.nodes, g.tensors)
     p = tmp_path / "bad.dnet"
     dnet.write(g2, p)
+    with pytest.raises(DeviceNetError, match=message):
+        dnet.load(p)
+
+
+@pytest.mark.parametrize("tensor, data, message", [
+    ("depthwise.weight", lambda d: np.where(d == d.max(), 3000, d).astype(np.int16), "within"),
+    ("expand.weight", lambda d: d.astype(np.int16), "needs int8 weights"),
+])
+def test_integer_weights_beyond_what_the_kernels_take_are_refused(integer_model, tmp_path, tensor, data, message):
+    from devicenet.graph import Tensor
+    _, g, _ = integer_model
+    t = g.tensors[tensor]
+    tensors = {**g.tensors, tensor: Tensor(t.name, "int16", t.shape, data(np.asarray(t.data)), t.scales)}
+    p = tmp_path / "bad.dnet"
+    dnet.write(dnet.Graph(g.meta, g.nodes, tensors), p)
     with pytest.raises(DeviceNetError, match=message):
         dnet.load(p)
 

@@ -100,7 +100,9 @@ def q8_dwconv(rng, threads):
             (6, 6, 5, 5, 2, (2, 2, 2, 2)), (8, 9, 3, 3, 2, (1, 1, 1, 1))]):
         zx, zp = ZERO_POINTS[i % 3], ZERO_POINTS[(i + 1) % 3]
         x = rng.integers(0, 256, (1, h, w, c)).astype(np.uint8)
-        weight = rng.integers(-127, 128, (c, k, k)).astype(np.int8)
+        # int8 weights, or on odd cases twelve-bit ones stored int16 (integer.DEPTHWISE_QMAX)
+        weight = (rng.integers(-127, 128, (c, k, k)).astype(np.int8) if i % 2 == 0 else
+                  rng.integers(-2047, 2048, (c, k, k)).astype(np.int16))
         bias = ref.fold_bias(rng.integers(-3000, 3000, c).astype(np.int32), weight, zx)
         f = factors(rng, c, i % 3)
         qmin, qmax = ((0, 255), (zp // 2, 255), (3, 200))[i % 3]

@@ -75,13 +75,16 @@ class PackedQ8:
 
 
 class DepthwiseQ8:
-    """A depthwise convolution's int8 weights (C, KH, KW), folded int32 bias
+    """A depthwise convolution's integer weights (C, KH, KW; int8, or int16
+    within +-2047: integer.DEPTHWISE_QMAX), folded int32 bias
     (C; q8_ref.fold_bias with the input's zero point) and per-channel
     requantisation factors (float32, C: q8_ref.requantize), laid out once
     for op q8_dwconv."""
 
     def __init__(self, weight, bias, rscale, kernel=None):
-        weight = np.asarray(weight, np.int8)
+        weight = np.asarray(weight)
+        if weight.dtype not in (np.int8, np.int16):
+            raise TypeError("depthwise weights must be int8 or int16")
         weight = weight.reshape(weight.shape[0], *(kernel or weight.shape[1:3]))
         self.c, self.kh, self.kw = weight.shape
         # pairs of taps (native/q8_dwconv.h): int16 (pairs, C, 2), an odd
