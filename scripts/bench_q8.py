@@ -9,7 +9,7 @@ each, and prints GMAC/s (m * k * n multiply-adds per second, 1e9).  With
 same way (q8_dwconv against depthwise) and sums them: the kernels' share
 of a whole inference on each path.
 
-    PYTHONPATH=. python scripts/bench_q8.py [--threads 1] [--repeat 20] [--lite0] [--json]
+    PYTHONPATH=. python scripts/bench_q8.py [--threads 1] [--repeat 20] [--lite0] [--wmax 64|127] [--json]
 """
 
 import argparse
@@ -62,9 +62,9 @@ def best_time(fn, repeat):
     return best
 
 
-def bench(m, k, n, threads, repeat, rng):
+def bench(m, k, n, threads, repeat, rng, wmax=64):
     a8 = rng.integers(0, 256, (m, k)).astype(np.uint8)
-    wt = rng.integers(-64, 65, (n, k)).astype(np.int8)
+    wt = rng.integers(-wmax, wmax + 1, (n, k)).astype(np.int8)
     q = PackedQ8(wt, q8_ref.fold_bias(None, wt, 128), rscale=q8_ref.requant_scale(np.full(n, 1e-3)))
     y8 = np.empty((m, n), np.uint8)
     q8_args = q.call(a8, y8, zero_point=128)
@@ -100,12 +100,12 @@ def bench_dw(h, c, kernel, stride, threads, repeat, rng):
     return times
 
 
-def lite0(threads, repeat, rng):
+def lite0(threads, repeat, rng, wmax=64):
     """Summed seconds of Lite0's 1x1 and depthwise layers on each path."""
     total = {("gemm", "q8"): 0.0, ("gemm", "f32"): 0.0, ("dw", "q8"): 0.0, ("dw", "f32"): 0.0}
     for kind, *shape in lite0_layers():
         if kind == "gemm":
-            r = bench(*shape, threads, repeat, rng)
+            r = bench(*shape, threads, repeat, rng, wmax)
             t = {name: math.prod(shape) / r[f"{name}_gmacs"] / 1e9 for name in ("q8", "f32")}
         else:
             t = bench_dw(*shape, threads, repeat, rng)
@@ -120,10 +120,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--lite0", action="store_true", help="every 1x1 and depthwise layer of Lite0, summed")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--wmax", type=int, default=64, choices=(64, 127),
+                        help="weights in [-wmax, wmax]: 64 runs the fastest x86 kernel (vpmaddubsw), 127 an exact one")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     if args.lite0:
-        t = lite0(args.threads, args.repeat, rng)
+        t = lite0(args.threads, args.repeat, rng, args.wmax)
         if args.json:
             print(json.dumps({"threads": args.threads, **t}, indent=1))
             return
@@ -132,7 +134,7 @@ def main():
               f"f32 {t['dw_f32_ms']:.2f} ({t['dw_f32_ms'] / t['dw_q8_ms']:.2f}x); both "
               f"{(t['gemm_f32_ms'] + t['dw_f32_ms']) / (t['gemm_q8_ms'] + t['dw_q8_ms']):.2f}x")
         return
-    rows = [bench(m, k, n, args.threads, args.repeat, rng) for m, k, n in SHAPES]
+    rows = [bench(m, k, n, args.threads, args.repeat, rng, args.wmax) for m, k, n in SHAPES]
     if args.json:
         print(json.dumps({"threads": args.threads, "f32_kernel": variant("f32_gemm"), "rows": rows}, indent=1))
         return
