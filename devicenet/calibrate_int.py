@@ -10,16 +10,17 @@ integer arithmetic on the same calibration batch:
    squared error of quantising the tensor).  Each rule is tried on the
    whole network and the one whose answers move least is kept.
 2. **Integer weights**: a GEMM convolution that may run integer gets int8
-   weights at two ranges, [-64, 64] (integer.WEIGHT_QMAX: x86's fastest
-   kernel is exact on them) and [-127, 127] (exact everywhere, slower on
-   x86); a depthwise one twelve-bit weights (integer.DEPTHWISE_QMAX,
+   weights in [-64, 64] (integer.WEIGHT_QMAX: x86's fastest kernel is
+   exact on them; the whole int8 range needs an exact kernel that runs
+   slower than float32 on AVX2, so it is not offered); a depthwise one
+   twelve-bit weights (integer.DEPTHWISE_QMAX,
    stored int16: its kernels multiply int16 weights anyway); each with the
    per-channel clip and the bias correction chosen as for stored weights.
 3. **Sensitivity**: with only that layer in integers (its inputs and output
-   quantised), at each weight range, the KL divergence of the class
-   probabilities from the float network's.
-4. **Budget**: starting from every candidate at its fastest integer level,
-   layers move up a level (wider weights, then float) in the order that
+   quantised), the KL divergence of the class probabilities from the
+   float network's.
+4. **Budget**: starting from every candidate in integers, layers move to
+   float in the order that
    removes the most divergence for the time it adds (lone sensitivities
    against an estimate of each level's time), and the first plan of that
    sequence whose whole-network divergence is within the budget is kept.
@@ -89,9 +90,8 @@ class IntegerPlanner:
     whose float layers use ``weights`` (tensor name -> what the runtime
     sees).
 
-    A GEMM convolution has three levels: integers with weights in [-64,
-    64] (x86's fastest kernel is exact on them), integers with the whole
-    int8 range (an exact, slower kernel), and float; a depthwise one two,
+    A GEMM convolution has two levels: integers with weights in [-64, 64]
+    (x86's fastest kernel is exact on them) and float; a depthwise one two,
     integers with twelve-bit weights and float (its kernels multiply int16
     weights at the same speed); an add or a mean pool two: integers and
     float.  A plan gives each candidate a level."""
@@ -99,8 +99,11 @@ class IntegerPlanner:
     #: time of a layer at each level, as a fraction of its float time, by
     #: integer kind (an estimate from the kernels' measured throughput on
     #: Lite0's layers, scripts/bench_q8.py: 1x1 GEMMs 1.7x the float ones,
-    #: depthwise 1.1x; the patches of other convolutions are made in numpy)
-    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6, 127: 0.85}, "im2col": {integer.WEIGHT_QMAX: 1.0, 127: 1.2},
+    #: depthwise 1.1x; the patches of other convolutions are made in numpy).
+    #: The whole int8 range would need the exact GEMM kernel, 0.76x the
+    #: float one on AVX2 (bench_q8.py --wmax 127): slower and less exact
+    #: than float, so no level of its own.
+    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6}, "im2col": {integer.WEIGHT_QMAX: 1.0},
             "depthwise": {integer.DEPTHWISE_QMAX: 0.9},
             "int": {"int": 0.5}}
     #: a conversion between float32 and uint8 at a region's border, in the
@@ -347,9 +350,8 @@ class IntegerPlanner:
             "activations": {t: qp[t].to_json() for t in sorted(used)},
             "summary": summary,
             "method": "per-tensor activation ranges (rule chosen by measured KL), per-layer sensitivity "
-                      "(KL with only that layer in integers, at each weight range), layers moved up a level "
-                      "(wider weights, then float) by divergence removed per time added until the KL "
-                      "budget holds",
+                      "(KL with only that layer in integers), layers moved to float by divergence removed "
+                      "per time added until the KL budget holds",
             "weight_ranges": {n: lv for n, lv in chosen.items() if lv != "int"},
             "budget_kl": budget,
             "ranges": {r: {"kl": float(f"{v[1]:.3g}"), "agreement": round(v[2], 4)} for r, v in rules.items()},
