@@ -99,11 +99,12 @@ class IntegerPlanner:
     #: time of a layer at each level, as a fraction of its float time, by
     #: integer kind (an estimate from the kernels' measured throughput on
     #: Lite0's layers, scripts/bench_q8.py: 1x1 GEMMs 1.7x the float ones,
-    #: depthwise 1.1x; the patches of other convolutions are made in numpy).
+    #: depthwise 1.1x; other convolutions make their patches in numpy, which
+    #: took Lite0's stem 3.3x the float direct convolution's time).
     #: The whole int8 range would need the exact GEMM kernel, 0.76x the
     #: float one on AVX2 (bench_q8.py --wmax 127): slower and less exact
     #: than float, so no level of its own.
-    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6}, "im2col": {integer.WEIGHT_QMAX: 1.0},
+    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6}, "im2col": {integer.WEIGHT_QMAX: 3.3},
             "depthwise": {integer.DEPTHWISE_QMAX: 0.9},
             "int": {"int": 0.5}}
     #: a conversion between float32 and uint8 at a region's border, in the
@@ -123,6 +124,8 @@ class IntegerPlanner:
             if node.op in integer.OPS and integer.supported(node, q.cache[node.inputs[0]].shape, w):
                 self.candidates.append(node)
         self.kind = {n.name: self._kind(n) for n in self.candidates}
+        # a layer no faster in integers than in float only loses exactness there
+        self.candidates = [n for n in self.candidates if min(self.COST[self.kind[n.name]].values()) < 1.0]
         self.iweights = {(n.name, r): self._integer_weight(n, r) for n in self.candidates
                          for r in self.levels(n) if isinstance(r, int)}
         self._lowered = {}

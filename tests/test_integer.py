@@ -42,14 +42,17 @@ def block_net(seed=0):
 
 @contextlib.contextmanager
 def free_conversions():
-    """Plans that count no cost at integer regions' borders (a network this
-    small would otherwise stay all float)."""
-    saved = calibrate_int.IntegerPlanner.CONVERT
-    calibrate_int.IntegerPlanner.CONVERT = (0, 0)
+    """Plans that count no cost at integer regions' borders, and convolutions
+    made of patches as faster in integers (a network this small would
+    otherwise stay all float, and these tests want every kind of layer)."""
+    planner = calibrate_int.IntegerPlanner
+    saved = planner.CONVERT, planner.COST
+    planner.CONVERT = (0, 0)
+    planner.COST = {**planner.COST, "im2col": {integer.WEIGHT_QMAX: 0.9}}
     try:
         yield
     finally:
-        calibrate_int.IntegerPlanner.CONVERT = saved
+        planner.CONVERT, planner.COST = saved
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +236,20 @@ def test_tight_budget_sends_layers_back_to_float():
                                            kl_budget=10.0)[2]["integer"]
     assert len(spec["nodes"]) < len(loose["nodes"])
     assert set(spec["sensitivity"]) == set(loose["sensitivity"])
+
+
+def test_layers_no_faster_in_integers_stay_float():
+    """The stem's patches are made in numpy, 3.3x its float time: even with
+    borders free and any budget, the plan leaves it float."""
+    planner = calibrate_int.IntegerPlanner
+    saved, planner.CONVERT = planner.CONVERT, (0, 0)
+    try:
+        spec = calibrate.choose_encodings(block_net(), {"preprocess": SPEC}, arithmetic="auto",
+                                          kl_budget=10.0)[2]["integer"]
+    finally:
+        planner.CONVERT = saved
+    assert "stem" not in spec["nodes"] and "stem" not in spec["sensitivity"]
+    assert {"expand", "depthwise", "project"} <= set(spec["nodes"])
 
 
 def test_regions_that_cannot_pay_for_their_conversions_stay_float():
