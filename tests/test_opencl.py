@@ -240,3 +240,28 @@ def test_explicit_opencl_on_the_command_line_is_a_clear_error(monkeypatch):
     assert r.stderr.strip().splitlines() == ["Error: OpenCL backend unavailable: no OpenCL device found; "
                                              "install a driver or use --backend cpu"]
 
+
+
+def test_integer_models_run_in_float_with_their_stored_weights(tmp_path):
+    """A model with integer layers (twelve-bit depthwise weights included)
+    runs on OpenCL in float arithmetic from the weights it stores: as the
+    CPU backend computes the same file with the integer plan set aside
+    (which differs from the CPU's integer answers by the activations'
+    rounding)."""
+    from devicenet import calibrate, format as dnet
+    from test_integer import SPEC, batch, block_net, free_conversions
+    b = block_net()
+    meta = {"preprocess": SPEC, "labels": []}
+    with free_conversions():
+        encodings, clips, report = calibrate.choose_encodings(b, meta, arithmetic="auto", kl_budget=10.0)
+    meta["integer"], qmax = report.pop("integer"), report.pop("qmax")
+    path = tmp_path / "int.dnet"
+    dnet.write(b.graph(meta, encodings, clips, qmax), path)
+    g = dnet.load(path)
+    assert g.tensors["depthwise.weight"].encoding == "int16" and "depthwise" in meta["integer"]["nodes"]
+    g.meta["output"] = g.nodes[-1].inputs[0]  # the logits
+    plain = dnet.Graph({k: v for k, v in g.meta.items() if k != "integer"}, g.nodes, g.tensors)
+    x = batch(3, 2)
+    ocl = create(g, "opencl", fallback=False).run(x)
+    close(ocl, CPUBackend(plain).run(x))
+    assert np.abs(ocl - CPUBackend(g).run(x)).max() > 1e-2 * np.abs(ocl).max()
