@@ -196,7 +196,7 @@ def spend(layers, budget_bytes):
 
 
 def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None, arithmetic="float",
-                     kl_budget=None):
+                     kl_budget=None, images=None):
     """Pick every conv and dense weight's encoding for a Builder's network.
 
     Returns ``(encodings, clips, report)``: tensor name -> encoding, tensor
@@ -213,7 +213,7 @@ def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None, 
     say = progress or (lambda msg: None)
     size = builder.input_shape[1]
     spec = meta.get("preprocess") or default_spec(size)
-    x = calibration_inputs(spec, calibrate)
+    x = calibration_inputs(spec, calibrate, images)
     if tuple(x.shape[1:]) != tuple(builder.input_shape[1:]):
         raise DeviceNetError(f"calibration inputs are {x.shape[1:]}, the model needs {tuple(builder.input_shape[1:])}")
     say(f"calibrating on {len(x)} {'photos' if calibrate else 'built-in photo variants'}")

@@ -422,6 +422,9 @@ def ratio_text(float32_bytes, file_bytes, where):
 @click.option("--license", "license_", help="Licence string stored in the file.")
 @click.option("--calibrate", type=click.Path(exists=True, file_okay=False),
               help="Folder of your photos for --weights auto (default: a built-in set).")
+@click.option("--calibrate-images", type=click.IntRange(1, 1000), default=None,
+              help="How many of the calibration photos to measure on [default: 12]; more rank the "
+                   "layers better (docs/ACCURACY.md) and take proportionally longer.")
 @click.option("--arithmetic", default="float", show_default=True, type=click.Choice(["float", "auto"]),
               help="auto (with --weights auto): run in eight-bit integers the layers where measurement "
                    "on the calibration photos says it costs little (docs/ACCURACY.md).")
@@ -431,8 +434,8 @@ def ratio_text(float32_bytes, file_bytes, where):
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
-def convert(source, output, weights, labels, name, input_size, mean, std, license_, calibrate, arithmetic,
-            kl_budget, force, as_json, quiet):
+def convert(source, output, weights, labels, name, input_size, mean, std, license_, calibrate, calibrate_images,
+            arithmetic, kl_budget, force, as_json, quiet):
     """Convert a trained model (SOURCE: .onnx, or an EfficientNet-Lite .pth) to OUTPUT.dnet.
 
     The file is written to a temporary name and renamed when complete, so a
@@ -460,7 +463,7 @@ def convert(source, output, weights, labels, name, input_size, mean, std, licens
     try:
         s = run_convert(source, output, weights=weights, labels=labels, name=name, input_size=input_size,
                         license=license_, preprocess=pre or None, calibrate=calibrate, progress=progress.message,
-                        arithmetic=arithmetic, kl_budget=kl_budget)
+                        arithmetic=arithmetic, kl_budget=kl_budget, calibrate_images=calibrate_images)
     except DeviceNetError as e:
         fail(str(e))
     finally:

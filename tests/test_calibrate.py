@@ -154,3 +154,12 @@ def test_convert_auto_writes_choices_that_info_shows(tmp_path):
     assert q["scheme"] == "auto" and q["calibration"]["source"] == "user" and len(q["layers"]) == 2
     result = cli_runner().invoke(main, ["info", str(out)])
     assert result.exit_code == 0 and "quantization auto" in result.output
+    # how many calibration photos, from the command line
+    more = tmp_path / "more.dnet"
+    result = cli_runner().invoke(main, ["convert", str(tmp_path / "tiny.onnx"), str(more), "--weights", "auto",
+                                        "--calibrate", DATA, "--calibrate-images", "5", "-q"])
+    assert result.exit_code == 0, result.output
+    assert dnet.load(str(more)).meta["quantization"]["calibration"]["inputs"] == 5
+    result = cli_runner().invoke(main, ["convert", str(tmp_path / "tiny.onnx"), str(more), "--force",
+                                        "--weights", "auto", "--calibrate-images", "0"])
+    assert result.exit_code != 0 and "calibrate-images" in result.output

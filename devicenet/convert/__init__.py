@@ -57,7 +57,7 @@ def import_model(source, input_size=None):
 
 def convert(source, output, weights="int8", labels=None, name=None, input_size=None,
             license=None, preprocess=None, calibrate=None, budget=None, progress=None, arithmetic=None,
-            kl_budget=None):
+            kl_budget=None, calibrate_images=None):
     """Convert ``source`` to a .dnet at ``output``; return a summary dict.
 
     ``weights`` is an encoding for every conv and dense weight (int8, int16,
@@ -65,7 +65,8 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
     sensitivity (see devicenet.calibrate).  ``arithmetic`` "auto" (with
     ``auto`` weights) also chooses the layers that run in eight-bit
     integers (devicenet.calibrate_int, within ``kl_budget``); "float", the
-    default, keeps every layer in float.  Nothing is written unless the
+    default, keeps every layer in float.  ``calibrate_images``: how many
+    calibration photos to measure on (default calibrate.MAX_IMAGES).  Nothing is written unless the
     whole conversion succeeds, and an existing file is replaced atomically.
     """
     if weights not in ENCODINGS + ("auto",):
@@ -104,7 +105,7 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
         from ..calibrate import choose_encodings
         encodings, clips, report = choose_encodings(b, meta, calibrate=calibrate, budget=budget,
                                                     progress=progress, arithmetic=arithmetic,
-                                                    kl_budget=kl_budget)
+                                                    kl_budget=kl_budget, images=calibrate_images)
         if "integer" in report:
             meta["integer"], qmax = report.pop("integer"), report.pop("qmax")
         meta["quantization"] = report
