@@ -279,6 +279,8 @@ def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None, 
         "sensitivity": {name: float(f"{v:.3g}") for name, v in sens.items()},
     }
     if integer_report is not None:
-        report["layers"].update({n: "int8" for n in integer_report["nodes"] if n in report["layers"]})
+        wnames = {n.name: n.params["weight"] for _, n in weight_nodes}
+        # integer layers store int8 weights (int16 twelve-bit ones if depthwise)
+        report["layers"].update({n: encodings[wnames[n]] for n in integer_report["nodes"] if n in wnames})
         report["integer"], report["qmax"] = integer_report, qmax
     return encodings, clips, report

@@ -4,9 +4,10 @@ the integers they run with.
 A model may name some of its nodes as integer (``meta["integer"]``, written
 by the converter, docs/FORMAT.md) and give the scale and zero point of the
 activations around them.  ``lower`` turns each such node into a ``Q8Node``:
-its weights as int8 (the stored integers, as they are), its bias as int32
-at the scale of its sums (activation zero point folded in), and the
-fixed-point factors that bring the sums back to eight bits, all derived
+its weights as stored (int8; int16 within +-2047 for a depthwise layer),
+its bias as int32 at the scale of its sums (activation zero point folded
+in), and the float32 factors that bring the sums back to eight bits, all
+derived
 from the file with the same float64 arithmetic everywhere, so that every
 machine and every kernel computes the same integers (backends/q8_ref.py).
 
@@ -168,7 +169,10 @@ def _weighted(node, kind, x_q, out_q, w_int, w_scales, bias_f):
         q.fscale = sum_scale.astype(np.float32)
         q.lo, q.hi = ACTIVATIONS[act]
     else:
-        q.rscale = q8_ref.requant_scale(sum_scale / out_q.scale)
+        try:
+            q.rscale = q8_ref.requant_scale(sum_scale / out_q.scale)
+        except ValueError as e:
+            raise DeviceNetError(f"node {node.name}: {e}") from None
         q.qmin, q.qmax = clamp_bounds(act, out_q)
     return q
 
@@ -275,7 +279,7 @@ def lower(graph, shapes):
             if t.encoding != "int8" and not wide:
                 raise DeviceNetError(f"node {node.name}: an integer layer needs int8 weights (int16 for a "
                                      f"depthwise one), not {t.encoding}")
-            if wide and np.abs(np.asarray(t.data)).max(initial=0) > DEPTHWISE_QMAX:
+            if wide and np.abs(np.asarray(t.data, np.int32)).max(initial=0) > DEPTHWISE_QMAX:
                 raise DeviceNetError(f"node {node.name}: integer depthwise weights must lie within "
                                      f"+-{DEPTHWISE_QMAX}")
             weight = (np.asarray(t.data), t.scales)

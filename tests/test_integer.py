@@ -65,6 +65,7 @@ def integer_model(tmp_path_factory):
     with free_conversions():
         encodings, clips, report = calibrate.choose_encodings(b, meta, arithmetic="auto", kl_budget=10.0)
     meta["integer"], qmax = report.pop("integer"), report.pop("qmax")
+    meta["quantization"] = report
     path = tmp_path_factory.mktemp("integer") / "net.dnet"
     dnet.write(b.graph(meta, encodings, clips, qmax), path)
     return plain, dnet.load(path), meta["integer"]
@@ -97,7 +98,7 @@ def test_requantisation_rounds_half_to_even_and_clamps():
     np.testing.assert_array_equal(got, [25, 10, 25, 10])
     got = q8_ref.requantize(np.array([1 << 30, -(1 << 30)]), np.float32(3.0), zero_point=0)
     np.testing.assert_array_equal(got, [255, 0])
-    for bad in ([-1e-3], [np.inf], [np.nan]):
+    for bad in ([-1e-3], [np.inf], [np.nan], [1e39]):  # the last beyond float32
         with pytest.raises(ValueError):
             q8_ref.requant_scale(bad)
 
@@ -115,6 +116,9 @@ def test_plan_keeps_every_kind_of_layer_in_integers(integer_model):
         assert t.encoding == "int8" and np.abs(t.data).max() <= integer.WEIGHT_QMAX
     t = g.tensors["depthwise.weight"]
     assert t.encoding == "int16" and np.abs(t.data).max() == integer.DEPTHWISE_QMAX
+    # and the report says what each layer stores
+    layers = g.meta["quantization"]["layers"]
+    assert layers["depthwise"] == "int16" and layers["expand"] == "int8"
 
 
 def test_integer_network_stays_close_to_float(integer_model):
@@ -194,6 +198,9 @@ def test_file_records_version_and_integer_plan(integer_model, tmp_path):
     (lambda s: s["activations"].__setitem__("stem", [0.1, 300]), "zero point"),
     (lambda s: (s["nodes"].append("features"), s["activations"].__setitem__("features", [0.1, 0])),
      "does not run in integers"),
+    # a factor between input and output scales beyond float32
+    (lambda s: (s["activations"].__setitem__("stem", [9e29, 0]), s["activations"].__setitem__("expand", [2e-30, 0])),
+     "too small"),
 ])
 def test_malformed_integer_plans_are_refused(integer_model, tmp_path, change, message):
     _, g, spec = integer_model
@@ -208,6 +215,7 @@ def test_malformed_integer_plans_are_refused(integer_model, tmp_path, change, me
 
 @pytest.mark.parametrize("tensor, data, message", [
     ("depthwise.weight", lambda d: np.where(d == d.max(), 3000, d).astype(np.int16), "within"),
+    ("depthwise.weight", lambda d: np.where(d == d.max(), -32768, d).astype(np.int16), "within"),
     ("expand.weight", lambda d: d.astype(np.int16), "needs int8 weights"),
 ])
 def test_integer_weights_beyond_what_the_kernels_take_are_refused(integer_model, tmp_path, tensor, data, message):

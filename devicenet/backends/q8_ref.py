@@ -23,9 +23,9 @@ conversion rounds half to even beyond 2**24), ``mulps``/``vmulq_f32``,
 the clamp by min and max, and the last rounding by ``cvtps2dq`` or
 ``vcvtnq`` (or, where NEON has no such conversion, by adding 1.5 x 2**23,
 which leaves the rounded integer in the float's low bits: exact for the
-clamped values).  A float multiply costs three instructions per 8 outputs
-where gemmlowp's fixed-point multiply and rounding shift take about ten
-(XNNPACK made the same move); the factor keeps 24 bits instead of 31,
+clamped values).  Five instructions per 8 outputs (convert, multiply,
+two clamps, convert back) where gemmlowp's fixed-point multiply, rounding
+shift and clamps take about twelve (XNNPACK made the same move); the factor keeps 24 bits instead of 31,
 a relative error of at most 6e-8, far inside the output's own rounding.
 Quantising a float rounds half to even too (``rint``).  Kernels may
 assume every int32 sum stays within 2**30 in magnitude; the quantiser that
@@ -44,6 +44,9 @@ def requant_scale(real):
     real = np.atleast_1d(np.asarray(real, np.float64))
     if np.any(real < 0.0) or not np.all(np.isfinite(real)):
         raise ValueError("requantisation factors must be finite and >= 0")
+    if np.any(real > np.finfo(np.float32).max):
+        raise ValueError("a requantisation factor overflows float32: an output scale too small beside its "
+                         "input's times its weight's")
     return real.astype(np.float32)
 
 

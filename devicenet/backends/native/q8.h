@@ -45,18 +45,27 @@ typedef struct {
 #define DN_Q8_MAGIC 12582912.0f   /* 1.5 x 2**23 */
 #define DN_Q8_MAGIC_BITS 0x4B400000
 
+/* x rounded to float32: where the compiler evaluates float arithmetic wider
+ * (x87, FLT_EVAL_METHOD 2), through memory, so that every step of the
+ * eight-bit arithmetic rounds once as q8_ref's does. */
+#if FLT_EVAL_METHOD == 0
+#define DN_F32(x) (x)
+#else
+static inline float dn_f32(float x)
+{
+    volatile float v = x;
+    return v;
+}
+#define DN_F32(x) dn_f32(x)
+#endif
+
 /* q8_ref.requantize of one sum. */
 static inline uint8_t dn_q8_requantize(int32_t acc, float rscale, int32_t zero_point, int32_t qmin, int32_t qmax)
 {
-    float v = (float)acc * rscale;
+    float v = DN_F32(DN_F32((float)acc) * rscale);
     const float lo = (float)(qmin - zero_point), hi = (float)(qmax - zero_point);
     v = v < lo ? lo : v > hi ? hi : v;  /* a NaN cannot occur: rscale is finite, acc an integer */
-#if FLT_EVAL_METHOD == 0
-    const float r = v + DN_Q8_MAGIC;
-#else
-    volatile float r = v + DN_Q8_MAGIC;  /* rounded to float32 here, not held wider (x87) */
-#endif
-    const float rf = r;
+    const float rf = DN_F32(v + DN_Q8_MAGIC);
     int32_t bits;
     memcpy(&bits, &rf, sizeof bits);
     return (uint8_t)(bits - DN_Q8_MAGIC_BITS + zero_point);

@@ -1,8 +1,8 @@
 /* Eight-bit depthwise convolution (q8_dwconv.h), AVX2 (x86-64): per pair
  * of taps and 16 channels, the two taps' bytes interleaved, widened to
  * int16 and multiplied and added by vpmaddwd with the pair's weights into
- * int32 (exact: 255 x 128 x 2 fits easily), requantised on the vectors
- * (q8_avx2.h). */
+ * int32 (exact: 255 x 2047 x 2 for twelve-bit weights fits easily),
+ * requantised on the vectors (q8_avx2.h). */
 #include "q8.h"
 #if DN_X86
 #pragma GCC target("avx2")

@@ -13,7 +13,7 @@
  * and taking away 1.5 * 2**23 leaves no fraction bits, and the addition
  * rounds as the current mode does (to nearest even).  Plain adds, which
  * vectorise on every target; rintf becomes a library call on some. */
-#define Q8_RINT(f) (((f) + 12582912.0f) - 12582912.0f)
+#define Q8_RINT(f) DN_F32(DN_F32((f) + 12582912.0f) - 12582912.0f)
 
 /* Eight floats, int32 or bytes as GCC's generic vectors (lowered to what
  * the target has); a comparison gives -1 or 0 per lane.  Macros, not
@@ -109,7 +109,7 @@ void Q8(quantize)(const dn_q8_quantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
         memcpy(y + i, &b, sizeof b);
     }
     for (; i < i1; i++) {
-        float f = x[i] * inv;
+        float f = DN_F32(x[i] * inv);
         f = f > -512.0f ? f : -512.0f;
         f = f < 512.0f ? f : 512.0f;
         f = Q8_RINT(f) + zp;  /* exact: small integers */
