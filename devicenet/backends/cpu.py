@@ -400,18 +400,17 @@ class CPUBackend(Backend):
             kernels.append(cpu_kernels.kernel(node, in_shape, weight, bias, self._impl, stored=stored,
                                               inputs=[shapes[n] for n in node.inputs]))
         cpu_kernels.fuse(self.graph, shapes, kernels, self.FUSE_BYTES)
-        converting = set()
+        from .cpu_integer import Converting
         for i, node in enumerate(self.graph.nodes):
             conv, k = self._entries.get(node.name), kernels[i]
             if conv and k is not None and not getattr(k, "alias", False):
                 # the conversions of what it reads become its own first calls
-                from .cpu_integer import Converting
                 kernels[i] = Converting(k, conv, [shapes[n] for n in node.inputs], self._impl)
-                converting.add(node.name)
         steps, sizes = cpu_kernels.plan(self.graph, shapes, kernels)
         buffers = [np.empty(s, np.float32) for s in sizes]
         for s in steps:
-            s.entry = None if s.node.name in converting else self._entries.get(s.node.name)
+            # the steps that do not convert what they read themselves do so from Python
+            s.entry = None if isinstance(s.kernel, Converting) else self._entries.get(s.node.name)
             s.out = None if s.out is None else buffers[s.out][:math.prod(s.shape)].reshape(s.shape)
             s.temps = [None if t is None else buffers[t] for t in s.temps]
         # Runs of compiled steps become programs that go from layer to layer

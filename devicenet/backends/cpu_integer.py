@@ -162,9 +162,10 @@ class Converting(Kernel):
     def __init__(self, inner, conv, in_shapes, impl):
         self.inner, self.conv, self.in_shapes, self.impl = inner, conv, in_shapes, impl
         self.op = inner.op
-        self.own = len(tuple(inner.temps))
+        own = tuple(inner.temps)
+        self.own = len(own)
         # a uint8 value takes a quarter of a float32 slot
-        self.temps = tuple(inner.temps) + tuple(
+        self.temps = own + tuple(
             (-(-math.prod(shape) // 4) if c[0] == "u8" else math.prod(shape))
             for c, shape in zip(conv, in_shapes) if c is not None)
 

@@ -18,7 +18,7 @@ from .cpu_kernels import NATIVE
 
 #: the packed weights' header bytes, widest panel, deepest k padding and
 #: per-column head bytes (native/q8.h)
-HEADER, MAX_NR, MAX_KR, HEAD = 64, 16, 4, 16
+HEADER, MAX_NR, MAX_KR, HEAD = 64, 16, 4, 8
 
 
 def _ints(x, dtype):

@@ -77,12 +77,11 @@ static inline uint8_t dn_q8_requantize(int32_t acc, float rscale, int32_t zero_p
  * lda bytes apart, C's rows ldc elements (bytes or floats) apart.
  *
  * A panel of nr columns is DN_Q8_HEAD 32-bit words per column: the folded
- * int32 biases, then the float32 factors (rscale or scale), then two
- * unused words (room for a kernel's own output constants); then round_up(k, kr) rows of weights, kg
+ * int32 biases, then the float32 factors (rscale or scale); then round_up(k, kr) rows of weights, kg
  * consecutive k of one column together: W[p, j] at byte
  * ((p / kg) * nr + j) * kg + p % kg.  Columns past n and rows past k are
  * zeros. */
-#define DN_Q8_HEAD 4
+#define DN_Q8_HEAD 2
 
 /* C[0:mr_, 0:nr_] from A[0:mr_, 0:k] and one panel (k: the true depth;
  * the kernel reads no byte of A past it). */

@@ -57,6 +57,23 @@ INLINE void pixel(const dn_q8_dwconv_args *a, const uint8_t *const *x, ptrdiff_t
     }
 }
 
+/* Channels [kc, kend) of output pixel ox, its taps' rows iy0.. checked one
+ * by one (a tap off the image reads pad); x: room for the taps' pointers. */
+INLINE void edge_pixel(const dn_q8_dwconv_args *a, const uint8_t **x, const uint8_t *pad, ptrdiff_t iy0,
+                       ptrdiff_t ox, ptrdiff_t pairs, ptrdiff_t taps, ptrdiff_t kc, ptrdiff_t kend, uint8_t *y)
+{
+    const dn_geometry *g = &a->g;
+    const ptrdiff_t ix0 = ox * g->sw - g->pl;
+    for (ptrdiff_t i = 0, t = 0; i < g->kh; i++)
+        for (ptrdiff_t j = 0; j < g->kw; j++, t++) {
+            const ptrdiff_t iy = iy0 + i, ix = ix0 + j;
+            x[t] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
+                ? a->x + ((iy - g->row0) * g->w + ix) * g->c + kc : pad;
+        }
+    x[taps] = x[0];  /* an odd last tap's partner: its weight is zero */
+    pixel(a, x, pairs, taps, kc, kend, y);
+}
+
 void DWCONV(const dn_q8_dwconv_args *args, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t k1)
 {
     const dn_q8_dwconv_args a = *args;  /* a copy the outputs cannot alias */
@@ -65,38 +82,27 @@ void DWCONV(const dn_q8_dwconv_args *args, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t
     uint8_t pad[DW_CHUNK];
     const uint8_t *x[DW_MAX_TAPS + 1];
     memset(pad, (int)a.x_zero_point, sizeof pad);
-    /* the output columns whose taps all fall inside the input's width */
-    ptrdiff_t in0 = (g->pl + g->sw - 1) / g->sw, in1 = g->ow;
+    /* the output columns [in0, in1) whose taps all fall inside the input's
+     * width (in0 <= in1) */
+    const ptrdiff_t in0 = min_z((g->pl + g->sw - 1) / g->sw, g->ow);
+    ptrdiff_t in1 = g->ow;
     while (in1 > in0 && (in1 - 1) * g->sw - g->pl + g->kw > g->w)
         in1--;
-    if (in1 < in0)
-        in1 = in0;  /* no interior: every pixel is an edge pixel */
     for (ptrdiff_t oy = r0; oy < r1; oy++) {
         const ptrdiff_t iy0 = oy * g->sh - g->pt;
         uint8_t *yrow = a.y + oy * g->ow * c;
         for (ptrdiff_t kc = k0; kc < k1; kc += DW_CHUNK) {
             const ptrdiff_t kend = min_z(k1, kc + DW_CHUNK);
-            /* the pixels at the left and right edges: each tap checked */
-            for (ptrdiff_t ox = 0; ox < g->ow; ox++) {
-                if (ox == in0)
-                    ox = in1;  /* past the interior */
-                if (ox >= g->ow)
-                    break;
-                const ptrdiff_t ix0 = ox * g->sw - g->pl;
-                for (ptrdiff_t i = 0, t = 0; i < g->kh; i++)
-                    for (ptrdiff_t j = 0; j < g->kw; j++, t++) {
-                        const ptrdiff_t iy = iy0 + i, ix = ix0 + j;
-                        x[t] = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w
-                            ? a.x + ((iy - g->row0) * g->w + ix) * c + kc : pad;
-                    }
-                x[taps] = x[0];  /* an odd last tap's partner: its weight is zero */
-                pixel(&a, x, pairs, taps, kc, kend, yrow + ox * c);
-            }
+            /* the pixels at the left and right edges */
+            for (ptrdiff_t ox = 0; ox < in0; ox++)
+                edge_pixel(&a, x, pad, iy0, ox, pairs, taps, kc, kend, yrow + ox * c);
+            for (ptrdiff_t ox = in1; ox < g->ow; ox++)
+                edge_pixel(&a, x, pad, iy0, ox, pairs, taps, kc, kend, yrow + ox * c);
             if (in1 <= in0)
                 continue;
             /* the interior: a tap on a padding row reads the pad (the same
-             * bytes for every pixel), the others move sw pixels a step;
-             * taps on padding rows stay put, so only real rows advance */
+             * bytes for every pixel) and stays put; the others move sw
+             * pixels a step */
             ptrdiff_t step[DW_MAX_TAPS + 1];
             const ptrdiff_t ix0 = in0 * g->sw - g->pl;
             for (ptrdiff_t i = 0, t = 0; i < g->kh; i++)

@@ -59,14 +59,15 @@ void dn_q8_gemm_pack(const dn_q8_gemm_variant *v, int registry_index, const int8
         int8_t *w = (int8_t *)(out + DN_Q8_HEAD * 4 * nr);
         memset(out, 0, panel);
         for (size_t j = 0; j < cols; j++) {
-            int64_t b = bias ? bias[c0 + j] : 0;
-            for (size_t p = 0; v->a_offset && p < k; p++)
-                b += (int64_t)v->a_offset * wt[(c0 + j) * k + p];
-            head[j] = (int32_t)b;  /* within 2**30 + 128 x 127 x k: the quantiser bounds the sums */
-            memcpy(head + nr + j, factors + c0 + j, 4);
             const int8_t *src = wt + (c0 + j) * k;
-            for (size_t p = 0; p < k; p++)
+            int64_t wsum = 0;
+            for (size_t p = 0; p < k; p++) {
                 w[((p / kg) * nr + j) * kg + p % kg] = src[p];
+                wsum += src[p];
+            }
+            /* within 2**30 + 128 x 127 x k: the quantiser bounds the sums */
+            head[j] = (int32_t)((bias ? bias[c0 + j] : 0) + (int64_t)v->a_offset * wsum);
+            memcpy(head + nr + j, factors + c0 + j, 4);
         }
         out += panel;
     }
