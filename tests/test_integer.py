@@ -295,3 +295,26 @@ def test_convert_command_plans_integer_layers_only_with_auto_weights(tmp_path):
     assert r.exit_code == 0, r.output
     spec = dnet.load(tmp_path / "b.dnet").meta["integer"]
     assert "sensitivity" in spec and spec["budget_kl"] == calibrate_int.DEFAULT_KL_BUDGET
+
+
+def test_gemm_weights_are_rounded_to_keep_their_outputs():
+    """Each 1x1 layer's integer weights, against the same scales rounded
+    to nearest: the layer's output on the calibration batch moves less,
+    and each weight stays within a few steps of its (clipped) float value."""
+    b = block_net()
+    q = calibrate.Quantizer(b, calibrate.calibration_inputs(SPEC))
+    planner = calibrate_int.IntegerPlanner(q, dict(b.params))
+    gemms = [n for n in planner.candidates if planner.kind[n.name] == "gemm"]
+    assert {n.name for n in gemms} == {"expand", "project", "head"}
+    for node in gemms:
+        w = b.params[node.params["weight"]]
+        wi, scales, _, _, _ = planner.iweights[(node.name, integer.WEIGHT_QMAX)]
+        s = scales.reshape(-1, 1, 1, 1)
+        clipped = np.clip(w / np.where(s > 0, s, 1), -integer.WEIGHT_QMAX, integer.WEIGHT_QMAX)
+        nearest = np.rint(clipped)
+        assert np.abs(wi).max() <= integer.WEIGHT_QMAX and np.abs(wi - clipped).max() <= 3
+        assert not np.array_equal(wi, nearest)
+
+        def moved(ints):
+            return float((q._error(node, ints * s - w) ** 2).mean())
+        assert moved(wi) < moved(nearest)
