@@ -28,6 +28,10 @@ DEFAULT_BUDGET = 1.2
 UPGRADE = "int16"
 #: calibration inputs used at most (more cost time, roughly linearly)
 MAX_IMAGES = 12
+#: the same when the integer layers are chosen too: their divergences are
+#: a few 1e-4 each, and 12 inputs rank them by noise as much as by effect
+#: (docs/ACCURACY.md)
+INTEGER_IMAGES = 48
 #: clip candidates, as fractions of a channel's largest magnitude (down to 0.21)
 CLIP_RATIOS = 0.95 ** np.arange(31)
 BUILTIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "calibration")
@@ -213,10 +217,15 @@ def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None, 
     say = progress or (lambda msg: None)
     size = builder.input_shape[1]
     spec = meta.get("preprocess") or default_spec(size)
+    if images is None and arithmetic == "auto":
+        images = INTEGER_IMAGES
     x = calibration_inputs(spec, calibrate, images)
     if tuple(x.shape[1:]) != tuple(builder.input_shape[1:]):
         raise DeviceNetError(f"calibration inputs are {x.shape[1:]}, the model needs {tuple(builder.input_shape[1:])}")
     say(f"calibrating on {len(x)} {'photos' if calibrate else 'built-in photo variants'}")
+    if arithmetic == "auto" and len(x) < INTEGER_IMAGES:
+        say(f"  note: {len(x)} calibration inputs rank the integer layers roughly; "
+            f"{INTEGER_IMAGES} or more of your photos (--calibrate DIR) rank them better")
     q = Quantizer(builder, x)
 
     encodings = {name: "float32" for name in builder.params}

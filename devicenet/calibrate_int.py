@@ -10,15 +10,18 @@ integer arithmetic on the same calibration batch:
    squared error of quantising the tensor).  Each rule is tried on the
    whole network and the one whose answers move least is kept.
 2. **Integer weights**: a GEMM convolution that may run integer gets int8
-   weights in [-64, 64] (integer.WEIGHT_QMAX: x86's fastest kernel is
-   exact on them; the whole int8 range needs an exact kernel that runs
-   slower than float32 on AVX2, so it is not offered); a depthwise one
-   twelve-bit weights (integer.DEPTHWISE_QMAX,
-   stored int16: its kernels multiply int16 weights anyway); each with the
-   per-channel clip and the bias correction chosen as for stored weights.
-   A GEMM's weights are rounded to keep its outputs on the batch rather
-   than each weight (rounding.py): at 64 steps a side, rounding each to
-   its nearest integer moves the answers more than the activations do.
+   weights in [-127, 127] whose pairs along k (2j, 2j + 1) sum to at most
+   128 in magnitude (integer.PAIR_LIMIT: x86's fastest kernel sums
+   products in pairs into int16 and is exact on them; beyond it only an
+   exact kernel slower than float32 would do); a depthwise one twelve-bit
+   weights (integer.DEPTHWISE_QMAX, stored int16: its kernels multiply
+   int16 weights anyway).  Each layer's per-channel clip (whole range,
+   least squared error, or the finest that breaks no pair) is the one that
+   moves its output least, then bias correction.  A GEMM's weights are
+   rounded to keep its outputs on the batch rather than each weight
+   (rounding.py), holding in the pairs beyond the limit: rounding each
+   weight to its nearest integer moved Lite0's answers more than its
+   eight-bit activations did.
 3. **Sensitivity**: with only that layer in integers (its inputs and output
    quantised), the KL divergence of the class probabilities from the
    float network's.
@@ -93,8 +96,8 @@ class IntegerPlanner:
     whose float layers use ``weights`` (tensor name -> what the runtime
     sees).
 
-    A GEMM convolution has two levels: integers with weights in [-64, 64]
-    (x86's fastest kernel is exact on them) and float; a depthwise one two,
+    A GEMM convolution has two levels: integers with int8 weights whose
+    pairs x86's fastest kernel takes exactly, and float; a depthwise one two,
     integers with twelve-bit weights and float (its kernels multiply int16
     weights at the same speed); an add or a mean pool two: integers and
     float.  A plan gives each candidate a level."""
@@ -104,9 +107,9 @@ class IntegerPlanner:
     #: Lite0's layers, scripts/bench_q8.py: 1x1 GEMMs 1.7x the float ones,
     #: depthwise 1.1x; other convolutions make their patches in numpy, which
     #: took Lite0's stem 3.3x the float direct convolution's time).
-    #: The whole int8 range would need the exact GEMM kernel, 0.76x the
-    #: float one on AVX2 (bench_q8.py --wmax 127): slower and less exact
-    #: than float, so no level of its own.
+    #: Weights beyond the pair limit would need the exact GEMM kernel, 0.76x
+    #: the float one on AVX2 (bench_q8.py --wmax 127): slower than float, so
+    #: no level of their own.
     COST = {"gemm": {integer.WEIGHT_QMAX: 0.6}, "im2col": {integer.WEIGHT_QMAX: 3.3},
             "depthwise": {integer.DEPTHWISE_QMAX: 0.9},
             "int": {"int": 0.5}}
@@ -149,8 +152,9 @@ class IntegerPlanner:
 
     def _integer_weight(self, node, qmax):
         """(integers, scales, corrected float bias, clip kind, clip) of an
-        integer layer with weights in [-qmax, qmax]: the clip that moves its
-        output least, then bias correction."""
+        integer layer with weights in [-qmax, qmax] (a GEMM's pairs within
+        integer.PAIR_LIMIT): the clip that moves its output least, then
+        bias correction."""
         from .calibrate import clip_candidates
         w = self.b.params[node.params["weight"]]
         bname = node.params.get("bias")
@@ -166,11 +170,15 @@ class IntegerPlanner:
         # (rounding.py); a depthwise layer's twelve-bit weights are fine
         # enough rounded to nearest, and each of its outputs sees 9 inputs
         h = self._second_moment(node) if self.kind[node.name] != "depthwise" else None
-        for kind, clip in zip(("absmax", "mse"), clip_candidates(w, "int8" if qmax <= 127 else "int16", qmax)):
+        clips = dict(zip(("absmax", "mse"), clip_candidates(w, "int8" if qmax <= 127 else "int16", qmax)))
+        if h is not None:
+            clips["pairs"] = rounding.pair_clip(w.reshape(len(w), -1), qmax, integer.PAIR_LIMIT)
+        for kind, clip in clips.items():
             clip = np.maximum(clip, floor).astype(np.float32)
             wi, scales = integer.integer_weight(w, clip, qmax)
             if h is not None:
-                wi = rounding.round_to_outputs(w.reshape(len(w), -1), scales, qmax, h).astype(wi.dtype).reshape(w.shape)
+                wi = rounding.round_to_outputs(w.reshape(len(w), -1), scales, qmax, h,
+                                               integer.PAIR_LIMIT).astype(wi.dtype).reshape(w.shape)
             wq = wi.astype(np.float32) * scales.reshape((-1,) + (1,) * (w.ndim - 1))
             e = self.q._error(node, wq - w)
             shift = e.mean(axis=0) if bname else 0.0

@@ -423,8 +423,9 @@ def ratio_text(float32_bytes, file_bytes, where):
 @click.option("--calibrate", type=click.Path(exists=True, file_okay=False),
               help="Folder of your photos for --weights auto (default: a built-in set).")
 @click.option("--calibrate-images", type=click.IntRange(1, 1000), default=None,
-              help="How many of the calibration photos to measure on [default: 12]; more rank the "
-                   "layers better (docs/ACCURACY.md) and take proportionally longer.")
+              help="How many of the calibration photos to measure on [default: 12, 48 with "
+                   "--arithmetic auto]; more rank the layers better (docs/ACCURACY.md) and take "
+                   "proportionally longer.")
 @click.option("--arithmetic", default="float", show_default=True, type=click.Choice(["float", "auto"]),
               help="auto (with --weights auto): run in eight-bit integers the layers where measurement "
                    "on the calibration photos says it costs little (docs/ACCURACY.md).")

@@ -26,10 +26,13 @@ from .backends.base import is_depthwise, is_pointwise
 from .errors import DeviceNetError
 from .graph import ACTIVATIONS, window
 
-#: largest |weight integer| of an integer layer's int8 weights: products
-#: summed in pairs then fit int16 (x86's vpmaddubsw), so that the fast
-#: kernels are exact
-WEIGHT_QMAX = 64
+#: largest |weight integer| of an integer layer's int8 weights
+WEIGHT_QMAX = 127
+#: largest |w[2j]| + |w[2j + 1]| of a GEMM's int8 weights along k: x86's
+#: fastest kernel (vpmaddubsw) sums uint8 x int8 products in pairs into
+#: int16, exact only within this (255 x 128 < 2^15); weights beyond it run
+#: on an exact kernel slower than float32 (q8_gemm_pairs_safe)
+PAIR_LIMIT = 128
 #: largest |weight integer| of an integer depthwise layer's weights, stored
 #: int16: its kernels multiply int16 weights anyway (pairs of taps through
 #: vpmaddwd, vmlal_s16), so twelve bits cost no time, and the sums stay far

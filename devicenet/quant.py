@@ -42,8 +42,8 @@ def encode(w, encoding, clip=None, qmax=None):
     ``qmax``; weights beyond it saturate.  By default it is the channel's
     largest magnitude, so nothing saturates.  A channel that is all zero gets
     scale 0 and decodes to exact zeros.  ``qmax`` narrows an integer
-    encoding's range (an integer layer's int8 weights use [-64, 64],
-    devicenet/integer.py).
+    encoding's range (an integer depthwise layer's int16 weights use
+    twelve bits, devicenet/integer.py).
     """
     if encoding not in STORAGE:
         raise DeviceNetError(f"unknown weight encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")

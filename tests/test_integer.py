@@ -108,12 +108,21 @@ def test_plan_keeps_every_kind_of_layer_in_integers(integer_model):
     assert set(spec["nodes"]) == {"stem", "expand", "depthwise", "project", "residual", "head", "pool"}
     kinds = {q.kind for q in integer.lower(g, g.shapes()).values()}
     assert kinds == {"im2col", "gemm", "depthwise", "add", "meanpool"}
-    # stored integer weights use [-64, 64] where that makes the fastest GEMM
-    # exact; the depthwise kernels multiply int16 weights anyway, so a
-    # depthwise layer gets twelve bits
+    # stored GEMM weights keep every pair along k within what makes the
+    # fastest x86 GEMM exact (and the packed layers run on it); the
+    # depthwise kernels multiply int16 weights anyway, so a depthwise layer
+    # gets twelve bits
     for name in ("stem", "expand", "project", "head"):
         t = g.tensors[f"{name}.weight"]
-        assert t.encoding == "int8" and np.abs(t.data).max() <= integer.WEIGHT_QMAX
+        rows = np.abs(t.data.reshape(len(t.data), -1).astype(np.int32))
+        rows = np.pad(rows, ((0, 0), (0, rows.shape[1] % 2)))
+        assert t.encoding == "int8" and rows.max() <= integer.WEIGHT_QMAX
+        assert (rows[:, 0::2] + rows[:, 1::2]).max() <= integer.PAIR_LIMIT
+        if NATIVE is not None:
+            from devicenet.backends.cpu_q8 import PackedQ8
+            fastest = next(v[0] for v in NATIVE.variants("q8_gemm") if v[2])
+            wt = t.data.reshape(len(t.data), -1)
+            assert PackedQ8(wt, scale=np.ones(len(wt), np.float32)).kernel == fastest
     t = g.tensors["depthwise.weight"]
     assert t.encoding == "int16" and np.abs(t.data).max() == integer.DEPTHWISE_QMAX
     # and the report says what each layer stores

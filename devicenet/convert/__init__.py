@@ -66,7 +66,8 @@ def convert(source, output, weights="int8", labels=None, name=None, input_size=N
     ``auto`` weights) also chooses the layers that run in eight-bit
     integers (devicenet.calibrate_int, within ``kl_budget``); "float", the
     default, keeps every layer in float.  ``calibrate_images``: how many
-    calibration photos to measure on (default calibrate.MAX_IMAGES).  Nothing is written unless the
+    calibration photos to measure on (default calibrate.MAX_IMAGES, or
+    calibrate.INTEGER_IMAGES with integer arithmetic).  Nothing is written unless the
     whole conversion succeeds, and an existing file is replaced atomically.
     """
     if weights not in ENCODINGS + ("auto",):
