@@ -8,7 +8,8 @@ integer arithmetic on the same calibration batch:
    of three rules: ``minmax`` (the whole observed range), ``percentile``
    (0.01% cut from each end) or ``mse`` (the clip that minimises the
    squared error of quantising the tensor).  Each rule is tried on the
-   whole network and the one whose answers move least is kept.
+   whole network and the one whose answers move least is kept; once the
+   plan is chosen, each rule is tried again on the plan's own layers.
 2. **Integer weights**: a GEMM convolution that may run integer gets int8
    weights in [-127, 127] whose pairs along k (2j, 2j + 1) sum to at most
    128 in magnitude (integer.PAIR_LIMIT: x86's fastest kernel sums
@@ -366,6 +367,13 @@ class IntegerPlanner:
         # (which can only bring the answers closer to float's)
         chosen = self.worth_it(seq[hi_k], work)
         total_kl, agree = at(hi_k) if chosen == seq[hi_k] else self.measure(chosen, qp, rule)
+        # the rule was chosen with every candidate in integers: the layers
+        # of the plan may be better served by another
+        for other in RANGE_RULES:
+            if other != rule and chosen:
+                kl_other, agree_other = self.measure(chosen, rules[other][0], other)
+                if kl_other < total_kl:
+                    total_kl, agree, rule, qp = kl_other, agree_other, other, rules[other][0]
         total_work = sum(work.values())
         time_est = sum(work[n] * self.cost(n, chosen.get(n)) for n in work) / max(total_work, 1)
         share = sum(work[n] for n in chosen) / max(total_work, 1)

@@ -327,3 +327,29 @@ def test_gemm_weights_are_rounded_to_keep_their_outputs():
         def moved(ints):
             return float((q._error(node, ints * s - w) ** 2).mean())
         assert moved(wi) < moved(nearest)
+
+
+def test_the_plan_keeps_the_range_rule_that_moves_its_own_answers_least():
+    """The rule is first chosen with every candidate in integers; the plan
+    finally chosen keeps whichever rule moves its own answers least.  The
+    divergences are offset by rule so that the two choices differ: every
+    candidate in integers favours minmax (and is over budget), any smaller
+    plan favours mse."""
+    b = block_net()
+    q = calibrate.Quantizer(b, calibrate.calibration_inputs(SPEC))
+    with free_conversions():
+        planner = calibrate_int.IntegerPlanner(q, dict(b.params))
+        real = planner.measure
+
+        def measure(plan, qp, rule):
+            kl, agree = real(plan, qp, rule)
+            every = len(plan) == len(planner.candidates)
+            offset = {"minmax": 5, "percentile": 6, "mse": 7} if every else {"minmax": 2, "percentile": 1, "mse": 0}
+            return kl + offset[rule], agree
+        planner.measure = measure
+        report = planner.plan(budget=3.0)
+    assert 0 < len(report["nodes"]) < len(planner.candidates)
+    assert min(report["ranges"], key=lambda r: report["ranges"][r]["kl"]) == "minmax"
+    assert report["rule"] == "mse" and "ranges by mse" in report["summary"]
+    stored = {t: integer.QParams(*v) for t, v in report["activations"].items()}
+    assert stored == {t: qp for t, qp in planner.qparams("mse").items() if t in stored}
