@@ -1,6 +1,7 @@
 /* Eight-bit GEMM micro-kernel, 6 x 16 tile, four k per step through
  * vpmaddubsw, AVX2 (q8_gemm_avx2.h): for weights whose adjacent pairs
- * cannot saturate int16, as the model quantiser stores them ([-64, 64]). */
+ * cannot saturate int16 (|w[2j]| + |w[2j+1]| <= 128), as the converter
+ * stores them. */
 #include "q8.h"
 #if DN_X86
 #define KG 4
