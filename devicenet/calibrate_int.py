@@ -191,13 +191,7 @@ class IntegerPlanner:
 
     def _second_moment(self, node):
         """Second moment of a GEMM convolution's input patches on the batch."""
-        x = self.q.cache[node.inputs[0]]
-        if self.kind[node.name] == "gemm":
-            sh, sw = node.attrs.get("stride", [1, 1])
-            rows = x[:, ::sh, ::sw, :].reshape(-1, x.shape[-1])
-        else:
-            rows = im2col(x, node.attrs)[0]
-        return rounding.second_moment(rows)
+        return rounding.second_moment(im2col(self.q.cache[node.inputs[0]], node.attrs)[0])
 
     def qparams(self, rule):
         """QParams of every activation a candidate reads or writes."""
@@ -369,8 +363,8 @@ class IntegerPlanner:
         total_kl, agree = at(hi_k) if chosen == seq[hi_k] else self.measure(chosen, qp, rule)
         # the rule was chosen with every candidate in integers: the layers
         # of the plan may be better served by another
-        for other in RANGE_RULES:
-            if other != rule and chosen:
+        for other in RANGE_RULES if chosen else ():
+            if other != rule:
                 kl_other, agree_other = self.measure(chosen, rules[other][0], other)
                 if kl_other < total_kl:
                     total_kl, agree, rule, qp = kl_other, agree_other, other, rules[other][0]

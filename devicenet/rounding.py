@@ -53,7 +53,7 @@ def round_to_outputs(w_rows, scales, qmax, h, pair_limit=None):
     w = np.array(w_rows, np.float64)
     s = np.asarray(scales, np.float64)
     live = s > 0
-    safe = np.where(live, s, 1.0)[:, None]
+    safe = np.where(live, s, 1.0)
     h = np.array(h, np.float64)
     # an input never seen non-zero is rounded to nearest and passes no
     # error on (its row of H is zero): the photos it does light up on were
@@ -79,12 +79,12 @@ def round_to_outputs(w_rows, scales, qmax, h, pair_limit=None):
             if j < i:   # the partner is rounded: what it leaves
                 cap = np.minimum(qmax, pair_limit - np.abs(q[:, j]))
             else:       # a pair beyond the limit shares it in proportion
-                mine, theirs = np.abs(col / safe[:, 0]), np.abs(w[:, j] / safe[:, 0])
+                mine, theirs = np.abs(col / safe), np.abs(w[:, j] / safe)
                 over = mine + theirs > pair_limit
                 share = np.floor(pair_limit * mine / np.where(over, mine + theirs, 1.0))
                 cap = np.where(over, share, qmax)
-        q[:, i] = np.clip(np.rint(col / safe[:, 0]), -cap, cap)
-        err = (col - q[:, i] * safe[:, 0]) / u[i, i]
+        q[:, i] = np.clip(np.rint(col / safe), -cap, cap)
+        err = (col - q[:, i] * safe) / u[i, i]
         w[:, i + 1:] -= np.outer(err, u[i, i + 1:])
     q[~live] = 0
     out = np.empty_like(q)

