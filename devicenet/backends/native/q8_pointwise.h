@@ -3,9 +3,10 @@
  * per instruction set (q8_pointwise_<isa>.c, which define Q8(op), the
  * variant's name): the compiler vectorises the loops; integer code and
  * single float multiplies vectorise exactly.  Where it does not, the
- * includer supplies blocks of 16 values: ADD16 (the add) and MEANPOOL16 (the
- * sums of 16 channels); Q8_NO_FLOAT leaves out quantise and dequantise
- * (32-bit ARM, whose NEON flushes denormals: they stay in VFP code). */
+ * includer supplies blocks of values: ADD16 (the add), MEANPOOL16 (the sums
+ * of 16 channels) and QUANTIZE32 (32 floats to bytes, after
+ * QUANTIZE_SETUP); Q8_NO_FLOAT leaves out quantise and dequantise (32-bit
+ * ARM, whose NEON flushes denormals: they stay in VFP code). */
 
 #define QP 16  /* channels per block of the mean pool */
 
@@ -96,6 +97,13 @@ void Q8(quantize)(const dn_q8_quantize_args *a, ptrdiff_t i0, ptrdiff_t i1)
     const q8_vf lo = Q8_DUP(q8_vf, -512.0f), hi = Q8_DUP(q8_vf, 512.0f), magic = Q8_DUP(q8_vf, DN_Q8_MAGIC);
     const q8_vi bias = Q8_DUP(q8_vi, DN_Q8_MAGIC_BITS - (int32_t)a->zero_point), zero = Q8_DUP(q8_vi, 0),
                 top = Q8_DUP(q8_vi, 255);
+#ifdef QUANTIZE32
+    {
+        QUANTIZE_SETUP(a)
+        for (; i + 32 <= i1; i += 32)
+            QUANTIZE32(x + i, y + i);
+    }
+#endif
     for (; i + 8 <= i1; i += 8) {
         q8_vf f;
         memcpy(&f, x + i, sizeof f);
