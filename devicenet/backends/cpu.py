@@ -411,12 +411,23 @@ class CPUBackend(Backend):
         for s in steps:
             # the steps that do not convert what they read themselves do so from Python
             s.entry = None if isinstance(s.kernel, Converting) else self._entries.get(s.node.name)
-            s.out = None if s.out is None else buffers[s.out][:math.prod(s.shape)].reshape(s.shape)
+            if s.out is not None:
+                s.out = buffers[s.out][:math.prod(s.shape)].reshape(s.shape)
+            elif s.node.outputs[0] == self.graph.output_name and s.kernel is not None \
+                    and not getattr(s.kernel, "alias", False):
+                # the graph's output gets a buffer of its own, so that the
+                # last layer runs inside a program too; run() returns a copy
+                s.out = np.empty(s.shape, np.float32)
             s.temps = [None if t is None else buffers[t] for t in s.temps]
         # Runs of compiled steps become programs that go from layer to layer
         # without coming back to Python (and without re-checking arguments).
         input_buffer = np.empty(shape, np.float32)
         programs = cpu_kernels.programs(self.graph, steps, input_buffer, self._impl.module)
+        # what the steps after each program read of its values (and the
+        # graph's output): the rest never needs to reach Python
+        for first, program in programs.items():
+            later = {n for s in steps[program.last + 1:] for n in s.node.inputs} | {self.graph.output_name}
+            program.keep = [(name, v) for name, v in program.values if name in later]
         if len(self._plans) >= self.PLANS:
             self._plans.pop(next(iter(self._plans)))
         plan = self._plans[shape] = (steps, programs, input_buffer)
@@ -451,10 +462,7 @@ class CPUBackend(Backend):
                 # a profile times each call inside the program, as it runs
                 times = None if profile is None else np.empty(sum(program.calls))
                 self._impl.run_program(program.program, times)
-                for step in steps[i:program.last + 1]:
-                    values[step.node.outputs[0]] = step.out
-                    for n in step.drop:
-                        values.pop(n, None)
+                values.update(program.keep)
                 if profile is not None:
                     seconds = program.step_seconds(times)
                     profile.extend((s.node, s.shape, t) for s, t in zip(steps[i:program.last + 1], seconds))
@@ -480,4 +488,8 @@ class CPUBackend(Backend):
                 values.pop(n, None)
         out = values[g.output_name]
         conv = self._entries.get("(output)")
-        return self._impl.entry(out, *conv[0]) if conv else out
+        if conv:
+            return self._impl.entry(out, *conv[0])
+        # the output's own buffer (see _plan_for) is written again by the next run
+        last = next(s for s in reversed(steps) if s.node.outputs[0] == g.output_name)
+        return out.copy() if last.out is not None and np.shares_memory(out, last.out) else out

@@ -641,11 +641,15 @@ class Weight:
 
 class Program:
     """Steps ``first`` to ``last`` of a plan as one compiled program;
-    ``calls``: how many of its calls each step made."""
+    ``calls``: how many of its calls each step made (none for a view, such
+    as a flatten); ``values``: (value name, the buffer or view holding it)
+    for each step."""
 
-    def __init__(self, first, last, program, reads_input, calls):
+    def __init__(self, first, last, program, reads_input, calls, values):
         self.first, self.last, self.program, self.reads_input = first, last, program, reads_input
-        self.calls = calls
+        self.calls, self.values = calls, values
+        #: the values a caller needs after the program (CPUBackend sets it)
+        self.keep = values
 
     def step_seconds(self, times):
         """Each step's seconds, from the program's per-call ``times``."""
@@ -664,26 +668,40 @@ def programs(graph, steps, input_buffer, native):
     found, run = {}, []
 
     def close():
-        if len(run) > 1:
-            calls = [call for _, step_calls, _ in run for call in step_calls]
+        while run and not run[-1][1]:  # a program ends with a call
+            run.pop()
+        if sum(1 for _, c, _, _ in run if c) > 1:
+            calls = [call for _, step_calls, _, _ in run for call in step_calls]
             found[run[0][0]] = Program(run[0][0], run[-1][0], native.program(calls),
-                                       any(reads for _, _, reads in run), [len(c) for _, c, _ in run])
+                                       any(reads for _, _, reads, _ in run), [len(c) for _, c, _, _ in run],
+                                       [(steps[i].node.outputs[0], v) for i, _, _, v in run])
         run.clear()
 
     for i, step in enumerate(steps):
         ins = [where.get(n) for n in step.node.inputs]
+        if step.kernel is None and step.node.op in VIEWS and run and ins and ins[0] is not None:
+            # a reshape of a value in a fixed buffer: a view of that buffer,
+            # so the program runs on through it (a classifier after its pool)
+            view = ins[0].reshape(step.shape)
+            run.append((i, [], False, view))
+            where[step.node.outputs[0]] = view
+            continue
         # a step that converts what it reads (float <-> uint8) runs from Python
         bind = None if step.entry else getattr(step.kernel, "bind", None)
         calls = None
         if bind is not None and step.out is not None and all(v is not None for v in ins):
             calls = bind(ins, step.out, step.temps)
         if calls:
-            run.append((i, calls, graph.input_name in step.node.inputs))
+            run.append((i, calls, graph.input_name in step.node.inputs, step.out))
             where[step.node.outputs[0]] = step.out
         else:
             close()
     close()
     return found
+
+
+#: ops whose output is their input reshaped (a view of its buffer)
+VIEWS = ("flatten",)
 
 
 class _Step:
