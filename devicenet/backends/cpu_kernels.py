@@ -683,7 +683,7 @@ def programs(graph, steps, input_buffer, native):
             # a reshape of a value in a fixed buffer: a view of that buffer,
             # so the program runs on through it (a classifier after its pool)
             view = ins[0].reshape(step.shape)
-            run.append((i, [], False, view))
+            run.append((i, [], graph.input_name in step.node.inputs, view))
             where[step.node.outputs[0]] = view
             continue
         # a step that converts what it reads (float <-> uint8) runs from Python

@@ -10,7 +10,7 @@
  * as rint), narrowed to int16 (no value is beyond +-512), the zero point
  * added and saturated to [0, 255] by packuswb.  The generic vectors of
  * q8_pointwise.h narrow 8 lanes at a time through the stack; this takes a
- * quarter of their time on Lite0's float-to-integer handovers. */
+ * fifth of their time on Lite0's float-to-integer handovers. */
 static inline __attribute__((always_inline)) void quantize32(const float *x, uint8_t *y, __m256 inv,
                                                              __m256 lo, __m256 hi, __m256i zp)
 {
@@ -19,9 +19,9 @@ static inline __attribute__((always_inline)) void quantize32(const float *x, uin
         const __m256 f = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), inv);
         q[j] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(f, lo), hi));
     }
-    /* packs works within 128-bit lanes: values come out in the order
-     * 0-3 8-11 4-7 12-15 (per pair of vectors) and the permute puts the
-     * 32-bit groups back in order */
+    /* the packs work within 128-bit lanes, so the groups of four bytes
+     * come out as values 0-3, 8-11, 16-19, 24-27, 4-7, 12-15, 20-23, 28-31;
+     * the permute puts them back in order */
     const __m256i a = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp);
     const __m256i b = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp);
     const __m256i bytes = _mm256_packus_epi16(a, b);
