@@ -423,11 +423,6 @@ class CPUBackend(Backend):
         # without coming back to Python (and without re-checking arguments).
         input_buffer = np.empty(shape, np.float32)
         programs = cpu_kernels.programs(self.graph, steps, input_buffer, self._impl.module)
-        # what the steps after each program read of its values (and the
-        # graph's output): the rest never needs to reach Python
-        for first, program in programs.items():
-            later = {n for s in steps[program.last + 1:] for n in s.node.inputs} | {self.graph.output_name}
-            program.keep = [(name, v) for name, v in program.values if name in later]
         if len(self._plans) >= self.PLANS:
             self._plans.pop(next(iter(self._plans)))
         plan = self._plans[shape] = (steps, programs, input_buffer)

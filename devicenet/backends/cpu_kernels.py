@@ -642,14 +642,13 @@ class Weight:
 class Program:
     """Steps ``first`` to ``last`` of a plan as one compiled program;
     ``calls``: how many of its calls each step made (none for a view, such
-    as a flatten); ``values``: (value name, the buffer or view holding it)
-    for each step."""
+    as a flatten); ``keep``: (value name, the buffer or view holding it)
+    for the values the steps after it (or the caller: the graph's output)
+    read; the rest never needs to reach Python."""
 
-    def __init__(self, first, last, program, reads_input, calls, values):
+    def __init__(self, first, last, program, reads_input, calls, keep):
         self.first, self.last, self.program, self.reads_input = first, last, program, reads_input
-        self.calls, self.values = calls, values
-        #: the values a caller needs after the program (CPUBackend sets it)
-        self.keep = values
+        self.calls, self.keep = calls, keep
 
     def step_seconds(self, times):
         """Each step's seconds, from the program's per-call ``times``."""
@@ -672,9 +671,11 @@ def programs(graph, steps, input_buffer, native):
             run.pop()
         if sum(1 for _, c, _, _ in run if c) > 1:
             calls = [call for _, step_calls, _, _ in run for call in step_calls]
-            found[run[0][0]] = Program(run[0][0], run[-1][0], native.program(calls),
-                                       any(reads for _, _, reads, _ in run), [len(c) for _, c, _, _ in run],
-                                       [(steps[i].node.outputs[0], v) for i, _, _, v in run])
+            last = run[-1][0]
+            later = {n for s in steps[last + 1:] for n in s.node.inputs} | {graph.output_name}
+            keep = [(steps[i].node.outputs[0], v) for i, _, _, v in run if steps[i].node.outputs[0] in later]
+            found[run[0][0]] = Program(run[0][0], last, native.program(calls), any(reads for _, _, reads, _ in run),
+                                       [len(c) for _, c, _, _ in run], keep)
         run.clear()
 
     for i, step in enumerate(steps):
