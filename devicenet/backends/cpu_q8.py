@@ -19,6 +19,8 @@ from .cpu_kernels import NATIVE
 #: the packed weights' header bytes, widest panel, deepest k padding and
 #: per-column head bytes (native/q8.h)
 HEADER, MAX_NR, MAX_KR, HEAD = 64, 16, 4, 8
+#: bytes a packed weight takes at most (wide panels hold int16: q8.h)
+MAX_WBYTES = 2
 
 
 def _ints(x, dtype):
@@ -45,7 +47,7 @@ class PackedQ8:
         wt = np.ascontiguousarray(wt, np.int8)
         self.n, self.k = wt.shape
         self.to_float = scale is not None
-        size = HEADER + -(-self.n // MAX_NR) * MAX_NR * (HEAD + -(-self.k // MAX_KR) * MAX_KR)
+        size = HEADER + -(-self.n // MAX_NR) * MAX_NR * (HEAD + -(-self.k // MAX_KR) * MAX_KR * MAX_WBYTES)
         self.data = np.zeros(size, np.uint8)
         out = dict(scale=np.ascontiguousarray(scale, np.float32)) if self.to_float else \
             dict(rscale=_ints(rscale, np.float32))

@@ -78,9 +78,14 @@ static inline uint8_t dn_q8_requantize(int32_t acc, float rscale, int32_t zero_p
  *
  * A panel of nr columns is DN_Q8_HEAD 32-bit words per column: the folded
  * int32 biases, then the float32 factors (rscale or scale); then round_up(k, kr) rows of weights, kg
- * consecutive k of one column together: W[p, j] at byte
- * ((p / kg) * nr + j) * kg + p % kg.  Columns past n and rows past k are
- * zeros. */
+ * consecutive k of one column together: W[p, j] the
+ * ((p / kg) * nr + j) * kg + p % kg'th weight, a byte (int8), or in a wide
+ * variant's panel an int16.  Columns past n and rows past k are zeros.
+ *
+ * A wide variant's kernel reads A widened to uint16 (its widen, called by
+ * the driver once per group of rows and block of panels, k padded with
+ * zeros to a multiple of kr): with both operands int16 it multiplies pairs
+ * through instructions that cannot saturate. */
 #define DN_Q8_HEAD 2
 
 /* C[0:mr_, 0:nr_] from A[0:mr_, 0:k] and one panel (k: the true depth;
@@ -96,7 +101,12 @@ typedef struct {
     int exact;              /* 0: needs weights whose adjacent pairs cannot saturate int16 */
     int a_offset;           /* the kernel reads A less this (128: as signed bytes), which the
                              * packing adds back to the bias: a_offset x the column's weight sum */
+    int wide;               /* 1: the panel holds the weights as int16 (2 bytes each, same order),
+                             * and the kernel reads A widened to uint16 by widen */
     dn_q8_gemm_ukernel ukernel;
+    /* a wide variant's widening of rows of A: rows x k uint8 (rows lda
+     * bytes apart) to uint16 rows of kp (>= k, the rest zeros) */
+    void (*widen)(const uint8_t *a, size_t lda, size_t rows, size_t k, size_t kp, uint16_t *out);
 } dn_q8_gemm_variant;
 
 /* widest panel and deepest k padding of any variant: buffers sized for
@@ -161,8 +171,9 @@ void dn_q8_gemm_4x4c1_scalar(size_t, size_t, size_t, const uint8_t *, size_t, co
 #if DN_X86
 void dn_q8_gemm_6x16c4_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                             const dn_q8_output *);
-void dn_q8_gemm_4x16c2_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
+void dn_q8_gemm_6x16c2_avx2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                             const dn_q8_output *);
+void dn_q8_widen_avx2(const uint8_t *a, size_t lda, size_t rows, size_t k, size_t kp, uint16_t *out);
 void dn_q8_gemm_4x8c2_sse2(size_t, size_t, size_t, const uint8_t *, size_t, const void *, void *, size_t,
                            const dn_q8_output *);
 #endif

@@ -11,7 +11,7 @@ static size_t round_up(size_t x, size_t to)
 
 size_t dn_q8_gemm_panel_bytes(const dn_q8_gemm_variant *v, size_t k)
 {
-    return (size_t)v->nr * (DN_Q8_HEAD * 4 + round_up(k, (size_t)v->kr));
+    return (size_t)v->nr * (DN_Q8_HEAD * 4 + round_up(k, (size_t)v->kr) * (v->wide ? 2 : 1));
 }
 
 size_t dn_q8_gemm_packed_bytes(const dn_q8_gemm_variant *v, size_t k, size_t n)
@@ -57,12 +57,17 @@ void dn_q8_gemm_pack(const dn_q8_gemm_variant *v, int registry_index, const int8
         const size_t cols = n - c0 < nr ? n - c0 : nr;
         int32_t *head = (int32_t *)(void *)out;  /* panels are multiples of 4 bytes */
         int8_t *w = (int8_t *)(out + DN_Q8_HEAD * 4 * nr);
+        int16_t *w16 = (int16_t *)(void *)w;
         memset(out, 0, panel);
         for (size_t j = 0; j < cols; j++) {
             const int8_t *src = wt + (c0 + j) * k;
             int64_t wsum = 0;
             for (size_t p = 0; p < k; p++) {
-                w[((p / kg) * nr + j) * kg + p % kg] = src[p];
+                const size_t at = ((p / kg) * nr + j) * kg + p % kg;
+                if (v->wide)
+                    w16[at] = src[p];
+                else
+                    w[at] = src[p];
                 wsum += src[p];
             }
             /* within 2**30 + 128 x 127 x k: the quantiser bounds the sums */

@@ -70,7 +70,7 @@ static const dn_variant f32_gemm[] = {
  * then, or for the first exact one where they could saturate it */
 static const dn_variant q8_gemm[] = {
     X86({"q8_gemm_6x16c4_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_6x16c4_avx2), NULL})
-    X86({"q8_gemm_4x16c2_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_4x16c2_avx2), NULL})
+    X86({"q8_gemm_6x16c2_avx2", DN_CPU_AVX2, FN(dn_q8_gemm_6x16c2_avx2), NULL})
     X86({"q8_gemm_4x8c2_sse2", DN_CPU_SSE2, FN(dn_q8_gemm_4x8c2_sse2), NULL})
 #if DN_NEON && defined(__aarch64__)
     {"q8_gemm_8x8c4_neondot", DN_CPU_NEON | DN_CPU_ASIMDDP, FN(dn_q8_gemm_8x8c4_neondot), NULL},
