@@ -10,19 +10,19 @@ integer arithmetic on the same calibration batch:
    squared error of quantising the tensor).  Each rule is tried on the
    whole network and the one whose answers move least is kept; once the
    plan is chosen, each rule is tried again on the plan's own layers.
-2. **Integer weights**: a GEMM convolution that may run integer gets int8
-   weights in [-127, 127] whose pairs along k (2j, 2j + 1) sum to at most
-   128 in magnitude (integer.PAIR_LIMIT: x86's fastest kernel sums
-   products in pairs into int16 and is exact on them; beyond it only an
-   exact kernel slower than float32 would do); a depthwise one twelve-bit
-   weights (integer.DEPTHWISE_QMAX, stored int16: its kernels multiply
-   int16 weights anyway).  Each layer's per-channel clip (whole range,
-   least squared error, or the finest that breaks no pair) is the one that
-   moves its output least, then bias correction.  A GEMM's weights are
-   rounded to keep its outputs on the batch rather than each weight
-   (rounding.py), holding in the pairs beyond the limit: rounding each
-   weight to its nearest integer moved Lite0's answers more than its
-   eight-bit activations did.
+2. **Integer weights** (``LEVELS``): a GEMM convolution that may run
+   integer gets int8 weights in [-127, 127] ("int8"), a depthwise one
+   twelve-bit weights ("int12", stored int16: its kernels multiply int16
+   weights anyway).  Each layer's per-channel clip (whole range or least
+   squared error) is the one that moves its output least, then bias
+   correction.  A GEMM's weights are rounded to keep its outputs on the
+   batch rather than each weight (rounding.py): rounding each weight to
+   its nearest integer moved Lite0's answers more than its eight-bit
+   activations did.  (x86's fastest kernel, vpmaddubsw, is exact only
+   for weights whose pairs along k stay within 128 in magnitude; held to
+   that, Lite0's 18-layer plan moved its logits by 0.043 on average
+   against 0.030 with the whole int8 range, which x86's wide-panel kernel
+   computes exactly at about 0.8x that speed.)
 3. **Sensitivity**: with only that layer in integers (its inputs and output
    quantised), the KL divergence of the class probabilities from the
    float network's.
@@ -57,6 +57,8 @@ DEFAULT_KL_BUDGET = 0.001
 SAMPLE = 1 << 20
 #: clip candidates of the mse rule, as fractions of the observed range
 MSE_FRACTIONS = 0.9 ** np.arange(16)
+#: the largest |integer| of each level a weighted layer may take
+LEVELS = {"int8": integer.WEIGHT_QMAX, "int12": integer.DEPTHWISE_QMAX}
 
 
 def _sample(v):
@@ -97,22 +99,18 @@ class IntegerPlanner:
     whose float layers use ``weights`` (tensor name -> what the runtime
     sees).
 
-    A GEMM convolution has two levels: integers with int8 weights whose
-    pairs x86's fastest kernel takes exactly, and float; a depthwise one two,
-    integers with twelve-bit weights and float (its kernels multiply int16
-    weights at the same speed); an add or a mean pool two: integers and
-    float.  A plan gives each candidate a level."""
+    A convolution has two levels: integers (int8 weights; twelve-bit ones
+    for a depthwise layer, whose kernels multiply int16 weights at the same
+    speed) and float; an add or a mean pool two: integers and float.  A
+    plan gives each candidate a level."""
 
     #: time of a layer at each level, as a fraction of its float time, by
     #: integer kind (an estimate from the kernels' measured throughput on
-    #: Lite0's layers, scripts/bench_q8.py: 1x1 GEMMs 1.7x the float ones,
-    #: depthwise 1.1x; other convolutions make their patches in numpy, which
-    #: took Lite0's stem 3.3x the float direct convolution's time).
-    #: Weights beyond the pair limit would need the exact GEMM kernel, 0.76x
-    #: the float one on AVX2 (bench_q8.py --wmax 127): slower than float, so
-    #: no level of their own.
-    COST = {"gemm": {integer.WEIGHT_QMAX: 0.6}, "im2col": {integer.WEIGHT_QMAX: 3.3},
-            "depthwise": {integer.DEPTHWISE_QMAX: 0.9},
+    #: Lite0's layers, scripts/bench_q8.py --wmax 127: 1x1 GEMMs 1.3x the
+    #: float ones, depthwise 1.1x; other convolutions make their patches in
+    #: numpy, which took Lite0's stem 3.3x the float direct convolution's
+    #: time).
+    COST = {"gemm": {"int8": 0.75}, "im2col": {"int8": 3.3}, "depthwise": {"int12": 0.9},
             "int": {"int": 0.5}}
     #: a conversion between float32 and uint8 at a region's border, in the
     #: same units (float multiply-adds): per element, and per conversion (a
@@ -134,7 +132,7 @@ class IntegerPlanner:
         # a layer no faster in integers than in float only loses exactness there
         self.candidates = [n for n in self.candidates if min(self.COST[self.kind[n.name]].values()) < 1.0]
         self.iweights = {(n.name, r): self._integer_weight(n, r) for n in self.candidates
-                         for r in self.levels(n) if isinstance(r, int)}
+                         for r in self.levels(n) if r in LEVELS}
         self._lowered = {}
 
     def _kind(self, node):
@@ -151,12 +149,12 @@ class IntegerPlanner:
         """A candidate's time at a level, as a fraction of its float time."""
         return 1.0 if level is None else self.COST[self.kind[name]][level]
 
-    def _integer_weight(self, node, qmax):
+    def _integer_weight(self, node, level):
         """(integers, scales, corrected float bias, clip kind, clip) of an
-        integer layer with weights in [-qmax, qmax] (a GEMM's pairs within
-        integer.PAIR_LIMIT): the clip that moves its output least, then
-        bias correction."""
+        integer layer's weights at a level (``LEVELS``): the clip that moves
+        its output least, then bias correction."""
         from .calibrate import clip_candidates
+        qmax = LEVELS[level]
         w = self.b.params[node.params["weight"]]
         bname = node.params.get("bias")
         best = None
@@ -172,14 +170,12 @@ class IntegerPlanner:
         # enough rounded to nearest, and each of its outputs sees 9 inputs
         h = self._second_moment(node) if self.kind[node.name] != "depthwise" else None
         clips = dict(zip(("absmax", "mse"), clip_candidates(w, "int8" if qmax <= 127 else "int16", qmax)))
-        if h is not None:
-            clips["pairs"] = rounding.pair_clip(w.reshape(len(w), -1), qmax, integer.PAIR_LIMIT)
         for kind, clip in clips.items():
             clip = np.maximum(clip, floor).astype(np.float32)
             wi, scales = integer.integer_weight(w, clip, qmax)
             if h is not None:
-                wi = rounding.round_to_outputs(w.reshape(len(w), -1), scales, qmax, h,
-                                               integer.PAIR_LIMIT).astype(wi.dtype).reshape(w.shape)
+                wi = rounding.round_to_outputs(w.reshape(len(w), -1), scales, qmax,
+                                               h).astype(wi.dtype).reshape(w.shape)
             wq = wi.astype(np.float32) * scales.reshape((-1,) + (1,) * (w.ndim - 1))
             e = self.q._error(node, wq - w)
             shift = e.mean(axis=0) if bname else 0.0
@@ -407,7 +403,8 @@ def choose_arithmetic(q, weights, encodings, clips, plain_biases=None, budget=No
         if level is not None:
             _, _, bias, kind, clip = planner.iweights[(node.name, level)]
             wname = node.params["weight"]
-            encodings[wname], clips[wname], qmax[wname] = "int8" if level <= 127 else "int16", clip, level
+            top = LEVELS[level]
+            encodings[wname], clips[wname], qmax[wname] = "int8" if top <= 127 else "int16", clip, top
             if bias is not None:
                 q.b.params[node.params["bias"]] = bias
     return report, qmax

@@ -31,7 +31,7 @@ WEIGHT_QMAX = 127
 #: largest |w[2j]| + |w[2j + 1]| of a GEMM's int8 weights along k: x86's
 #: fastest kernel (vpmaddubsw) sums uint8 x int8 products in pairs into
 #: int16, exact only within this (255 x 128 < 2^15); weights beyond it run
-#: on an exact kernel slower than float32 (q8_gemm_pairs_safe)
+#: on the exact kernel, about 0.8x its speed (q8_gemm_pairs_safe)
 PAIR_LIMIT = 128
 #: largest |weight integer| of an integer depthwise layer's weights, stored
 #: int16: its kernels multiply int16 weights anyway (pairs of taps through

@@ -30,26 +30,10 @@ def second_moment(x_rows):
     return x.T @ x / max(len(x), 1)
 
 
-def pair_clip(w_rows, qmax, pair_limit):
-    """Per-row clip (the magnitude mapped to ``qmax``) at which no pair of
-    columns (2j, 2j + 1) exceeds ``pair_limit`` in sum of magnitudes: the
-    finest scale a pair-summing kernel takes without holding any pair in."""
-    a = np.abs(np.asarray(w_rows, np.float32))
-    if a.shape[1] % 2:
-        a = np.concatenate([a, np.zeros((len(a), 1), a.dtype)], axis=1)
-    pairs = (a[:, 0::2] + a[:, 1::2]).max(axis=1, initial=0.0)
-    return np.maximum(pairs * np.float32(qmax / pair_limit), a.max(axis=1, initial=0.0)).astype(np.float32)
-
-
-def round_to_outputs(w_rows, scales, qmax, h, pair_limit=None):
+def round_to_outputs(w_rows, scales, qmax, h):
     """Integers ``q`` in [-qmax, qmax] for ``w_rows`` (out, k) with
     per-row ``scales``, chosen so that ``q * scale`` keeps ``w_rows @ x``
-    for inputs of second moment ``h`` (k, k).  Rows of scale 0 are 0.
-
-    ``pair_limit``: each pair of columns (2j, 2j + 1) keeps
-    ``|q[2j]| + |q[2j + 1]|`` within it (what a kernel that sums products
-    in pairs needs to stay exact); the second of a pair rounded is held
-    in, and its error passed on like any other."""
+    for inputs of second moment ``h`` (k, k).  Rows of scale 0 are 0."""
     w = np.array(w_rows, np.float64)
     s = np.asarray(scales, np.float64)
     live = s > 0
@@ -68,22 +52,9 @@ def round_to_outputs(w_rows, scales, qmax, h, pair_limit=None):
     # how rounding column i moves the columns after it
     u = np.linalg.cholesky(np.linalg.inv(h)).T
     q = np.zeros_like(w)
-    at = np.empty(k, np.int64)
-    at[order] = np.arange(k)        # column -> its place in the rounding order
     for i in range(k):
         col = w[:, i]
-        cap = qmax
-        partner = order[i] ^ 1
-        if pair_limit is not None and partner < k:
-            j = at[partner]
-            if j < i:   # the partner is rounded: what it leaves
-                cap = np.minimum(qmax, pair_limit - np.abs(q[:, j]))
-            else:       # a pair beyond the limit shares it in proportion
-                mine, theirs = np.abs(col / safe), np.abs(w[:, j] / safe)
-                over = mine + theirs > pair_limit
-                share = np.floor(pair_limit * mine / np.where(over, mine + theirs, 1.0))
-                cap = np.where(over, share, qmax)
-        q[:, i] = np.clip(np.rint(col / safe), -cap, cap)
+        q[:, i] = np.clip(np.rint(col / safe), -qmax, qmax)
         err = (col - q[:, i] * safe) / u[i, i]
         w[:, i + 1:] -= np.outer(err, u[i, i + 1:])
     q[~live] = 0
