@@ -39,6 +39,7 @@ The integer execution measured here is the exact one the runtime performs
 (integer.Q8Node), so what is measured is what runs.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -116,6 +117,8 @@ class IntegerPlanner:
     #: same units (float multiply-adds): per element, and per conversion (a
     #: compiled call inside the program, ahead of the layer that reads it)
     CONVERT = (20, 100_000)
+    #: bias correction in the integer network once the plan is chosen
+    CORRECT = True
 
     def __init__(self, q, weights, plain_biases=None, progress=None):
         self.q, self.b, self.nodes = q, q.b, q.nodes
@@ -205,16 +208,20 @@ class IntegerPlanner:
                                                     float_out, weight, bias)
         return self._lowered[key]
 
-    def run(self, plan, qp, rule, start=0, lone=False):
+    def run(self, plan, qp, rule, start=0, lone=False, before=None):
         """The network's output with the nodes ``plan`` names (name ->
         level) in integers, from node ``start`` on (earlier values from the
         float cache).  ``lone``: outputs stay uint8 even where only float
-        nodes read them (to measure one layer with its output quantised)."""
+        nodes read them (to measure one layer with its output quantised).
+        ``before(node, inputs)``, if given, is called as each node is about
+        to run."""
         floats = set() if lone else integer.float_outputs(self.nodes, set(plan), self.q.output)
         values = {}
         last = last_uses(self.nodes, start)
         for i, node in enumerate(self.nodes[start:], start):
             ins = [values[t] if t in values else self.q.cache[t] for t in node.inputs]
+            if before is not None:
+                before(node, ins)
             if node.name in plan:
                 qn = self._lower(node, qp, rule, plan[node.name],
                                  node.name in floats or node.op == "global_avgpool")
@@ -229,6 +236,34 @@ class IntegerPlanner:
                     values.pop(t, None)
         out = values[self.q.output] if self.q.output in values else self.q.cache[self.q.output]
         return integer.entry(out, "f32", qp.get(self.q.output))
+
+    def correct(self, plan, qp, rule):
+        """Shift the bias of each integer convolution of ``plan`` by the
+        mean error of its sums as the integer network computes them (its
+        inputs carrying the rounding of every integer layer before it), in
+        the order the network runs: bias correction of the weights alone
+        (_integer_weight) sees float inputs.  Updates ``iweights``; returns
+        the shifts (node name -> per-channel shift of its bias)."""
+        shifts = {}
+
+        def fix(node, ins):
+            if node.name not in plan or node.op != "conv" or not node.params.get("bias"):
+                return
+            key = (node.name, plan[node.name])
+            wi, scales, bias, kind, clip = self.iweights[key]
+            u8 = [integer.entry(v, "u8", qp[t]) for v, t in zip(ins, node.inputs)]
+            bare = dataclasses.replace(node, attrs={**node.attrs, "activation": "none"})
+            sums = integer.lower_node(bare, [self.shapes[t] for t in node.inputs], qp, True,
+                                      (wi, scales), bias).run(u8)
+            want = CPU_OPS["conv"]([self.q.cache[node.inputs[0]]], bare.attrs,
+                                   {"weight": self.b.params[node.params["weight"]],
+                                    "bias": self.plain.get(node.params["bias"], self.b.params[node.params["bias"]])})
+            shift = (sums - want).reshape(-1, sums.shape[-1]).astype(np.float64).mean(axis=0)
+            self.iweights[key] = (wi, scales, (bias - shift).astype(np.float32), kind, clip)
+            shifts[node.name] = shift
+            self._lowered = {k: v for k, v in self._lowered.items() if k[0] != node.name}
+        self.run(plan, qp, rule, before=fix)
+        return shifts
 
     def measure(self, plan, qp, rule):
         """(KL, top-1 agreement) with the float network."""
@@ -364,6 +399,15 @@ class IntegerPlanner:
                 kl_other, agree_other = self.measure(chosen, rules[other][0], other)
                 if kl_other < total_kl:
                     total_kl, agree, rule, qp = kl_other, agree_other, other, rules[other][0]
+        if chosen and self.CORRECT:
+            saved = dict(self.iweights), dict(self._lowered)
+            self.correct(chosen, qp, rule)
+            kl_c, agree_c = self.measure(chosen, qp, rule)
+            self.say(f"  bias correction in the integer network: KL {total_kl:.2g} -> {kl_c:.2g}")
+            if kl_c < total_kl:
+                total_kl, agree = kl_c, agree_c
+            else:
+                self.iweights, self._lowered = saved
         total_work = sum(work.values())
         time_est = sum(work[n] * self.cost(n, chosen.get(n)) for n in work) / max(total_work, 1)
         share = sum(work[n] for n in chosen) / max(total_work, 1)
