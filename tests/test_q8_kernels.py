@@ -228,6 +228,13 @@ def test_weights_that_could_saturate_vpmaddubsw_are_packed_for_an_exact_kernel()
         np.testing.assert_array_equal(y, ref.gemm(a, wt, bias, f, 100))
         yf = PackedQ8(wt, bias, scale=np.full(n, 1e-3, np.float32))(a)
         np.testing.assert_array_equal(yf, ref.dequantize_acc(ref.gemm_acc(a, wt, bias), np.full(n, 1e-3, np.float32)))
+    # a k so deep that a wide kernel could not keep a row of A widened on
+    # its stack: packed for an exact kernel that is not wide
+    deep = rng.integers(-127, 128, (3, 32801)).astype(np.int8)
+    a_deep = rng.integers(0, 256, (2, 32801)).astype(np.uint8)
+    packed = PackedQ8(deep, np.zeros(3, np.int32), scale=np.ones(3, np.float32))
+    assert packed.kernel != "q8_gemm_6x16c2_avx2"
+    np.testing.assert_array_equal(packed(a_deep), ref.gemm_acc(a_deep, deep, np.zeros(3, np.int32)).astype(np.float32))
     # with the vpmaddubsw kernel selected, the safe weights use it and the unsafe ones do not
     if any(v[0] == "q8_gemm_6x16c4_avx2" and v[2] for v in native.variants("q8_gemm")):
         assert PackedQ8(safe, None, rscale=f).kernel == "q8_gemm_6x16c4_avx2"

@@ -663,10 +663,11 @@ static const dn_q8_gemm_variant *q8_variant(const dn_variant *rv)
 /* Whether variant v computes these weights exactly: a kernel that could
  * saturate needs weights whose pairs cannot; one that reads A less an
  * offset adds offset x 127 x k to sums the quantiser keeps within 2**30,
- * so k must leave room in int32. */
+ * so k must leave room in int32; a wide one keeps a row of A widened on
+ * the stack. */
 static int q8_gemm_fits(const dn_q8_gemm_variant *v, const int8_t *wt, size_t k, size_t n)
 {
-    if (v->a_offset && k > ((size_t)1 << 16))
+    if ((v->a_offset && k > ((size_t)1 << 16)) || (v->wide && k > DN_Q8_WIDE_MAX_K - DN_Q8_MAX_KR))
         return 0;
     return v->exact || dn_q8_gemm_pairs_safe(wt, k, n);
 }

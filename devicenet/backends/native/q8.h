@@ -109,6 +109,12 @@ typedef struct {
     void (*widen)(const uint8_t *a, size_t lda, size_t rows, size_t k, size_t kp, uint16_t *out);
 } dn_q8_gemm_variant;
 
+/* bytes of widened rows of A a wide variant's driver keeps on the stack
+ * (one row at least: the packing gives deeper k to a variant that is not
+ * wide) */
+#define DN_Q8_WIDE_STACK (64u << 10)
+#define DN_Q8_WIDE_MAX_K (DN_Q8_WIDE_STACK / 2)
+
 /* widest panel and deepest k padding of any variant: buffers sized for
  * them hold weights packed for any variant */
 #define DN_Q8_MAX_NR 16

@@ -30,10 +30,10 @@ static void walk_wide(const dn_q8_gemm_variant *v, size_t k, const uint8_t *a, s
     const size_t kp = (k + (size_t)v->kr - 1) / (size_t)v->kr * (size_t)v->kr;
     const size_t panel = dn_q8_gemm_panel_bytes(v, k), nr = (size_t)v->nr;
     /* on the stack: the rows of a tile (fewer, down to one, for a k so deep
-     * that they would pass WIDE_STACK bytes) */
-    enum { WIDE_STACK = 256u << 10 };
+     * that they would pass DN_Q8_WIDE_STACK bytes; q8_gemm_fits keeps one
+     * row within it) */
     size_t mr = (size_t)v->mr;
-    while (mr > 1 && mr * kp * 2 > WIDE_STACK)
+    while (mr > 1 && mr * kp * 2 > DN_Q8_WIDE_STACK)
         mr--;
     uint16_t wide[mr * kp];
     const size_t per_block = DN_GEMM_BLOCK_BYTES / panel;
