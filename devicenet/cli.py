@@ -431,7 +431,7 @@ def ratio_text(float32_bytes, file_bytes, where):
                    "on the calibration photos says it costs little (docs/ACCURACY.md).")
 @click.option("--kl-budget", type=click.FloatRange(0.0), default=None,
               help="How far (KL divergence) --arithmetic auto may move the answers on the calibration "
-                   "photos [default: 0.001].")
+                   "photos [default: 0.0003].")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
