@@ -120,8 +120,6 @@ class IntegerPlanner:
     #: same units (float multiply-adds): per element, and per conversion (a
     #: compiled call inside the program, ahead of the layer that reads it)
     CONVERT = (20, 100_000)
-    #: bias correction in the integer network once the plan is chosen
-    CORRECT = True
 
     def __init__(self, q, weights, plain_biases=None, progress=None):
         self.q, self.b, self.nodes = q, q.b, q.nodes
@@ -402,7 +400,7 @@ class IntegerPlanner:
                 kl_other, agree_other = self.measure(chosen, rules[other][0], other)
                 if kl_other < total_kl:
                     total_kl, agree, rule, qp = kl_other, agree_other, other, rules[other][0]
-        if chosen and self.CORRECT:
+        if chosen:  # bias correction in the integer network, kept where it helps
             saved = dict(self.iweights), dict(self._lowered)
             self.correct(chosen, qp, rule)
             kl_c, agree_c = self.measure(chosen, qp, rule)
