@@ -11,6 +11,7 @@ quantized.  A byte budget is then spent greedily on the layers whose
 upgrade to 16 bits removes the most error per extra byte.
 """
 
+import hashlib
 import os
 
 import numpy as np
@@ -282,7 +283,9 @@ def choose_encodings(builder, meta, calibrate=None, budget=None, progress=None, 
         "method": "per-layer sensitivity (KL of class probabilities vs float), greedy byte budget, "
                   "per-channel clip choice, bias correction",
         "budget": budget,
-        "calibration": {"source": "user" if calibrate else "built-in", "inputs": int(len(x))},
+        # the batch's digest tells whether a rebuild decoded the same photos alike
+        "calibration": {"source": "user" if calibrate else "built-in", "inputs": int(len(x)),
+                        "sha256": hashlib.sha256(np.ascontiguousarray(x, np.float32).tobytes()).hexdigest()},
         "layers": {n.name: (UPGRADE if n.name in chosen else "int8") for _, n in weight_nodes},
         "clipping": {name: kind for name, kind in kinds.items() if kind != "absmax" and name not in chosen},
         "sensitivity": {name: float(f"{v:.3g}") for name, v in sens.items()},

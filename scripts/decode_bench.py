@@ -36,30 +36,6 @@ from devicenet.image import DRAFT_MARGIN, open_image, preprocess  # noqa: E402
 from devicenet.model import load  # noqa: E402
 
 
-def large_photos(cache):
-    """The wallpapers at full size and three full-resolution crops of each."""
-    out = os.path.join(cache, "large")
-    os.makedirs(out, exist_ok=True)
-    paths, seen = [], set()
-    for root in eval_photos.fetch(cache, eval_photos.WALLPAPERS):
-        for name, path in eval_photos.wallpapers(root):
-            with Image.open(path) as img:
-                if min(img.size) < eval_photos.MIN_SIDE:
-                    continue
-                img = img.convert("RGB")
-            mark = eval_photos.thumbprint(img)
-            if mark in seen:
-                continue
-            seen.add(mark)
-            views = {"full": img, **eval_photos.views(img)}
-            for view, v in views.items():
-                target = os.path.join(out, f"{os.path.basename(root)}-{name}-{view}.jpg")
-                if not os.path.exists(target):
-                    v.save(target, quality=92)
-                paths.append(target)
-    return paths
-
-
 def decode(path, spec, draft):
     """(preprocessed input, decode seconds: the best of three)."""
     best = float("inf")
@@ -76,7 +52,7 @@ def main():
     ap.add_argument("--margins", default="1,2,3,4",
                     help="draft down to these multiples of the resize target (default: %(default)s)")
     args = ap.parse_args()
-    paths = large_photos(args.cache)
+    paths = eval_photos.large_photos(args.cache)
     net = os.path.join(args.cache, "efficientnet-lite0-float32.dnet")
     if not os.path.exists(net):
         convert(checkpoint("lite0"), net, weights="float32")

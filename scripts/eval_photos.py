@@ -168,30 +168,35 @@ def save(img, target):
         img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC).save(target, quality=92)
 
 
-def build(cache, with_views=False):
-    """Write the photos (and optionally the views); return the photo folder."""
-    out, extra = os.path.join(cache, "photos"), os.path.join(cache, "views")
-    os.makedirs(out, exist_ok=True)
-    seen, photos, count = set(), [], {"wallpaper": 0, "stamp": 0}
+def distinct_wallpapers(cache, seen):
+    """(package, name, RGB image) of each photographic wallpaper at full
+    size, each picture once (``seen``: the thumbprints met so far)."""
     for root in fetch(cache, WALLPAPERS):
-        pkg = os.path.basename(root)
         for name, path in wallpapers(root):
             with Image.open(path) as img:
                 if min(img.size) < MIN_SIDE:
                     continue
                 img = img.convert("RGB")
             mark = thumbprint(img)
-            if mark in seen:
-                continue
-            seen.add(mark)
-            img.thumbnail((2 * SIDE * img.width // min(img.size),) * 2)
-            photos.append(img)
-            save(img, os.path.join(out, f"{pkg}-{name}.jpg"))
-            count["wallpaper"] += 1
-            if with_views:
-                os.makedirs(extra, exist_ok=True)
-                for view, v in views(img).items():
-                    save(v, os.path.join(extra, f"{pkg}-{name}-{view}.jpg"))
+            if mark not in seen:
+                seen.add(mark)
+                yield os.path.basename(root), name, img
+
+
+def build(cache, with_views=False):
+    """Write the photos (and optionally the views); return the photo folder."""
+    out, extra = os.path.join(cache, "photos"), os.path.join(cache, "views")
+    os.makedirs(out, exist_ok=True)
+    seen, photos, count = set(), [], {"wallpaper": 0, "stamp": 0}
+    for pkg, name, img in distinct_wallpapers(cache, seen):
+        img.thumbnail((2 * SIDE * img.width // min(img.size),) * 2)
+        photos.append(img)
+        save(img, os.path.join(out, f"{pkg}-{name}.jpg"))
+        count["wallpaper"] += 1
+        if with_views:
+            os.makedirs(extra, exist_ok=True)
+            for view, v in views(img).items():
+                save(v, os.path.join(extra, f"{pkg}-{name}-{view}.jpg"))
     (root,) = fetch(cache, (STAMPS,))
     for index, (name, stamp) in enumerate(photo_stamps(root)):
         img = composite(stamp, index, photos)
@@ -203,6 +208,20 @@ def build(cache, with_views=False):
     print(f"{len(seen)} distinct photographs ({count['wallpaper']} wallpapers, {count['stamp']} stamps) "
           f"in {out}", file=sys.stderr)
     return out
+
+
+def large_photos(cache):
+    """The wallpapers at full size and three full-resolution crops of each."""
+    out = os.path.join(cache, "large")
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for pkg, name, img in distinct_wallpapers(cache, set()):
+        for view, v in {"full": img, **views(img)}.items():
+            target = os.path.join(out, f"{pkg}-{name}-{view}.jpg")
+            if not os.path.exists(target):
+                v.save(target, quality=92)
+            paths.append(target)
+    return paths
 
 
 def main():

@@ -102,14 +102,28 @@ def test_logits_comparison():
     ref = {"a.png": [float(i % 7) - 3.0 for i in range(20)]}
     ref["a.png"][4] = 9.0
     same = {"a.png": [v * (1 + 1e-6) for v in ref["a.png"]]}
-    assert arm_runtime.compare(ref, same, 1e-4)[0] == []
+    assert arm_runtime.compare_logits(ref, same, 1e-4)[0] == []
     off = {"a.png": list(ref["a.png"])}
     off["a.png"][0] += 9.0 * 2e-4       # beyond 1e-4 of the largest |logit|
-    assert any("logits differ" in p for p in arm_runtime.compare(ref, off, 1e-4)[0])
+    assert any("logits differ" in p for p in arm_runtime.compare_logits(ref, off, 1e-4)[0])
     swapped = {"a.png": list(ref["a.png"])}
     swapped["a.png"][4] = -9.0          # the top class drops out
-    assert any("top-5" in p for p in arm_runtime.compare(ref, swapped, 1e-4)[0])
-    assert arm_runtime.compare(ref, {}, 1e-4)[0]
+    assert any("top-5" in p for p in arm_runtime.compare_logits(ref, swapped, 1e-4)[0])
+    assert arm_runtime.compare_logits(ref, {}, 1e-4)[0]
+
+    # documents: a float model to rtol; an integer one to integer_rtol, and
+    # the same file in float arithmetic to rtol
+    assert arm_runtime.compare({"logits": ref}, {"logits": same}, 1e-4)[0] == []
+    assert arm_runtime.compare({"logits": ref}, {"logits": off}, 1e-4)[0]
+    both = {"integer": True, "logits": ref, "float_logits": ref}
+    assert arm_runtime.compare(both, {"integer": True, "logits": off, "float_logits": same}, 1e-4, 1e-3)[0] == []
+    far = {"a.png": list(ref["a.png"])}
+    far["a.png"][0] += 9.0 * 2e-3       # beyond 1e-3 of the largest |logit|
+    assert any("logits differ" in p for p in arm_runtime.compare(
+        both, {"integer": True, "logits": far, "float_logits": same}, 1e-4, 1e-3)[0])
+    assert any(p.startswith("float arithmetic") for p in arm_runtime.compare(
+        both, {"integer": True, "logits": same, "float_logits": off}, 1e-4, 1e-3)[0])
+    assert arm_runtime.compare(both, {"logits": ref}, 1e-4)[0]
 
 
 def test_variant_listings_of_either_shape():

@@ -1,5 +1,7 @@
 """Per-layer precision by measured sensitivity, on small networks."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -82,7 +84,10 @@ def test_report_has_the_shape_info_prints():
     assert report["scheme"] == "auto" and report["default"] == "int8" and report["budget"] == 1.2
     assert list(report["layers"]) == ["conv", "depthwise", "pointwise", "classifier"]
     assert set(report["layers"].values()) <= {"int8", "int16"} and report["summary"]
-    assert report["calibration"] == {"source": "built-in", "inputs": calibrate.MAX_IMAGES}
+    # the batch's digest, for telling whether a rebuild decoded the same photos alike
+    batch = calibrate.calibration_inputs(SPEC)
+    assert report["calibration"] == {"source": "built-in", "inputs": calibrate.MAX_IMAGES,
+                                     "sha256": hashlib.sha256(batch.tobytes()).hexdigest()}
 
 
 def test_auto_is_closer_to_float_than_naive_int8():

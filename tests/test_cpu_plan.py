@@ -8,6 +8,7 @@ from devicenet.backends import cpu_kernels
 from devicenet.backends.base import Backend, is_depthwise, last_uses, plan_buffers
 from devicenet.backends.cpu import CPUBackend
 from devicenet.convert.builder import Builder
+from differential import INTEGER_RTOL, reference, without_integer
 
 
 def plain(backend, x):
@@ -113,23 +114,46 @@ def test_output_viewing_a_planned_buffer_is_not_overwritten(shipped_model):
     np.testing.assert_array_equal(first, kept)
 
 
-def test_shipped_model_planned_matches_op_table(shipped_model):
-    g = dnet.load(shipped_model)
+def shipped(path, arithmetic):
+    """The shipped model as it is (``integer``: its integer layers too) or
+    with its integer plan set aside (``float``)."""
+    g = dnet.load(path)
+    return g if arithmetic == "integer" else without_integer(g)
+
+
+def matches_reference(got, g, x):
+    """``got`` is the reference's output: to float rounding for float
+    arithmetic; for integer layers, within the few steps that values on a
+    step's edge may land apart (differential.INTEGER_RTOL), with the same
+    top class."""
+    want = reference(g, x)
+    if not g.meta.get("integer"):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        return
+    assert g.meta["integer"]["nodes"]
+    np.testing.assert_allclose(got, want, rtol=0, atol=INTEGER_RTOL * np.abs(want).max())
+    np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
+
+
+@pytest.mark.parametrize("arithmetic", ["integer", "float"])
+def test_shipped_model_planned_matches_op_table(shipped_model, arithmetic):
+    g = shipped(shipped_model, arithmetic)
     be = CPUBackend(g, threads=2)
     x = np.random.default_rng(0).normal(size=(1, 224, 224, 3)).astype(np.float32)
     profile = []
     got = be.run(x, profile=profile)
-    np.testing.assert_allclose(got, plain(be, x), rtol=1e-4, atol=1e-4)
+    matches_reference(got, g, x)
     assert [p[0].name for p in profile] == [n.name for n in g.nodes]
 
 
-def test_compiled_program_matches_step_by_step(shipped_model):
+@pytest.mark.parametrize("arithmetic", ["integer", "float"])
+def test_compiled_program_matches_step_by_step(shipped_model, arithmetic):
     """The run as one compiled program (stem to classifier, through the
     flatten between them) gives what the same kernels give step by step (a
     profiled run) and what the op table gives."""
     if cpu_kernels.NATIVE is None:
         pytest.skip("the compiled kernels are not built")
-    g = dnet.load(shipped_model)
+    g = shipped(shipped_model, arithmetic)
     be = CPUBackend(g, threads=2)
     x = np.random.default_rng(5).normal(size=(2, 224, 224, 3)).astype(np.float32)
     by_program = be.run(x)
@@ -140,7 +164,7 @@ def test_compiled_program_matches_step_by_step(shipped_model):
     be.run(x[::-1].copy())
     np.testing.assert_array_equal(by_program, kept)
     np.testing.assert_allclose(by_program, be.run(x, profile=[]), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(by_program, plain(be, x), rtol=1e-4, atol=1e-4)
+    matches_reference(by_program, g, x)
 
 
 def test_alexnet_shape_planned_and_streamed_match():

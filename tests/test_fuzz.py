@@ -88,8 +88,8 @@ class Shipped:
         text = json.dumps(header, separators=(",", ":"), allow_nan=True)
         text = text.replace(json.dumps(DEEP), "[" * 100_000 + "]" * 100_000).encode("utf-8")
         off = (40 + len(text) + 63) // 64 * 64
-        head = struct.pack("<4sHHIIQQ", b"DNET", 1, 0, len(text) & 0xFFFFFFFF, zlib.crc32(text),
-                           off, len(self.data))
+        head = struct.pack("<4sHHIIQQ", b"DNET", self.fixed["major"], self.fixed["minor"],
+                           len(text) & 0xFFFFFFFF, zlib.crc32(text), off, len(self.data))
         head += struct.pack("<I", zlib.crc32(head)) + bytes(4)
         return head + text + bytes(off - 40 - len(text)) + self.data
 
