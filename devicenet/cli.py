@@ -428,7 +428,8 @@ def ratio_text(float32_bytes, file_bytes, where):
                    "proportionally longer.")
 @click.option("--arithmetic", default="float", show_default=True, type=click.Choice(["float", "auto"]),
               help="auto (with --weights auto): run in eight-bit integers the layers where measurement "
-                   "on the calibration photos says it costs little (docs/ACCURACY.md).")
+                   "on the calibration photos says it costs little, as the shipped Lite0 does "
+                   "(docs/ACCURACY.md).")
 @click.option("--kl-budget", type=click.FloatRange(0.0), default=None,
               help="How far (KL divergence) --arithmetic auto may move the answers on the calibration "
                    "photos [default: 0.0003].")
