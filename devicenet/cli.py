@@ -366,6 +366,10 @@ def info(model, as_json, tensors, layers, devices):
     q = doc.get("quantization") or {}
     if q:
         click.echo(f"  quantization {q.get('scheme')}" + (f": {q['summary']}" if q.get("summary") else ""))
+        batch = q.get("calibration") or {}
+        if batch.get("sha256"):  # tells a rebuild whether it measured on the same inputs
+            where = "built-in photo variants" if batch.get("source") == "built-in" else "photos from a folder"
+            click.echo(f"    calibrated on {batch.get('inputs')} {where} (batch sha256 {str(batch['sha256'])[:12]}...)")
         for name, enc in (q.get("layers") or {}).items():
             if enc != q.get("default"):
                 click.echo(f"    {name}: {enc}")

@@ -89,6 +89,10 @@ def test_info_shows_metadata(run, shipped_model):
     assert doc["ops"]["conv"] == 49 and doc["labels"] == 1000
     r = run("info", shipped_model)
     assert "efficientnet-lite0" in r.output and "licence" in r.output
+    # the shipped model's integer layers, and the batch they were measured on
+    batch = doc["quantization"]["calibration"]
+    assert f"calibrated on {batch['inputs']} photos from a folder (batch sha256 {batch['sha256'][:12]}" in r.output
+    assert f"integer     {len(doc['integer']['nodes'])} layers in eight-bit arithmetic" in r.output
 
 
 def test_convert_refuses_to_overwrite_without_force(run, tmp_path, shipped_model):
