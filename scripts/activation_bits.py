@@ -80,7 +80,8 @@ def main():
         ("8 bits, 12 on the depthwise layers' inputs", lambda t: 12 if t in depthwise_in else 8, False),
         ("8 bits, 12 on the depthwise layers' outputs", lambda t: 12 if t in clamped - depthwise_in else 8,
          False),
-        ("8 bits, 12 on the unclamped tensors (projections, adds)", lambda t: 8 if t in clamped else 12, False),
+        ("8 bits, 12 on the unclamped tensors (projections, adds)",
+         lambda t: 12 if t not in clamped and t != q.b.input_name else 8, False),
     ]
     print(f"{args.variant}, {len(q.reference)} inputs, weights float32, activations rounded:")
     for label, bits_of, pc in rows:

@@ -50,7 +50,8 @@ def main():
     ap.add_argument("--arithmetic", default=ARITHMETIC, choices=("auto", "float"),
                     help="auto: integer layers where measurement allows (default); float: none")
     ap.add_argument("--calibrate", metavar="DIR",
-                    help="photos to measure on (default: the wallpaper views, fetched into --cache)")
+                    help="photos to measure on (default: the wallpaper views, fetched into --cache; "
+                         "with --arithmetic float, the built-in set)")
     ap.add_argument("--cache", help="where the Debian packages and photos go (default: scripts/eval_photos.py's)")
     ap.add_argument("-o", "--output", help="default: models/efficientnet-VARIANT.dnet")
     args = ap.parse_args()
@@ -60,7 +61,7 @@ def main():
         import eval_photos
         calibrate = os.path.dirname(eval_photos.large_photos(args.cache or eval_photos.DEFAULT_CACHE)[0])
     s = convert(checkpoint(args.variant), out, weights=args.weights, arithmetic=args.arithmetic,
-                calibrate=calibrate if args.arithmetic == "auto" else None,
+                calibrate=calibrate,
                 progress=lambda m: print(m, file=sys.stderr))
     with open(out, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()

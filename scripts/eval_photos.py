@@ -221,6 +221,13 @@ def large_photos(cache):
             if not os.path.exists(target):
                 v.save(target, quality=92)
             paths.append(target)
+    if not paths:
+        sys.exit(f"error: no photographic wallpapers found in {', '.join(WALLPAPERS)}")
+    # the folder is a calibration set: nothing else may be in it (views of
+    # wallpapers an older package shipped)
+    for name in os.listdir(out):
+        if os.path.join(out, name) not in paths:
+            os.remove(os.path.join(out, name))
     return paths
 
 

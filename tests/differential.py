@@ -60,7 +60,7 @@ RTOL = 1e-4
 #: an integer layer may land one step apart on another path (numpy's and
 #: the compiled kernels' float sums differ in their last bits), and the
 #: steps that differ carry through the layers after it
-INTEGER_RTOL = 2e-2
+INTEGER_RTOL = 1e-2
 #: findings, by symptom
 SYMPTOMS = ("crash", "multi-line error", "non-finite", "disagree", "warning", "memory", "classes",
             "probabilities", "inconsistent", "state", "hang")

@@ -124,6 +124,9 @@ def test_logits_comparison():
     assert any(p.startswith("float arithmetic") for p in arm_runtime.compare(
         both, {"integer": True, "logits": same, "float_logits": off}, 1e-4, 1e-3)[0])
     assert arm_runtime.compare(both, {"logits": ref}, 1e-4)[0]
+    # a document of another form, or an integer one without its float twin, is a problem, not a crash
+    assert arm_runtime.compare(ref, {"logits": ref}, 1e-4)[0]
+    assert arm_runtime.compare({"integer": True, "logits": ref}, {"integer": True, "logits": ref}, 1e-4)[0]
 
 
 def test_variant_listings_of_either_shape():
