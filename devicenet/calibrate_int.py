@@ -206,11 +206,12 @@ class IntegerPlanner:
     def qparams(self, rule):
         """QParams of every activation a candidate reads or writes, by one
         of RANGE_RULES."""
-        if rule == "outputs":
-            return self._outputs_qparams()
         if rule not in self._qparams:
-            names = {t for n in self.candidates for t in n.inputs + n.outputs}
-            self._qparams[rule] = {t: tensor_qparams(self.q.cache[t], rule) for t in sorted(names)}
+            if rule == "outputs":
+                self._qparams[rule] = self._outputs_qparams()
+            else:
+                names = {t for n in self.candidates for t in n.inputs + n.outputs}
+                self._qparams[rule] = {t: tensor_qparams(self.q.cache[t], rule) for t in sorted(names)}
         return self._qparams[rule]
 
     def _outputs_qparams(self):
@@ -240,7 +241,7 @@ class IntegerPlanner:
         attrs = {**node.attrs, "activation": "none"}
         return CPU_OPS["conv"]([x], attrs, {"weight": self.weights[node.params["weight"]]})
 
-    def _lower(self, node, qp, rule, level, float_out):
+    def _lower(self, node, qp, level, float_out):
         # keyed by the node's own activation parameters: rules agree on many
         key = (node.name, level, float_out) + tuple(qp.get(t) for t in node.inputs + node.outputs)
         if key not in self._lowered:
@@ -252,7 +253,7 @@ class IntegerPlanner:
                                                     float_out, weight, bias)
         return self._lowered[key]
 
-    def run(self, plan, qp, rule, start=0, lone=False, before=None):
+    def run(self, plan, qp, start=0, lone=False, before=None):
         """The network's output with the nodes ``plan`` names (name ->
         level) in integers, from node ``start`` on (earlier values from the
         float cache).  ``lone``: outputs stay uint8 even where only float
@@ -267,7 +268,7 @@ class IntegerPlanner:
             if before is not None:
                 before(node, ins)
             if node.name in plan:
-                qn = self._lower(node, qp, rule, plan[node.name],
+                qn = self._lower(node, qp, plan[node.name],
                                  node.name in floats or node.op == "global_avgpool")
                 out = qn.run([integer.entry(v, "u8", qp[t]) for v, t in zip(ins, node.inputs)])
             else:
@@ -281,7 +282,7 @@ class IntegerPlanner:
         out = values[self.q.output] if self.q.output in values else self.q.cache[self.q.output]
         return integer.entry(out, "f32", qp.get(self.q.output))
 
-    def correct(self, plan, qp, rule):
+    def correct(self, plan, qp):
         """Shift the bias of each integer convolution of ``plan`` by the
         mean error of its sums as the integer network computes them (its
         inputs carrying the rounding of every integer layer before it), in
@@ -306,12 +307,12 @@ class IntegerPlanner:
             self.iweights[key] = (wi, scales, (bias - shift).astype(np.float32), kind, clip)
             shifts[node.name] = shift
             self._lowered = {k: v for k, v in self._lowered.items() if k[0] != node.name}
-        self.run(plan, qp, rule, before=fix)
+        self.run(plan, qp, before=fix)
         return shifts
 
-    def measure(self, plan, qp, rule):
+    def measure(self, plan, qp):
         """(KL, top-1 agreement) with the float network."""
-        out = self.run(plan, qp, rule)
+        out = self.run(plan, qp)
         ref = self.q.reference
         return kl(ref, out), float((out.argmax(-1) == ref.argmax(-1)).mean())
 
@@ -395,7 +396,7 @@ class IntegerPlanner:
         rules = {}
         for rule in RANGE_RULES:
             qp = self.qparams(rule)
-            rules[rule] = (qp,) + self.measure(exact, qp, rule)
+            rules[rule] = (qp,) + self.measure(exact, qp)
             self.say(f"  activation ranges by {rule}: all {len(exact)} candidate layers in integers, "
                      f"KL {rules[rule][1]:.3g}, top-1 agreement {rules[rule][2] * 100:.0f}%")
         rule = min(RANGE_RULES, key=lambda r: rules[r][1])
@@ -403,7 +404,7 @@ class IntegerPlanner:
         index = {n.name: i for i, n in enumerate(self.nodes)}
         sens = {}
         for count, n in enumerate(self.candidates, 1):
-            sens[n.name] = {lv: kl(self.q.reference, self.run({n.name: lv}, qp, rule, start=index[n.name],
+            sens[n.name] = {lv: kl(self.q.reference, self.run({n.name: lv}, qp, start=index[n.name],
                                                               lone=True))
                             for lv in self.levels(n)[:-1]}
             if count % 10 == 0 or count == len(self.candidates):
@@ -419,7 +420,7 @@ class IntegerPlanner:
 
         def at(k):
             if k not in results:
-                results[k] = self.measure(seq[k], qp, rule)
+                results[k] = self.measure(seq[k], qp)
             return results[k]
         # the first plan of the sequence within budget (bisection: the
         # divergence falls, roughly, along it)
@@ -435,18 +436,18 @@ class IntegerPlanner:
         # regions too small to pay for their conversions go back to float
         # (which can only bring the answers closer to float's)
         chosen = self.worth_it(seq[hi_k], work)
-        total_kl, agree = at(hi_k) if chosen == seq[hi_k] else self.measure(chosen, qp, rule)
+        total_kl, agree = at(hi_k) if chosen == seq[hi_k] else self.measure(chosen, qp)
         # the rule was chosen with every candidate in integers: the layers
         # of the plan may be better served by another
         for other in RANGE_RULES if chosen else ():
             if other != rule:
-                kl_other, agree_other = self.measure(chosen, rules[other][0], other)
+                kl_other, agree_other = self.measure(chosen, rules[other][0])
                 if kl_other < total_kl:
                     total_kl, agree, rule, qp = kl_other, agree_other, other, rules[other][0]
         if chosen:  # bias correction in the integer network, kept where it helps
             saved = dict(self.iweights), dict(self._lowered)
-            self.correct(chosen, qp, rule)
-            kl_c, agree_c = self.measure(chosen, qp, rule)
+            self.correct(chosen, qp)
+            kl_c, agree_c = self.measure(chosen, qp)
             self.say(f"  bias correction in the integer network: KL {total_kl:.2g} -> {kl_c:.2g}")
             if kl_c < total_kl:
                 total_kl, agree = kl_c, agree_c

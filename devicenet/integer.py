@@ -17,6 +17,7 @@ integer node is quantised as the node reads it, and a uint8 value read by a
 float node is dequantised as that node reads it (``entry``).
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -252,6 +253,13 @@ def float_outputs(nodes, integer, output_name):
                 and (n.outputs[0] == output_name or all(r not in integer for r in rs)):
             found.add(n.name)
     return found
+
+
+def float_arithmetic(graph):
+    """The same model with its integer plan set aside: every layer in float
+    arithmetic on its stored weights, as a backend without integer kernels
+    (OpenCL) runs it."""
+    return dataclasses.replace(graph, meta={k: v for k, v in graph.meta.items() if k != "integer"})
 
 
 def spec_of(meta):

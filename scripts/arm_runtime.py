@@ -106,6 +106,7 @@ def logits():
     import devicenet
     from devicenet import format as dnet
     from devicenet.backends import create
+    from devicenet.integer import float_arithmetic
     from devicenet.image import open_image, preprocess
 
     g = dnet.load(devicenet.default_model_path())
@@ -119,8 +120,7 @@ def logits():
     doc = {"logits": run(g)}
     if (g.meta.get("integer") or {}).get("nodes"):
         doc["integer"] = True
-        doc["float_logits"] = run(dnet.Graph({k: v for k, v in g.meta.items() if k != "integer"},
-                                             g.nodes, g.tensors))
+        doc["float_logits"] = run(float_arithmetic(g))
     return doc
 
 

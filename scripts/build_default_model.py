@@ -30,7 +30,6 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
-from devicenet import format  # noqa: E402
 from devicenet.convert import convert  # noqa: E402
 
 SCHEME = "auto"  # the shipped model's weight policy (docs/ACCURACY.md)
@@ -66,7 +65,7 @@ def main():
     with open(out, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     print(f"{out}: {s['file_bytes']:,} bytes, {s['parameters']:,} parameters, sha256 {digest}")
-    batch = format.load(out).meta.get("quantization", {}).get("calibration", {})
+    batch = (s.get("quantization") or {}).get("calibration", {})
     if batch.get("sha256"):
         print(f"calibration batch: {batch['inputs']} inputs, sha256 {batch['sha256']}")
 

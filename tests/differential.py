@@ -117,8 +117,8 @@ def reference_values(graph, x):
     """Every activation of ``graph`` on ``x`` node by node: float nodes by
     the plain op table, a model's integer nodes (``meta["integer"]``) in
     their exact numpy form (integer.Q8Node, the integers every kernel must
-    match), each value converted as the reading node takes it.  Values an
-    integer node writes stay uint8."""
+    match), each value converted as the reading node takes it; every value
+    returned as float32 (an integer node's uint8 output dequantised)."""
     lowered = integer.lower(graph, graph.shapes(x.shape[0]))
     _, qparams = integer.spec_of(graph.meta)
     values = {graph.input_name: x}
@@ -133,12 +133,6 @@ def reference_values(graph, x):
                 out = cpu.OPS[node.op](ins, node.attrs, params)
             values[node.outputs[0]] = out
     return {t: integer.entry(v, "f32", qparams.get(t)) for t, v in values.items()}
-
-
-def without_integer(graph):
-    """The same model with its integer plan set aside: every layer in float
-    arithmetic on the stored weights."""
-    return dnet.Graph({k: v for k, v in graph.meta.items() if k != "integer"}, graph.nodes, graph.tensors)
 
 
 def reference(graph, x):
@@ -290,7 +284,7 @@ def check(blob, name="fuzz.dnet", runs=None, classify=True, batch=2, work_limit=
     # the OpenCL backend runs a model's integer layers in float arithmetic
     # (their stored weights, no activation rounding): its reference is the
     # same file with the integer plan set aside
-    float_refs = references(without_integer(graph)) if graph.meta.get("integer") else refs
+    float_refs = references(integer.float_arithmetic(graph)) if graph.meta.get("integer") else refs
     results = {}
     runs = runs or paths()
     with watchdog(hang_seconds(macs, 2 * len(runs) + 1)):

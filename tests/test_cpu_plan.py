@@ -9,7 +9,7 @@ from devicenet.backends import cpu_kernels
 from devicenet.backends.base import Backend, is_depthwise, last_uses, plan_buffers
 from devicenet.backends.cpu import CPUBackend
 from devicenet.convert.builder import Builder
-from differential import INTEGER_RTOL, reference, without_integer
+from differential import INTEGER_RTOL, reference
 
 
 def plain(backend, x):
@@ -119,7 +119,7 @@ def shipped(path, arithmetic):
     """The shipped model as it is (``integer``: its integer layers too) or
     with its integer plan set aside (``float``)."""
     g = dnet.load(path)
-    return g if arithmetic == "integer" else without_integer(g)
+    return g if arithmetic == "integer" else integer.float_arithmetic(g)
 
 
 def matches_reference(got, g, x, be):
@@ -141,7 +141,7 @@ def matches_reference(got, g, x, be):
     scale = np.abs(want).max()
     err = np.abs(got - want).max()
     assert err <= INTEGER_RTOL * scale, err / scale
-    assert err < 0.75 * np.abs(got - reference(without_integer(g), x)).max()
+    assert err < 0.75 * np.abs(got - reference(integer.float_arithmetic(g), x)).max()
     np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
 
 

@@ -122,11 +122,11 @@ def test_shipped_model_forward_matches_cpu(shipped_model):
     """The OpenCL backend runs the shipped model's integer layers in float
     arithmetic on their stored weights: the CPU backend's answers for the
     same file with its integer plan set aside, to float rounding."""
-    from differential import without_integer
+    from devicenet.integer import float_arithmetic
     from devicenet.model import Model
     ocl = devicenet.load(shipped_model, backend="opencl")
     assert ocl.backend == "opencl"
-    g = without_integer(dnet.load(shipped_model))
+    g = float_arithmetic(dnet.load(shipped_model))
     cpu = Model(g, CPUBackend(g), path=shipped_model)
     x = np.random.default_rng(5).normal(size=(2,) + tuple(ocl.input_shape[1:])).astype(np.float32)
     close(ocl.forward(x), cpu.forward(x))
@@ -254,7 +254,7 @@ def test_integer_models_run_in_float_with_their_stored_weights(tmp_path):
     CPU backend computes the same file with the integer plan set aside
     (which differs from the CPU's integer answers by the activations'
     rounding)."""
-    from devicenet import calibrate, format as dnet
+    from devicenet import calibrate, format as dnet, integer
     from test_integer import SPEC, batch, block_net, free_conversions
     b = block_net()
     meta = {"preprocess": SPEC, "labels": []}
@@ -266,7 +266,7 @@ def test_integer_models_run_in_float_with_their_stored_weights(tmp_path):
     g = dnet.load(path)
     assert g.tensors["depthwise.weight"].encoding == "int16" and "depthwise" in meta["integer"]["nodes"]
     g.meta["output"] = g.nodes[-1].inputs[0]  # the logits
-    plain = dnet.Graph({k: v for k, v in g.meta.items() if k != "integer"}, g.nodes, g.tensors)
+    plain = integer.float_arithmetic(g)
     x = batch(3, 2)
     ocl = create(g, "opencl", fallback=False).run(x)
     close(ocl, CPUBackend(plain).run(x))
