@@ -12,8 +12,11 @@ bits, and the network runs on in float; printed is the KL divergence of
 the class probabilities from the float network's and the top-1
 agreement, on the calibration photos (default: the wallpaper views of
 scripts/eval_photos.py).  Then eight bits everywhere but 12 on one kind of
-tensor at a time, which shows where the bits matter.  The weights stay
-float32 so that what is measured is the activations alone.
+tensor at a time, which shows where the bits matter, and the other way
+round: twelve bits everywhere but eight (per tensor or per channel) on
+one kind, which shows which tensors could be eight-bit maps in a network
+whose others are sixteen-bit.  The weights stay float32 so that what is
+measured is the activations alone.
 """
 
 import argparse
@@ -40,14 +43,16 @@ def rounded(v, lo, hi, bits):
     return ((np.clip(np.round(v / scale) + zero, 0, top) - zero) * scale).astype(np.float32)
 
 
-def run(q, bits_of, per_channel=False):
-    """(KL, top-1 agreement) with each conv/add input t rounded to bits_of(t) bits (None: float)."""
+def run(q, spec_of):
+    """(KL, top-1 agreement) with each conv/add input t rounded as
+    ``spec_of(t)`` says: (bits, per channel), or None for float."""
     values = {q.b.input_name: q.cache[q.b.input_name]}
     for node in q.nodes:
         ins = []
         for t in node.inputs:
-            v, bits = values[t], bits_of(t) if node.op in ("conv", "add") else None
-            if bits:
+            v, spec = values[t], spec_of(t) if node.op in ("conv", "add") else None
+            if spec:
+                bits, per_channel = spec
                 ref = q.cache[t].reshape(-1, q.cache[t].shape[-1]) if per_channel else q.cache[t]
                 axis = 0 if per_channel else None
                 v = rounded(v, ref.min(axis=axis), ref.max(axis=axis), bits)
@@ -74,18 +79,30 @@ def main():
     made_by = {n.outputs[0]: n for n in q.nodes}
     depthwise_in = {n.inputs[0] for n in q.nodes if n.op == "conv" and n.attrs.get("groups", 1) > 1}
     clamped = {t for t, n in made_by.items() if n.attrs.get("activation") in ("relu", "relu6")}
-    rows = [(f"every tensor, {bits} bits{' per channel' if pc else ''}", (lambda t, b=bits: b), pc)
-            for bits in (8, 10, 12) for pc in (False, True) if not (pc and bits > 8)]
+    depthwise_out = clamped - depthwise_in
+    unclamped = set(made_by) - clamped
+    image = q.b.input_name
+    eight, eight_pc = (8, False), (8, True)
+
+    def mixed(kind, low, high):
+        """``low`` on the tensors of ``kind``, ``high`` on the others."""
+        return lambda t: low if t in kind else high
+
+    rows = [(f"every tensor, {bits} bits{' per channel' if pc else ''}", lambda t, s=(bits, pc): s)
+            for bits in (8, 10, 12, 16) for pc in (False, True) if not (pc and bits > 8)]
     rows += [
-        ("8 bits, 12 on the depthwise layers' inputs", lambda t: 12 if t in depthwise_in else 8, False),
-        ("8 bits, 12 on the depthwise layers' outputs", lambda t: 12 if t in clamped - depthwise_in else 8,
-         False),
-        ("8 bits, 12 on the unclamped tensors (projections, adds)",
-         lambda t: 12 if t not in clamped and t != q.b.input_name else 8, False),
+        ("8 bits, 12 on the depthwise layers' inputs", mixed(depthwise_in, (12, False), eight)),
+        ("8 bits, 12 on the depthwise layers' outputs", mixed(depthwise_out, (12, False), eight)),
+        ("8 bits, 12 on the unclamped tensors (projections, adds)", mixed(unclamped, (12, False), eight)),
+        ("12 bits, 8 on the depthwise layers' outputs and the image",
+         mixed(depthwise_out | {image}, eight, (12, False))),
+        ("12 bits, 8 per channel on the depthwise layers' outputs", mixed(depthwise_out, eight_pc, (12, False))),
+        ("12 bits, 8 per channel on the depthwise layers' inputs", mixed(depthwise_in, eight_pc, (12, False))),
+        ("12 bits, 8 per channel on every ReLU6 output", mixed(clamped, eight_pc, (12, False))),
     ]
     print(f"{args.variant}, {len(q.reference)} inputs, weights float32, activations rounded:")
-    for label, bits_of, pc in rows:
-        d, agree = run(q, bits_of, pc)
+    for label, spec_of in rows:
+        d, agree = run(q, spec_of)
         print(f"  {label:58s} KL {d:.2g}  top-1 agreement {agree * 100:.0f}%", flush=True)
 
 

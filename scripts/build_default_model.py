@@ -12,7 +12,10 @@ wallpapers of four Debian packages (scripts/eval_photos.py, fetched with
 ``apt-get download`` into ``--cache``), 48 of them spread over the set.
 ``--calibrate DIR`` measures on other photos instead (a different model),
 ``--arithmetic float`` builds the float-arithmetic model, which needs no
-photos.
+photos, and ``--kl-budget`` another integer plan from the same photos:
+``--kl-budget 10 -o lite0-int8.dnet`` puts every layer that gains in
+integers, faster than the shipped model and keeping fewer of the float
+network's answers (92% against 98%, docs/ACCURACY.md).
 
 The conversion is deterministic: the same package, photos and devicenet
 version give the same file.  Its SHA-256 is printed to compare with the
@@ -52,6 +55,8 @@ def main():
                     help="photos to measure on (default: the wallpaper views, fetched into --cache; "
                          "with --arithmetic float, the built-in set)")
     ap.add_argument("--cache", help="where the Debian packages and photos go (default: scripts/eval_photos.py's)")
+    ap.add_argument("--kl-budget", type=float, metavar="KL",
+                    help="the integer plan's budget (default: the converter's, which the shipped model uses)")
     ap.add_argument("-o", "--output", help="default: models/efficientnet-VARIANT.dnet")
     args = ap.parse_args()
     out = args.output or os.path.join(os.path.dirname(HERE), "models", f"efficientnet-{args.variant}.dnet")
@@ -60,7 +65,7 @@ def main():
         import eval_photos
         calibrate = os.path.dirname(eval_photos.large_photos(args.cache or eval_photos.DEFAULT_CACHE)[0])
     s = convert(checkpoint(args.variant), out, weights=args.weights, arithmetic=args.arithmetic,
-                calibrate=calibrate,
+                calibrate=calibrate, kl_budget=args.kl_budget,
                 progress=lambda m: print(m, file=sys.stderr))
     with open(out, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
