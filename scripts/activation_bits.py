@@ -72,7 +72,7 @@ def main():
     photos = args.calibrate
     if photos is None:
         import eval_photos
-        photos = os.path.dirname(eval_photos.large_photos(eval_photos.DEFAULT_CACHE)[0])
+        photos = eval_photos.large_folder(eval_photos.DEFAULT_CACHE)
     b, meta = import_model(checkpoint(args.variant))
     spec = meta.get("preprocess") or default_spec(b.input_shape[1])
     q = Quantizer(b, calibration_inputs(spec, photos, args.images))
@@ -82,7 +82,7 @@ def main():
     depthwise_out = clamped - depthwise_in
     unclamped = set(made_by) - clamped
     image = q.b.input_name
-    eight, eight_pc = (8, False), (8, True)
+    eight, eight_pc, twelve = (8, False), (8, True), (12, False)
 
     def mixed(kind, low, high):
         """``low`` on the tensors of ``kind``, ``high`` on the others."""
@@ -91,14 +91,14 @@ def main():
     rows = [(f"every tensor, {bits} bits{' per channel' if pc else ''}", lambda t, s=(bits, pc): s)
             for bits in (8, 10, 12, 16) for pc in (False, True) if not (pc and bits > 8)]
     rows += [
-        ("8 bits, 12 on the depthwise layers' inputs", mixed(depthwise_in, (12, False), eight)),
-        ("8 bits, 12 on the depthwise layers' outputs", mixed(depthwise_out, (12, False), eight)),
-        ("8 bits, 12 on the unclamped tensors (projections, adds)", mixed(unclamped, (12, False), eight)),
+        ("8 bits, 12 on the depthwise layers' inputs", mixed(depthwise_in, twelve, eight)),
+        ("8 bits, 12 on the depthwise layers' outputs", mixed(depthwise_out, twelve, eight)),
+        ("8 bits, 12 on the unclamped tensors (projections, adds)", mixed(unclamped, twelve, eight)),
         ("12 bits, 8 on the depthwise layers' outputs and the image",
-         mixed(depthwise_out | {image}, eight, (12, False))),
-        ("12 bits, 8 per channel on the depthwise layers' outputs", mixed(depthwise_out, eight_pc, (12, False))),
-        ("12 bits, 8 per channel on the depthwise layers' inputs", mixed(depthwise_in, eight_pc, (12, False))),
-        ("12 bits, 8 per channel on every ReLU6 output", mixed(clamped, eight_pc, (12, False))),
+         mixed(depthwise_out | {image}, eight, twelve)),
+        ("12 bits, 8 per channel on the depthwise layers' outputs", mixed(depthwise_out, eight_pc, twelve)),
+        ("12 bits, 8 per channel on the depthwise layers' inputs", mixed(depthwise_in, eight_pc, twelve)),
+        ("12 bits, 8 per channel on every ReLU6 output", mixed(clamped, eight_pc, twelve)),
     ]
     print(f"{args.variant}, {len(q.reference)} inputs, weights float32, activations rounded:")
     for label, spec_of in rows:

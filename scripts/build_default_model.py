@@ -63,7 +63,7 @@ def main():
     calibrate = args.calibrate
     if args.arithmetic == "auto" and calibrate is None:
         import eval_photos
-        calibrate = os.path.dirname(eval_photos.large_photos(args.cache or eval_photos.DEFAULT_CACHE)[0])
+        calibrate = eval_photos.large_folder(args.cache or eval_photos.DEFAULT_CACHE)
     s = convert(checkpoint(args.variant), out, weights=args.weights, arithmetic=args.arithmetic,
                 calibrate=calibrate, kl_budget=args.kl_budget,
                 progress=lambda m: print(m, file=sys.stderr))

@@ -231,6 +231,12 @@ def large_photos(cache):
     return paths
 
 
+def large_folder(cache):
+    """The folder of ``large_photos`` (written first): the calibration set
+    of the shipped model."""
+    return os.path.dirname(large_photos(cache)[0])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", default=DEFAULT_CACHE, help="where packages and photos go (default: %(default)s)")
